@@ -1,0 +1,1 @@
+"""MLOps pipelines on Airflow."""

@@ -1,0 +1,120 @@
+"""Build each pipeline's Airflow DAGs from its config: `<name>_daily` and `<name>_retrain`.
+
+Cheap to import and to call: only Airflow's authoring API and the operators' light modules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+from mlops.config import REPO_ROOT, PipelineConfig, load_all
+from mlops.operators import (
+    AssembleTrainingWindowOperator,
+    EvaluateOperator,
+    IngestOperator,
+    PromoteOperator,
+    RecalibrateOperator,
+    ScoreOperator,
+    TrainOperator,
+    ValidateOperator,
+)
+
+MAIL_TEMPLATE = REPO_ROOT / "include" / "templates" / "failure_mail.html"
+MAIL_SUBJECT = (
+    "[mlops] {{ dag.dag_id }}.{{ ti.task_id }} failed"
+    "{% if data_interval_start %} for {{ data_interval_start.strftime('%Y-%m-%d') }}"
+    "{% if data_interval_end and (data_interval_end - data_interval_start).days > 1 %}"
+    "..{{ data_interval_end.strftime('%Y-%m-%d') }}{% endif %}{% endif %}"
+)
+DATE_PARAM = {"type": ["null", "string"], "format": "date"}
+
+
+def failure_notifier(cfg: PipelineConfig):
+    """Mail to the pipeline's alert list when a task fails (SMTP connection `smtp_default`)."""
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    return SmtpNotifier(to=cfg.alerts.email, subject=MAIL_SUBJECT, template=str(MAIL_TEMPLATE))
+
+
+def default_args(cfg: PipelineConfig) -> dict:
+    return {
+        "owner": cfg.owner_email or "mlops",
+        "retries": cfg.alerts.retries,
+        "retry_delay": dt.timedelta(seconds=cfg.alerts.retry_delay_seconds),
+        "on_failure_callback": [failure_notifier(cfg)],
+    }
+
+
+def _start(cfg: PipelineConfig) -> dt.datetime:
+    return dt.datetime.combine(cfg.schedules.start_date, dt.time(), tzinfo=dt.UTC)
+
+
+def daily_dag(cfg: PipelineConfig) -> DAG:
+    """ingest -> validate -> score, one run per day."""
+    with DAG(
+        dag_id=f"{cfg.name}_daily",
+        description=f"{cfg.name}: ingest, validate and score one day. {cfg.description}",
+        schedule=CronDataIntervalTimetable(cfg.schedules.daily, timezone="UTC"),
+        start_date=_start(cfg),
+        catchup=False,
+        max_active_runs=4,
+        default_args=default_args(cfg),
+        tags=["mlops", cfg.name, "daily"],
+        doc_md=Path(__file__).with_name("dag_docs.md").read_text().split("## retrain")[0],
+        params={
+            "start": Param(None, description="First day to process (YYYY-MM-DD); empty: the run's data interval", **DATE_PARAM),
+            "end": Param(None, description="Day after the last day to process (exclusive)", **DATE_PARAM),
+            "model_version": Param(None, type=["null", "string"], pattern=r"^[0-9]+$",
+                                   description="Score with this registered version instead of the champion"),
+        },
+    ) as dag:
+        ingest = IngestOperator(task_id="ingest", pipeline=cfg.name)
+        validate = ValidateOperator(task_id="validate", pipeline=cfg.name)
+        score = ScoreOperator(task_id="score", pipeline=cfg.name)
+        ingest >> validate >> score
+    return dag
+
+
+def retrain_dag(cfg: PipelineConfig) -> DAG:
+    """assemble -> validate -> train -> recalibrate -> evaluate -> promote, weekly."""
+    with DAG(
+        dag_id=f"{cfg.name}_retrain",
+        description=f"{cfg.name}: train a challenger on the latest window and promote it if it passes the gates.",
+        schedule=CronDataIntervalTimetable(cfg.schedules.retrain, timezone="UTC"),
+        start_date=_start(cfg),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(cfg),
+        tags=["mlops", cfg.name, "retrain"],
+        doc_md="## retrain" + Path(__file__).with_name("dag_docs.md").read_text().split("## retrain")[1],
+        params={
+            "window_start": Param(None, description="Train on this window instead (first day, YYYY-MM-DD)", **DATE_PARAM),
+            "window_end": Param(None, description="End of that window (exclusive)", **DATE_PARAM),
+            "force_retrain": Param(False, type="boolean", description="Train even when data, config and code are unchanged"),
+            "allow_promotion": Param(True, type="boolean", description="Let a passing challenger become champion"),
+            "model_kind": Param(cfg.training.model.kind, enum=["hist_gradient_boosting", "logistic_regression"],
+                                description="Kind of model to train"),
+            "threshold_policy": Param(cfg.threshold.policy, enum=["max_f1", "recall_at_precision"],
+                                      description="How to choose the decision threshold"),
+        },
+    ) as dag:
+        assemble = AssembleTrainingWindowOperator(task_id="assemble", pipeline=cfg.name)
+        validate = ValidateOperator(task_id="validate", pipeline=cfg.name, training_task_id="assemble")
+        train = TrainOperator(task_id="train", pipeline=cfg.name, assemble_task_id="assemble")
+        recalibrate = RecalibrateOperator(task_id="recalibrate", pipeline=cfg.name, train_task_id="train")
+        evaluate = EvaluateOperator(task_id="evaluate", pipeline=cfg.name, train_task_id="train")
+        promote = PromoteOperator(task_id="promote", pipeline=cfg.name, train_task_id="train", evaluate_task_id="evaluate")
+        assemble >> validate >> train >> recalibrate >> evaluate >> promote
+    return dag
+
+
+def build_all(config_dir: str | Path | None = None) -> dict[str, DAG]:
+    """Every DAG of every pipeline config, by dag_id."""
+    dags: dict[str, DAG] = {}
+    for cfg in load_all(config_dir):
+        for dag in (daily_dag(cfg), retrain_dag(cfg)):
+            dags[dag.dag_id] = dag
+    return dags

@@ -1,0 +1,21 @@
+"""One Airflow operator per stage. Light at import: stage code is imported inside `execute`."""
+
+from mlops.operators.data import IngestOperator, ScoreOperator, ValidateOperator
+from mlops.operators.model import (
+    AssembleTrainingWindowOperator,
+    EvaluateOperator,
+    PromoteOperator,
+    RecalibrateOperator,
+    TrainOperator,
+)
+
+__all__ = [
+    "AssembleTrainingWindowOperator",
+    "EvaluateOperator",
+    "IngestOperator",
+    "PromoteOperator",
+    "RecalibrateOperator",
+    "ScoreOperator",
+    "TrainOperator",
+    "ValidateOperator",
+]

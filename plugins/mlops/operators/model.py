@@ -1,0 +1,114 @@
+"""Operators of the model stages: assemble, train, recalibrate, evaluate, promote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from mlops.operators.base import PipelineOperator
+
+WINDOW_PARAMS = {"start_param": "window_start", "end_param": "window_end"}
+
+
+def _window(interval_key: str):
+    from mlops.interval import Interval
+
+    return Interval.parse(interval_key)
+
+
+class AssembleTrainingWindowOperator(PipelineOperator):
+    """Assemble the training window that ends with the run's data interval (or params window_start/end)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.assemble import assemble, training_window
+
+        cfg = self.config()
+        params = context.get("params") or {}
+        interval = self.interval(context, **WINDOW_PARAMS)
+        window = interval if params.get("window_start") else training_window(cfg, interval)
+        ts = assemble(cfg, window, context.get("run_id"))
+        self.log.info("training window %s: %d rows, excluded %s", ts.key, ts.rows, ts.excluded or "nothing")
+        return {"training_key": ts.key, "days": ts.days, "excluded": ts.excluded, "rows": ts.rows}
+
+
+class TrainOperator(PipelineOperator):
+    """Train a challenger on the assembled window and register it."""
+
+    def __init__(self, *, assemble_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.assemble_task_id = assemble_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.train import train
+
+        cfg = self.config()
+        kind = (context.get("params") or {}).get("model_kind")
+        if kind and kind != cfg.training.model.kind:
+            cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"model": cfg.training.model.model_copy(update={"kind": kind, "params": {}})})})
+        assembled = self.pulled(context, self.assemble_task_id)
+        result = train(cfg, assembled["training_key"], _window(assembled["training_key"]), context.get("run_id"))
+        self.log.info("registered %s version %s (run %s)", result.model_name, result.version, result.run_id)
+        return {"run_id": result.run_id, "version": result.version, "training_key": result.training_key}
+
+
+class _AfterTraining(PipelineOperator):
+    def __init__(self, *, train_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.train_task_id = train_task_id
+
+
+class RecalibrateOperator(_AfterTraining):
+    """Choose the challenger's decision threshold on the calibration window."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.config import Threshold
+        from mlops.stages.recalibrate import InfeasibleThreshold, recalibrate
+
+        cfg = self.config()
+        trained = self.pulled(context, self.train_task_id)
+        policy_name = (context.get("params") or {}).get("threshold_policy")
+        policy = Threshold(policy=policy_name, min_precision=cfg.threshold.min_precision) if policy_name else None
+        try:
+            choice = recalibrate(cfg, trained["training_key"], _window(trained["training_key"]), trained["version"], policy)
+        except InfeasibleThreshold as exc:
+            raise AirflowFailException(str(exc)) from None
+        self.log.info("threshold %.4f by %s (precision %.3f, recall %.3f)", choice.threshold, choice.policy,
+                      choice.precision, choice.recall)
+        return {"threshold": choice.threshold, "policy": choice.policy}
+
+
+class EvaluateOperator(_AfterTraining):
+    """Evaluate challenger and champion per slice on the same evaluation rows."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.evaluate import evaluate
+
+        trained = self.pulled(context, self.train_task_id)
+        result = evaluate(self.config(), trained["training_key"], _window(trained["training_key"]), trained["version"])
+        self.log.info("evaluation on %d rows: %s", result.rows, result.overall)
+        return {"overall": result.overall, "champion_version": result.champion_version}
+
+
+class PromoteOperator(_AfterTraining):
+    """Move the `champion` alias to the challenger when every gate passes."""
+
+    def __init__(self, *, evaluate_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.evaluate_task_id = evaluate_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.promote import promote
+
+        trained = self.pulled(context, self.train_task_id)
+        evaluated = self.pulled(context, self.evaluate_task_id)
+        params = context.get("params") or {}
+        dag_run = context.get("dag_run")
+        triggered_by = str(getattr(dag_run, "run_type", "") or "unknown")
+        decision = promote(self.config(), trained["version"], evaluated["overall"],
+                           allow_promotion=bool(params.get("allow_promotion", True)), triggered_by=triggered_by,
+                           airflow_run_id=context.get("run_id"))
+        for reason in decision.reasons:
+            self.log.info(reason)
+        return {"promoted": decision.promoted, "version": decision.challenger_version,
+                "previous_champion": decision.champion_version, "reasons": decision.reasons}

@@ -1,0 +1,1 @@
+"""Data sources a pipeline can ingest from."""

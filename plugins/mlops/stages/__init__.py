@@ -1,0 +1,1 @@
+"""The seven stages: plain Python, no Airflow import, typed inputs and outputs."""
