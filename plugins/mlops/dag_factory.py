@@ -24,7 +24,7 @@ from mlops.operators import (
 
 MAIL_TEMPLATE = REPO_ROOT / "include" / "templates" / "failure_mail.html"
 MAIL_SUBJECT = (
-    "[mlops] {{ dag.dag_id }}.{{ ti.task_id }} failed"
+    "{{ dag.dag_id }}.{{ ti.task_id }} failed"
     "{% if data_interval_start %} for {{ data_interval_start.strftime('%Y-%m-%d') }}"
     "{% if data_interval_end and (data_interval_end - data_interval_start).days > 1 %}"
     "..{{ data_interval_end.strftime('%Y-%m-%d') }}{% endif %}{% endif %}"
@@ -34,9 +34,10 @@ DATE_PARAM = {"type": ["null", "string"], "format": "date"}
 
 def failure_notifier(cfg: PipelineConfig):
     """Mail to the pipeline's alert list when a task fails (SMTP connection `smtp_default`)."""
-    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+    from mlops.notify import FailureMailNotifier
 
-    return SmtpNotifier(to=cfg.alerts.email, subject=MAIL_SUBJECT, template=str(MAIL_TEMPLATE))
+    html = MAIL_TEMPLATE.read_text().replace("__PIPELINE__", cfg.name)
+    return FailureMailNotifier(to=cfg.alerts.email, subject=f"[mlops] {cfg.name}: {MAIL_SUBJECT}", html_content=html)
 
 
 def default_args(cfg: PipelineConfig) -> dict:

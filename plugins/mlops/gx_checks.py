@@ -63,10 +63,10 @@ def run_suite(suite, df: pd.DataFrame) -> list[dict[str, Any]]:
         res = r.result or {}
         observed = res.get("observed_value")
         if observed is None and "unexpected_percent" in res:
-            observed = {
-                "unexpected_percent": round(float(res["unexpected_percent"] or 0.0), 3),
-                "examples": [str(x) for x in (res.get("partial_unexpected_list") or [])[:5]],
-            }
+            examples = [str(x) for x in (res.get("partial_unexpected_list") or [])[:5] if x == x]  # drop NaN
+            observed = {"unexpected_percent": round(float(res["unexpected_percent"] or 0.0), 3)}
+            if examples:
+                observed["examples"] = examples
         error = (r.exception_info or {}).get("exception_message") if not r.success else None
         checks.append(
             {

@@ -36,8 +36,12 @@ def load_dags() -> dict:
     return build_all()
 
 
-def run(dag, interval: Interval, conf: dict[str, Any] | None = None) -> RunOutcome:
-    """One `dag.test()` run whose data interval is `interval` (its logical date is the interval's end)."""
+def run(dag_id: str, interval: Interval, conf: dict[str, Any] | None = None) -> RunOutcome:
+    """One `dag.test()` run whose data interval is `interval` (its logical date is the interval's end).
+
+    The DAG is built afresh for every run: `dag.test()` leaves the run's params on the DAG object.
+    """
+    dag = load_dags()[dag_id]
     logical_date = dt.datetime.combine(interval.end, dt.time(), tzinfo=dt.UTC)
     dag_run = dag.test(logical_date=logical_date, run_conf=conf or {})
     tasks, xcoms = {}, {}

@@ -1,0 +1,60 @@
+"""The `mlops` command line: demo, status, rollback, history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlops", description="MLOps pipelines on Apache Airflow and MLflow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the whole chain on the bundled flights of 2013")
+    demo.add_argument("--pipeline", default="flights")
+    demo.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
+    st = sub.add_parser("status", help="champion, last intervals and open alerts per pipeline")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    rb = sub.add_parser("rollback", help="give the champion alias back to an earlier version")
+    rb.add_argument("pipeline")
+    rb.add_argument("--to-version", help="version to restore (default: previous_champion)")
+    rb.add_argument("--reason", default="")
+    hist = sub.add_parser("history", help="the audit trail of promotions and rollbacks")
+    hist.add_argument("pipeline")
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        from mlops.demo import run_demo
+
+        return run_demo(args.pipeline, quiet=not args.verbose)
+    if args.command == "status":
+        from mlops.config import load_all
+        from mlops.status import status
+
+        report = status(load_all())
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            for name, s in report["pipelines"].items():
+                print(f"{name}: champion v{s['champion']['version']} threshold {s['champion']['threshold']}; "
+                      f"ingested {s['last_ingested']}, validated {s['last_validated']}, scored {s['last_scored']}; "
+                      f"{len(s['open_alerts'])} open alerts")
+        return 0
+    if args.command == "rollback":
+        from mlops.config import load_pipeline
+        from mlops.stages.promote import rollback
+
+        version = rollback(load_pipeline(args.pipeline), args.to_version, triggered_by="cli", reason=args.reason)
+        print(f"{args.pipeline}: champion is now version {version}")
+        return 0
+    if args.command == "history":
+        from mlops.audit import history
+
+        for event in history(args.pipeline):
+            print(json.dumps(event))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
