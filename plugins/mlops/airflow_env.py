@@ -14,8 +14,14 @@ from mlops.paths import mlops_home
 
 def smtp_connection(host: str, port: int, from_email: str = "mlops@localhost") -> str:
     """The `AIRFLOW_CONN_SMTP_DEFAULT` value for a plain SMTP server (no TLS), e.g. a local sink."""
-    return json.dumps({"conn_type": "smtp", "host": host, "port": port,
-                       "extra": {"disable_tls": True, "disable_ssl": True, "from_email": from_email}})
+    return json.dumps(
+        {
+            "conn_type": "smtp",
+            "host": host,
+            "port": port,
+            "extra": {"disable_tls": True, "disable_ssl": True, "from_email": from_email},
+        }
+    )
 
 
 def configure(parallelism: int = 4) -> dict[str, str]:

@@ -16,7 +16,12 @@ def audit_path(pipeline: str):
 
 def record(pipeline: str, event: str, **fields: Any) -> dict[str, Any]:
     """Append one event; a single O_APPEND write, so concurrent writers never interleave lines."""
-    entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "pipeline": pipeline, "event": event, **fields}
+    entry = {
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "pipeline": pipeline,
+        "event": event,
+        **fields,
+    }
     path = audit_path(pipeline)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

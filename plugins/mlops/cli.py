@@ -36,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report, indent=2))
         else:
             for name, s in report["pipelines"].items():
-                print(f"{name}: champion v{s['champion']['version']} threshold {s['champion']['threshold']}; "
-                      f"ingested {s['last_ingested']}, validated {s['last_validated']}, scored {s['last_scored']}; "
-                      f"{len(s['open_alerts'])} open alerts")
+                print(
+                    f"{name}: champion v{s['champion']['version']} threshold {s['champion']['threshold']}; "
+                    f"ingested {s['last_ingested']}, validated {s['last_validated']}, scored {s['last_scored']}; "
+                    f"{len(s['open_alerts'])} open alerts"
+                )
         return 0
     if args.command == "rollback":
         from mlops.config import load_pipeline

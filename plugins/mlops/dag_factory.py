@@ -66,10 +66,16 @@ def daily_dag(cfg: PipelineConfig) -> DAG:
         tags=["mlops", cfg.name, "daily"],
         doc_md=Path(__file__).with_name("dag_docs.md").read_text().split("## retrain")[0],
         params={
-            "start": Param(None, description="First day to process (YYYY-MM-DD); empty: the run's data interval", **DATE_PARAM),
+            "start": Param(
+                None, description="First day to process (YYYY-MM-DD); empty: the run's data interval", **DATE_PARAM
+            ),
             "end": Param(None, description="Day after the last day to process (exclusive)", **DATE_PARAM),
-            "model_version": Param(None, type=["null", "string"], pattern=r"^[0-9]+$",
-                                   description="Score with this registered version instead of the champion"),
+            "model_version": Param(
+                None,
+                type=["null", "string"],
+                pattern=r"^[0-9]+$",
+                description="Score with this registered version instead of the champion",
+            ),
         },
     ) as dag:
         ingest = IngestOperator(task_id="ingest", pipeline=cfg.name)
@@ -92,14 +98,24 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
         tags=["mlops", cfg.name, "retrain"],
         doc_md="## retrain" + Path(__file__).with_name("dag_docs.md").read_text().split("## retrain")[1],
         params={
-            "window_start": Param(None, description="Train on this window instead (first day, YYYY-MM-DD)", **DATE_PARAM),
+            "window_start": Param(
+                None, description="Train on this window instead (first day, YYYY-MM-DD)", **DATE_PARAM
+            ),
             "window_end": Param(None, description="End of that window (exclusive)", **DATE_PARAM),
-            "force_retrain": Param(False, type="boolean", description="Train even when data, config and code are unchanged"),
+            "force_retrain": Param(
+                False, type="boolean", description="Train even when data, config and code are unchanged"
+            ),
             "allow_promotion": Param(True, type="boolean", description="Let a passing challenger become champion"),
-            "model_kind": Param(cfg.training.model.kind, enum=["hist_gradient_boosting", "logistic_regression"],
-                                description="Kind of model to train"),
-            "threshold_policy": Param(cfg.threshold.policy, enum=["max_f1", "recall_at_precision"],
-                                      description="How to choose the decision threshold"),
+            "model_kind": Param(
+                cfg.training.model.kind,
+                enum=["hist_gradient_boosting", "logistic_regression"],
+                description="Kind of model to train",
+            ),
+            "threshold_policy": Param(
+                cfg.threshold.policy,
+                enum=["max_f1", "recall_at_precision"],
+                description="How to choose the decision threshold",
+            ),
         },
     ) as dag:
         assemble = AssembleTrainingWindowOperator(task_id="assemble", pipeline=cfg.name)
@@ -107,7 +123,9 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
         train = TrainOperator(task_id="train", pipeline=cfg.name, assemble_task_id="assemble")
         recalibrate = RecalibrateOperator(task_id="recalibrate", pipeline=cfg.name, train_task_id="train")
         evaluate = EvaluateOperator(task_id="evaluate", pipeline=cfg.name, train_task_id="train")
-        promote = PromoteOperator(task_id="promote", pipeline=cfg.name, train_task_id="train", evaluate_task_id="evaluate")
+        promote = PromoteOperator(
+            task_id="promote", pipeline=cfg.name, train_task_id="train", evaluate_task_id="evaluate"
+        )
         assemble >> validate >> train >> recalibrate >> evaluate >> promote
     return dag
 

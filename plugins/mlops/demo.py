@@ -81,8 +81,14 @@ def _run_chain(pipeline: str, quiet: bool) -> list:
     with redirect_stdout(io.StringIO()):
         runs.init_db()
     daily, retrain = f"{pipeline}_daily", f"{pipeline}_retrain"
-    outcomes = [step(f"{retrain} {FIRST_TRAINING.key}", retrain, FIRST_TRAINING,
-                     {"window_start": FIRST_TRAINING.start.isoformat(), "window_end": FIRST_TRAINING.end.isoformat()})]
+    outcomes = [
+        step(
+            f"{retrain} {FIRST_TRAINING.key}",
+            retrain,
+            FIRST_TRAINING,
+            {"window_start": FIRST_TRAINING.start.isoformat(), "window_end": FIRST_TRAINING.end.isoformat()},
+        )
+    ]
     for day in DAILY.days():
         outcomes.append(step(f"{daily} {day}", daily, Interval(day, day + dt.timedelta(days=1))))
         if day + dt.timedelta(days=1) == RETRAIN_WEEK.end:
@@ -101,8 +107,11 @@ def summary(pipeline: str, outcomes: list, mails: list, seconds: float) -> str:
     st = pipeline_status(cfg)
     champion = st["champion"]
     lines = ["", f"=== mlops demo: pipeline {pipeline} ({seconds:.0f} s) ===", ""]
-    lines.append(f"Champion: {pipeline} version {champion['version']}, threshold {champion['threshold']:.4f}"
-                 if champion["version"] else "Champion: none")
+    lines.append(
+        f"Champion: {pipeline} version {champion['version']}, threshold {champion['threshold']:.4f}"
+        if champion["version"]
+        else "Champion: none"
+    )
     for o in outcomes:
         if o.dag_id.endswith("_retrain") and "promote" in o.xcoms:
             p = o.xcoms["promote"]
@@ -111,8 +120,11 @@ def summary(pipeline: str, outcomes: list, mails: list, seconds: float) -> str:
             lines += [f"      {r}" for r in p["reasons"]]
     last_retrain = next((o for o in reversed(outcomes) if o.dag_id.endswith("_retrain") and "train" in o.xcoms), None)
     if last_retrain:
-        lines += ["", f"Last evaluation (version {last_retrain.xcoms['train']['version']}, evaluation window of "
-                      f"{last_retrain.xcoms['train']['training_key']}):"]
+        lines += [
+            "",
+            f"Last evaluation (version {last_retrain.xcoms['train']['version']}, evaluation window of "
+            f"{last_retrain.xcoms['train']['training_key']}):",
+        ]
         lines += _slice_table(registry, last_retrain.xcoms["train"]["run_id"])
     lines += ["", "Validation per day:"]
     scored_rows = 0
@@ -126,17 +138,25 @@ def summary(pipeline: str, outcomes: list, mails: list, seconds: float) -> str:
             continue
         failed = [c for c in report["checks"] if not c["success"] and c["severity"] == "error"]
         warnings = [c for c in report["checks"] if not c["success"] and c["severity"] == "warning"]
-        verdict = "passed" if not failed else "FAILED: " + "; ".join(
-            f"{c['check']}[{c['column']}] observed {c['observed']}" for c in failed)
-        lines.append(f"  {day}  {report['rows']:4d} rows  {verdict}  ({len(warnings)} drift warnings)  "
-                     f"{'scored ' + str(rows) if rows else 'NOT SCORED'}")
+        verdict = (
+            "passed"
+            if not failed
+            else "FAILED: " + "; ".join(f"{c['check']}[{c['column']}] observed {c['observed']}" for c in failed)
+        )
+        lines.append(
+            f"  {day}  {report['rows']:4d} rows  {verdict}  ({len(warnings)} drift warnings)  "
+            f"{'scored ' + str(rows) if rows else 'NOT SCORED'}"
+        )
     lines += ["", f"Scored rows: {scored_rows} (predictions in {mlops_home() / 'lake' / pipeline / 'predictions'})"]
     lines += ["", f"Alert mails sent: {len(mails)} (kept in {mail_dir()})"]
     lines += [f"  Subject: {m['Subject']}" for m in mails]
-    lines += ["", "Where to look:",
-              f"  MLflow UI:   uv run mlflow ui --backend-store-uri sqlite:///{mlops_home() / 'mlflow' / 'mlflow.db'}",
-              f"  Lake:        {mlops_home() / 'lake' / pipeline}",
-              "  Status:      uv run mlops status --json"]
+    lines += [
+        "",
+        "Where to look:",
+        f"  MLflow UI:   uv run mlflow ui --backend-store-uri sqlite:///{mlops_home() / 'mlflow' / 'mlflow.db'}",
+        f"  Lake:        {mlops_home() / 'lake' / pipeline}",
+        "  Status:      uv run mlops status --json",
+    ]
     return "\n".join(lines)
 
 

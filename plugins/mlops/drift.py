@@ -30,7 +30,7 @@ def _numeric_fractions(values: pd.Series, edges) -> list[float]:
     arr = values.to_numpy(dtype="float64", na_value=np.nan)
     missing = np.isnan(arr)
     idx = np.searchsorted(np.asarray(edges, dtype="float64"), arr[~missing], side="right")
-    counts = np.bincount(idx, minlength=len(edges) + 1).tolist() + [int(missing.sum())]
+    counts = [*np.bincount(idx, minlength=len(edges) + 1).tolist(), int(missing.sum())]
     total = max(len(arr), 1)
     return [c / total for c in counts]
 

@@ -24,7 +24,9 @@ def _context():
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch_definition = (
-        context.data_sources.add_pandas("mlops").add_dataframe_asset("partition").add_batch_definition_whole_dataframe("all")
+        context.data_sources.add_pandas("mlops")
+        .add_dataframe_asset("partition")
+        .add_batch_definition_whole_dataframe("all")
     )
     return gx, batch_definition
 
@@ -37,7 +39,9 @@ def build_suite(cfg: PipelineConfig, n_days: int = 1):
     suite = gx.ExpectationSuite(name=f"{cfg.name}_partition")
     required = sorted({"row_key", cfg.source.date_column, cfg.target.column, *cfg.features.all, *cfg.slices})
     suite.add_expectation(E.ExpectTableColumnsToMatchSet(column_set=required, exact_match=False))
-    suite.add_expectation(E.ExpectTableRowCountToBeBetween(min_value=v.min_rows * n_days, max_value=v.max_rows * n_days))
+    suite.add_expectation(
+        E.ExpectTableRowCountToBeBetween(min_value=v.min_rows * n_days, max_value=v.max_rows * n_days)
+    )
     suite.add_expectation(E.ExpectColumnValuesToBeUnique(column="row_key"))
     suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=cfg.target.column, mostly=v.label_completeness))
     for col in cfg.features.categorical:

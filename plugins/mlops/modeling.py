@@ -36,11 +36,22 @@ def build_estimator(model: Model, features: Features) -> Pipeline:
         pre = ColumnTransformer(
             [("categorical", encoder, cat), ("numeric", "passthrough", num)], verbose_feature_names_out=False
         ).set_output(transform="pandas")
-        return Pipeline([("preprocess", pre), ("classifier", HistGradientBoostingClassifier(categorical_features=cat, **model.params))])
+        return Pipeline(
+            [
+                ("preprocess", pre),
+                ("classifier", HistGradientBoostingClassifier(categorical_features=cat, **model.params)),
+            ]
+        )
     pre = ColumnTransformer(
         [
-            ("categorical", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
-                                          OneHotEncoder(handle_unknown="ignore", min_frequency=20)), cat),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="missing"),
+                    OneHotEncoder(handle_unknown="ignore", min_frequency=20),
+                ),
+                cat,
+            ),
             ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), num),
         ]
     )

@@ -22,9 +22,14 @@ def pipeline_status(cfg: PipelineConfig) -> dict[str, Any]:
                 reports[path.stem] = lake.read_json(path)
     validated = [k for k, r in reports.items() if r["success"]]
     alerts = [
-        {"interval": k, "failed_checks": [f"{c['check']}[{c['column']}]" for c in r["checks"]
-                                          if not c["success"] and c["severity"] == "error"]}
-        for k, r in reports.items() if not r["success"]
+        {
+            "interval": k,
+            "failed_checks": [
+                f"{c['check']}[{c['column']}]" for c in r["checks"] if not c["success"] and c["severity"] == "error"
+            ],
+        }
+        for k, r in reports.items()
+        if not r["success"]
     ]
     scored = lake.list_partitions(predictions_dir(cfg.name))
     ingested = lake.list_partitions(raw_dir(cfg.name))

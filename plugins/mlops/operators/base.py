@@ -35,7 +35,9 @@ class PipelineOperator(BaseOperator):
             try:
                 return Interval(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
             except ValueError as exc:
-                raise AirflowFailException(f"bad date range {start_param}={start!r}, {end_param}={end!r}: {exc}") from None
+                raise AirflowFailException(
+                    f"bad date range {start_param}={start!r}, {end_param}={end!r}: {exc}"
+                ) from None
         interval_start, interval_end = context.get("data_interval_start"), context.get("data_interval_end")
         if interval_start is None or interval_end is None:
             raise AirflowFailException(

@@ -37,7 +37,9 @@ class ValidateOperator(PipelineOperator):
         reference, reference_name = champion_reference(cfg)
         if self.training_task_id:
             assembled = self.pulled(context, self.training_task_id)
-            report = validate_training_set(cfg, assembled["training_key"], len(assembled["days"]), reference, reference_name)
+            report = validate_training_set(
+                cfg, assembled["training_key"], len(assembled["days"]), reference, reference_name
+            )
         else:
             report = validate(cfg, self.interval(context), reference, reference_name)
         for check in report.warnings:
@@ -59,6 +61,12 @@ class ScoreOperator(PipelineOperator):
             result = score(self.config(), self.interval(context), pinned)
         except LookupError as exc:
             raise AirflowFailException(str(exc)) from None
-        self.log.info("scored %d rows with version %s at threshold %.4f", result.rows, result.model_version, result.threshold)
-        return {"interval": result.interval, "rows": result.rows, "model_version": result.model_version,
-                "threshold": result.threshold}
+        self.log.info(
+            "scored %d rows with version %s at threshold %.4f", result.rows, result.model_version, result.threshold
+        )
+        return {
+            "interval": result.interval,
+            "rows": result.rows,
+            "model_version": result.model_version,
+            "threshold": result.threshold,
+        }

@@ -45,7 +45,13 @@ class TrainOperator(PipelineOperator):
         cfg = self.config()
         kind = (context.get("params") or {}).get("model_kind")
         if kind and kind != cfg.training.model.kind:
-            cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"model": cfg.training.model.model_copy(update={"kind": kind, "params": {}})})})
+            cfg = cfg.model_copy(
+                update={
+                    "training": cfg.training.model_copy(
+                        update={"model": cfg.training.model.model_copy(update={"kind": kind, "params": {}})}
+                    )
+                }
+            )
         assembled = self.pulled(context, self.assemble_task_id)
         result = train(cfg, assembled["training_key"], _window(assembled["training_key"]), context.get("run_id"))
         self.log.info("registered %s version %s (run %s)", result.model_name, result.version, result.run_id)
@@ -63,18 +69,25 @@ class RecalibrateOperator(_AfterTraining):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from mlops.config import Threshold
-        from mlops.stages.recalibrate import InfeasibleThreshold, recalibrate
+        from mlops.stages.recalibrate import InfeasibleThresholdError, recalibrate
 
         cfg = self.config()
         trained = self.pulled(context, self.train_task_id)
         policy_name = (context.get("params") or {}).get("threshold_policy")
         policy = Threshold(policy=policy_name, min_precision=cfg.threshold.min_precision) if policy_name else None
         try:
-            choice = recalibrate(cfg, trained["training_key"], _window(trained["training_key"]), trained["version"], policy)
-        except InfeasibleThreshold as exc:
+            choice = recalibrate(
+                cfg, trained["training_key"], _window(trained["training_key"]), trained["version"], policy
+            )
+        except InfeasibleThresholdError as exc:
             raise AirflowFailException(str(exc)) from None
-        self.log.info("threshold %.4f by %s (precision %.3f, recall %.3f)", choice.threshold, choice.policy,
-                      choice.precision, choice.recall)
+        self.log.info(
+            "threshold %.4f by %s (precision %.3f, recall %.3f)",
+            choice.threshold,
+            choice.policy,
+            choice.precision,
+            choice.recall,
+        )
         return {"threshold": choice.threshold, "policy": choice.policy}
 
 
@@ -105,10 +118,19 @@ class PromoteOperator(_AfterTraining):
         params = context.get("params") or {}
         dag_run = context.get("dag_run")
         triggered_by = str(getattr(dag_run, "run_type", "") or "unknown")
-        decision = promote(self.config(), trained["version"], evaluated["overall"],
-                           allow_promotion=bool(params.get("allow_promotion", True)), triggered_by=triggered_by,
-                           airflow_run_id=context.get("run_id"))
+        decision = promote(
+            self.config(),
+            trained["version"],
+            evaluated["overall"],
+            allow_promotion=bool(params.get("allow_promotion", True)),
+            triggered_by=triggered_by,
+            airflow_run_id=context.get("run_id"),
+        )
         for reason in decision.reasons:
             self.log.info(reason)
-        return {"promoted": decision.promoted, "version": decision.challenger_version,
-                "previous_champion": decision.champion_version, "reasons": decision.reasons}
+        return {
+            "promoted": decision.promoted,
+            "version": decision.challenger_version,
+            "previous_champion": decision.champion_version,
+            "reasons": decision.reasons,
+        }

@@ -51,7 +51,8 @@ def assemble(cfg: PipelineConfig, window: Interval, run_id: str | None = None) -
     for day in window.days():
         report = read_report(cfg.name, day.isoformat())
         if report is not None and not report["success"]:
-            excluded[day.isoformat()] = f"failed daily validation ({len([c for c in report['checks'] if not c['success'] and c['severity'] == 'error'])} checks)"
+            failed = [c for c in report["checks"] if not c["success"] and c["severity"] == "error"]
+            excluded[day.isoformat()] = f"failed daily validation ({len(failed)} checks)"
     days = [d for d in window.days() if d.isoformat() not in excluded]
     if not days:
         raise ValueError(f"training window {window} has no day that passed validation")

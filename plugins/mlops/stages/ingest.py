@@ -48,7 +48,9 @@ def build_day(cfg: PipelineConfig, day: dt.date) -> pd.DataFrame:
     df.insert(0, ROW_KEY, row_keys(df.assign(**{src.date_column: day.isoformat()}), cfg.row_key))
     duplicated = df[ROW_KEY].duplicated()
     if duplicated.any():
-        raise ValueError(f"partition {day}: row key {cfg.row_key} is not unique, e.g. {df[ROW_KEY][duplicated].iloc[0]}")
+        raise ValueError(
+            f"partition {day}: row key {cfg.row_key} is not unique, e.g. {df[ROW_KEY][duplicated].iloc[0]}"
+        )
     return df.sort_values(ROW_KEY, kind="stable").reset_index(drop=True)
 
 

@@ -15,7 +15,7 @@ from mlops.stages.assemble import read_training_set
 from mlops.stages.train import split_frame, split_window
 
 
-class InfeasibleThreshold(ValueError):
+class InfeasibleThresholdError(ValueError):
     """No threshold satisfies the policy on the calibration window."""
 
 
@@ -33,7 +33,7 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray, policy: Threshold) -> Th
     """Pick the decision threshold that the policy asks for."""
     y = np.asarray(y, dtype="int64")
     if len(np.unique(y)) < 2:
-        raise InfeasibleThreshold(f"calibration labels hold one class only ({len(y)} rows): no threshold can be chosen")
+        raise InfeasibleThresholdError(f"calibration labels hold one class only ({len(y)} rows): no threshold fits")
     precision, recall, thresholds = precision_recall_curve(y, scores)
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -43,28 +43,43 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray, policy: Threshold) -> Th
     else:
         feasible = precision >= policy.min_precision
         if not feasible.any():
-            raise InfeasibleThreshold(
+            raise InfeasibleThresholdError(
                 f"policy recall_at_precision: no threshold reaches precision >= {policy.min_precision}; "
                 f"the best reachable precision is {precision.max():.4f}"
             )
         candidates = np.flatnonzero(feasible)
         best = int(candidates[np.argmax(recall[candidates])])
-    return ThresholdChoice(float(thresholds[best]), policy.policy, float(precision[best]), float(recall[best]),
-                           float(f1[best]), int(len(y)))
+    return ThresholdChoice(
+        float(thresholds[best]),
+        policy.policy,
+        float(precision[best]),
+        float(recall[best]),
+        float(f1[best]),
+        len(y),
+    )
 
 
-def recalibrate(cfg: PipelineConfig, training_key: str, window, model_version: str,
-                policy: Threshold | None = None) -> ThresholdChoice:
+def recalibrate(
+    cfg: PipelineConfig, training_key: str, window, model_version: str, policy: Threshold | None = None
+) -> ThresholdChoice:
     """Choose the threshold of `model_version` on the calibration window and store it on the version."""
     policy = policy or cfg.threshold
     ref = registry.version(cfg.name, model_version)
     model = registry.load_sklearn(ref)
     part = split_frame(read_training_set(cfg.name, training_key), cfg, split_window(cfg, window).calibration)
-    choice = choose_threshold(labels(part, cfg.target).to_numpy(), predict_scores(model, model_input(part, cfg.features)), policy)
-    registry.set_version_tags(cfg.name, model_version, {"threshold": choice.threshold, "threshold_policy": choice.policy})
+    choice = choose_threshold(
+        labels(part, cfg.target).to_numpy(), predict_scores(model, model_input(part, cfg.features)), policy
+    )
+    registry.set_version_tags(
+        cfg.name, model_version, {"threshold": choice.threshold, "threshold_policy": choice.policy}
+    )
     c = registry.client()
-    for key, value in (("threshold", choice.threshold), ("calibration_precision", choice.precision),
-                       ("calibration_recall", choice.recall), ("calibration_f1", choice.f1)):
+    for key, value in (
+        ("threshold", choice.threshold),
+        ("calibration_precision", choice.precision),
+        ("calibration_recall", choice.recall),
+        ("calibration_f1", choice.f1),
+    ):
         c.log_metric(ref.run_id, key, value)
     c.set_tag(ref.run_id, "threshold_policy", choice.policy)
     return choice

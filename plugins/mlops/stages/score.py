@@ -14,8 +14,19 @@ from mlops.modeling import model_input, predict_scores
 from mlops.paths import lake_dir
 from mlops.stages.ingest import ROW_KEY, read_interval
 
-PREDICTION_COLUMNS = ["pipeline", ROW_KEY, "model_name", "model_version", "mlflow_run_id", "threshold", "score",
-                      "predicted_label", "data_interval_start", "data_interval_end", "scored_at"]
+PREDICTION_COLUMNS = [
+    "pipeline",
+    ROW_KEY,
+    "model_name",
+    "model_version",
+    "mlflow_run_id",
+    "threshold",
+    "score",
+    "predicted_label",
+    "data_interval_start",
+    "data_interval_end",
+    "scored_at",
+]
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,11 @@ def predictions_dir(pipeline: str):
 
 def resolve_model(cfg: PipelineConfig, model_version: str | None = None) -> registry.VersionRef:
     """The pinned version, or the champion; either must carry a threshold."""
-    ref = registry.version(cfg.name, model_version) if model_version else registry.version_by_alias(cfg.name, registry.CHAMPION)
+    ref = (
+        registry.version(cfg.name, model_version)
+        if model_version
+        else registry.version_by_alias(cfg.name, registry.CHAMPION)
+    )
     if ref is None:
         raise LookupError(f"model {cfg.name!r} has no champion yet: run the {cfg.name}_retrain DAG first")
     if ref.threshold is None:
@@ -51,15 +66,27 @@ def score(cfg: PipelineConfig, interval: Interval, model_version: str | None = N
     for day in interval.days():
         df = read_interval(cfg, interval, [day])
         scores = predict_scores(model, model_input(df, cfg.features))
-        out = pd.DataFrame({"pipeline": cfg.name, ROW_KEY: df[ROW_KEY].to_numpy(), "model_name": ref.name,
-                            "model_version": ref.version, "mlflow_run_id": ref.run_id, "threshold": ref.threshold,
-                            "score": scores})
+        out = pd.DataFrame(
+            {
+                "pipeline": cfg.name,
+                ROW_KEY: df[ROW_KEY].to_numpy(),
+                "model_name": ref.name,
+                "model_version": ref.version,
+                "mlflow_run_id": ref.run_id,
+                "threshold": ref.threshold,
+                "score": scores,
+            }
+        )
         out["predicted_label"] = (out["score"] >= ref.threshold).astype("int8")
         out["data_interval_start"] = pd.Timestamp(day, tz="UTC")
         out["data_interval_end"] = pd.Timestamp(day + dt.timedelta(days=1), tz="UTC")
         out["scored_at"] = pd.Timestamp.now(tz="UTC").floor("s")
-        lake.write_partition(out[PREDICTION_COLUMNS], predictions_dir(cfg.name), day.isoformat(),
-                             {"pipeline": cfg.name, "model_version": ref.version, "threshold": ref.threshold})
+        lake.write_partition(
+            out[PREDICTION_COLUMNS],
+            predictions_dir(cfg.name),
+            day.isoformat(),
+            {"pipeline": cfg.name, "model_version": ref.version, "threshold": ref.threshold},
+        )
         total += len(out)
         positives += int(out["predicted_label"].sum())
     return ScoreResult(cfg.name, interval.key, ref.version, ref.threshold, total, positives / total if total else 0.0)

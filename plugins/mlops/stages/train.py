@@ -51,9 +51,14 @@ def split_window(cfg: PipelineConfig, window: Interval) -> Split:
     evaluation_start = window.end - dt.timedelta(days=t.evaluation_days)
     calibration_start = evaluation_start - dt.timedelta(days=t.calibration_days)
     if calibration_start <= window.start:
-        raise ValueError(f"window {window} is too short for {t.calibration_days} calibration and {t.evaluation_days} evaluation days")
-    return Split(Interval(window.start, calibration_start), Interval(calibration_start, evaluation_start),
-                 Interval(evaluation_start, window.end))
+        raise ValueError(
+            f"window {window} is too short for {t.calibration_days} calibration and {t.evaluation_days} evaluation days"
+        )
+    return Split(
+        Interval(window.start, calibration_start),
+        Interval(calibration_start, evaluation_start),
+        Interval(evaluation_start, window.end),
+    )
 
 
 def split_frame(df: pd.DataFrame, cfg: PipelineConfig, part: Interval) -> pd.DataFrame:
@@ -108,9 +113,16 @@ def train(cfg: PipelineConfig, training_key: str, window: Interval, airflow_run_
                 "split": json.dumps({k: getattr(split, k).key for k in ("train", "calibration", "evaluation")}),
             }
         )
-        mlflow.log_params({"model_kind": cfg.training.model.kind, **{f"model.{k}": v for k, v in cfg.training.model.params.items()},
-                           "features": ",".join(cfg.features.all), "window_days": cfg.training.window_days,
-                           "calibration_days": cfg.training.calibration_days, "evaluation_days": cfg.training.evaluation_days})
+        mlflow.log_params(
+            {
+                "model_kind": cfg.training.model.kind,
+                **{f"model.{k}": v for k, v in cfg.training.model.params.items()},
+                "features": ",".join(cfg.features.all),
+                "window_days": cfg.training.window_days,
+                "calibration_days": cfg.training.calibration_days,
+                "evaluation_days": cfg.training.evaluation_days,
+            }
+        )
         mlflow.log_params({f"version.{p}": _version(p) for p in ("scikit-learn", "pandas", "numpy", "mlflow")})
         for name, part in parts.items():
             dataset = mlflow.data.from_pandas(part, source=source, name=f"{cfg.name}-{name}-{getattr(split, name).key}")
@@ -132,8 +144,9 @@ def train(cfg: PipelineConfig, training_key: str, window: Interval, airflow_run_
             registered_model_name=cfg.name,
         )
     version = str(info.registered_model_version)
-    registry.set_version_tags(cfg.name, version, {"training_window": window.key, "config_digest": cfg.digest,
-                                                  "validation_status": "passed"})
+    registry.set_version_tags(
+        cfg.name, version, {"training_window": window.key, "config_digest": cfg.digest, "validation_status": "passed"}
+    )
     registry.client().set_registered_model_alias(cfg.name, registry.CHALLENGER, version)
     return TrainResult(run.info.run_id, cfg.name, version, training_key, split, metrics)
 

@@ -81,8 +81,9 @@ def drift_checks(cfg: PipelineConfig, psi_by_feature: dict[str, float], rows: in
     return checks
 
 
-def validate_frame(cfg: PipelineConfig, df, key: str, n_days: int, reference: dict[str, Any] | None,
-                   reference_name: str | None) -> ValidationReport:
+def validate_frame(
+    cfg: PipelineConfig, df, key: str, n_days: int, reference: dict[str, Any] | None, reference_name: str | None
+) -> ValidationReport:
     """Run the suite and the drift checks on a frame covering `n_days` days; store the report under `key`."""
     checks = [{**c, "severity": "error"} for c in run_suite(build_suite(cfg, n_days), df)]
     psi_by_feature = feature_psi(reference, df) if reference else {}
@@ -92,14 +93,22 @@ def validate_frame(cfg: PipelineConfig, df, key: str, n_days: int, reference: di
     return report
 
 
-def validate(cfg: PipelineConfig, interval: Interval, reference: dict[str, Any] | None = None,
-             reference_name: str | None = None) -> ValidationReport:
+def validate(
+    cfg: PipelineConfig, interval: Interval, reference: dict[str, Any] | None = None, reference_name: str | None = None
+) -> ValidationReport:
     """Validate the ingested partitions of `interval` (the report replaces an earlier one)."""
-    return validate_frame(cfg, read_interval(cfg, interval), interval.key, len(interval.days()), reference, reference_name)
+    return validate_frame(
+        cfg, read_interval(cfg, interval), interval.key, len(interval.days()), reference, reference_name
+    )
 
 
-def validate_training_set(cfg: PipelineConfig, training_key: str, n_days: int, reference: dict[str, Any] | None = None,
-                          reference_name: str | None = None) -> ValidationReport:
+def validate_training_set(
+    cfg: PipelineConfig,
+    training_key: str,
+    n_days: int,
+    reference: dict[str, Any] | None = None,
+    reference_name: str | None = None,
+) -> ValidationReport:
     """Validate an assembled training window; its report is stored as `training-<key>`."""
     from mlops.stages.assemble import read_training_set
 

@@ -1,0 +1,83 @@
+"""Test settings: a throwaway MLOPS_HOME and Airflow home, set before anything imports airflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
+os.environ["MLOPS_HOME"] = str(_SESSION_ROOT / "home")
+for _var in (
+    "MLFLOW_TRACKING_URI",
+    "MLOPS_ARTIFACT_ROOT",
+    "MLOPS_CONFIG_DIR",
+    "AIRFLOW_HOME",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW_CONN_SMTP_DEFAULT",
+):
+    os.environ.pop(_var, None)
+
+from mlops import airflow_env  # noqa: E402  (must follow the environment above)
+
+airflow_env.configure()
+
+from mlops.config import load_pipeline  # noqa: E402
+from mlops.interval import Interval  # noqa: E402
+from mlops.mailsink import MailSink  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def flights_cfg():
+    """The real flights pipeline config."""
+    return load_pipeline("flights")
+
+
+@pytest.fixture(scope="session")
+def small_cfg(flights_cfg):
+    """The flights config with a short training window (21 days: 7 train, 7 calibration, 7 evaluation)."""
+    training = flights_cfg.training.model_copy(update={"window_days": 21, "calibration_days": 7, "evaluation_days": 7})
+    return flights_cfg.model_copy(update={"training": training})
+
+
+@pytest.fixture
+def mlops_home(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty MLOPS_HOME (lake and MLflow store) for one test."""
+    home = tmp_path / "mlops-home"
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory) -> Path:
+    """An MLOPS_HOME shared by the tests of one module (to train a model once)."""
+    home = tmp_path_factory.mktemp("module-home")
+    previous = os.environ["MLOPS_HOME"]
+    os.environ["MLOPS_HOME"] = str(home)
+    yield home
+    os.environ["MLOPS_HOME"] = previous
+
+
+@pytest.fixture
+def smtp_sink(monkeypatch):
+    """A real SMTP server on loopback, wired in as Airflow's `smtp_default` connection."""
+    with MailSink() as sink:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", airflow_env.smtp_connection(sink.host, sink.port))
+        yield sink
+
+
+def day(text: str) -> Interval:
+    """Interval of one day, e.g. day("2013-02-01")."""
+    return Interval.parse(text)
+
+
+def date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
