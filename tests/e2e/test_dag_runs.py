@@ -1,0 +1,123 @@
+"""End to end: the real DAGs run with dag.test() on the real data, a real MLflow store and a real SMTP server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import mlflow.artifacts
+import pandas as pd
+import pytest
+
+from mlops import airflow_env, lake, registry, runs
+from mlops.interval import Interval
+from mlops.mailsink import MailSink, body_text
+from mlops.stages.ingest import build_day, raw_dir
+from mlops.stages.score import PREDICTION_COLUMNS, predictions_dir
+
+pytestmark = pytest.mark.e2e
+FIRST_WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
+
+
+@pytest.fixture(scope="module")
+def mail(module_home):
+    """A real SMTP server on loopback for the whole module, as Airflow's smtp_default connection."""
+    with MailSink() as sink:
+        os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = airflow_env.smtp_connection(sink.host, sink.port)
+        yield sink
+        os.environ.pop("AIRFLOW_CONN_SMTP_DEFAULT", None)
+
+
+@pytest.fixture(scope="module")
+def first_model(module_home, airflow_db, mail):
+    """The retrain DAG run once on a 21-day January window (7 train, 7 calibration, 7 evaluation days)."""
+    conf = {"window_start": FIRST_WINDOW.start.isoformat(), "window_end": FIRST_WINDOW.end.isoformat()}
+    return runs.run("flights_retrain", FIRST_WINDOW, conf)
+
+
+def test_retrain_registers_a_champion_with_threshold_and_slice_metrics(first_model):
+    assert first_model.succeeded, first_model.tasks
+    assert set(first_model.tasks.values()) == {"success"}
+    champion = registry.version_by_alias("flights", "champion")
+    assert champion is not None and champion.version == first_model.xcoms["train"]["version"]
+    assert 0 < champion.threshold < 1
+    tags = registry.client().get_model_version("flights", champion.version).tags
+    assert tags["threshold_policy"] == "max_f1"
+    assert tags["promotion_decision"] == "promoted"
+
+    run_id = first_model.xcoms["train"]["run_id"]
+    metrics = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/slice_metrics.csv"))
+    assert list(metrics.columns) == ["slice_feature", "slice_value", "model", "metric", "value", "n"]
+    overall = metrics[(metrics.slice_feature == "overall") & (metrics.model == "challenger")].set_index("metric")
+    assert {"roc_auc", "pr_auc", "precision", "recall"} <= set(overall.index)
+    assert overall.loc["roc_auc", "value"] > 0.55
+    assert {"carrier", "origin", "hour_band"} <= set(metrics.slice_feature)
+
+    predictions = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/eval_predictions.parquet")
+    )
+    assert {"row_key", "carrier", "origin", "hour_band", "label", "challenger_score", "champion_score"} <= set(
+        predictions.columns
+    )
+    assert len(predictions) == overall.loc["roc_auc", "n"]
+
+
+def test_daily_run_scores_every_row_stamped_with_model_and_interval(first_model):
+    target = Interval.parse("2013-01-22")
+    outcome = runs.run("flights_daily", target)
+    assert outcome.succeeded, outcome.tasks
+    champion = registry.version_by_alias("flights", "champion")
+    scored = lake.read_partition(predictions_dir("flights"), "2013-01-22")
+    raw = lake.read_partition(raw_dir("flights"), "2013-01-22")
+    assert list(scored.columns) == PREDICTION_COLUMNS
+    assert len(scored) == len(raw) and scored.row_key.is_unique
+    assert set(scored.model_version) == {champion.version} and set(scored.threshold) == {champion.threshold}
+    assert (scored.data_interval_start == pd.Timestamp("2013-01-22", tz="UTC")).all()
+    assert (scored.data_interval_end == pd.Timestamp("2013-01-23", tz="UTC")).all()
+    assert ((scored.score >= scored.threshold).astype("int8") == scored.predicted_label).all()
+
+    again = runs.run("flights_daily", target)
+    assert again.succeeded
+    assert lake.list_partitions(predictions_dir("flights")).count("2013-01-22") == 1
+    assert len(lake.read_partition(predictions_dir("flights"), "2013-01-22")) == len(raw)
+    assert lake.read_manifest(raw_dir("flights"), "2013-01-22")["content_digest"] == lake.content_digest(raw)
+
+
+def test_broken_partition_stops_the_chain_and_mails_the_failed_checks(first_model, flights_cfg, mail):
+    broken = build_day(flights_cfg, dt.date(2013, 1, 23))
+    broken.loc[broken.index[:50], "origin"] = "XXX"
+    broken.loc[broken.index[:5], "temp"] = 500.0
+    lake.write_partition(broken, raw_dir("flights"), "2013-01-23", {"pipeline": "flights", "note": "broken on purpose"})
+    sent_before = len(mail.messages)
+
+    outcome = runs.run("flights_daily", Interval.parse("2013-01-23"), mark_success="^ingest$")
+
+    assert outcome.state == "failed"
+    assert outcome.tasks == {"ingest": "success", "validate": "failed", "score": "upstream_failed"}
+    assert "2013-01-23" not in lake.list_partitions(predictions_dir("flights"))
+    new_mail = mail.messages[sent_before:]
+    assert len(new_mail) == 1, [m["Subject"] for m in new_mail]
+    assert new_mail[0]["Subject"] == "[mlops] flights: flights_daily.validate failed for 2013-01-23"
+    body = body_text(new_mail[0])
+    assert "expect_column_values_to_be_in_set" in body and "origin" in body
+    assert "expect_column_values_to_be_between" in body and "temp" in body
+
+
+def test_weekly_retrain_skips_failed_days_and_compares_with_the_champion(first_model, mail):
+    blizzard = runs.run("flights_daily", Interval.parse("2013-02-08"))
+    assert blizzard.tasks["validate"] == "failed" and blizzard.tasks["score"] == "upstream_failed"
+    assert any("2013-02-08" in m["Subject"] for m in mail.messages)
+
+    week = Interval(dt.date(2013, 2, 4), dt.date(2013, 2, 11))
+    outcome = runs.run("flights_retrain", week)
+    assert outcome.succeeded, outcome.tasks
+    assembled = outcome.xcoms["assemble"]
+    assert assembled["training_key"] == "2013-01-07..2013-02-11"
+    assert "2013-02-08" in assembled["excluded"] and "2013-02-08" not in assembled["days"]
+    assert outcome.xcoms["evaluate"]["champion_version"] == first_model.xcoms["train"]["version"]
+    overall = outcome.xcoms["evaluate"]["overall"]
+    assert set(overall) == {"challenger", "champion"}
+    decision = outcome.xcoms["promote"]
+    champion = registry.version_by_alias("flights", "champion")
+    expected = decision["version"] if decision["promoted"] else first_model.xcoms["train"]["version"]
+    assert champion.version == expected
