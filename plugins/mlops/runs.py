@@ -36,7 +36,9 @@ def load_dags() -> dict:
     return build_all()
 
 
-def run(dag_id: str, interval: Interval, conf: dict[str, Any] | None = None, mark_success: str | None = None) -> RunOutcome:
+def run(
+    dag_id: str, interval: Interval, conf: dict[str, Any] | None = None, mark_success: str | None = None
+) -> RunOutcome:
     """One `dag.test()` run whose data interval is `interval` (its logical date is the interval's end).
 
     The DAG is built afresh for every run: `dag.test()` leaves the run's params on the DAG object.

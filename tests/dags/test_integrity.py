@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def test_task_chains(dagbag):
     assert daily.get_task("ingest").downstream_task_ids == {"validate"}
     assert daily.get_task("validate").downstream_task_ids == {"score"}
     chain = ["assemble", "validate", "train", "recalibrate", "evaluate", "promote"]
-    for upstream, downstream in zip(chain, chain[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(chain):
         assert retrain.get_task(upstream).downstream_task_ids == {downstream}
 
 

@@ -46,7 +46,9 @@ def test_retrain_registers_a_champion_with_threshold_and_slice_metrics(first_mod
     assert tags["promotion_decision"] == "promoted"
 
     run_id = first_model.xcoms["train"]["run_id"]
-    metrics = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/slice_metrics.csv"))
+    metrics = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/slice_metrics.csv")
+    )
     assert list(metrics.columns) == ["slice_feature", "slice_value", "model", "metric", "value", "n"]
     overall = metrics[(metrics.slice_feature == "overall") & (metrics.model == "challenger")].set_index("metric")
     assert {"roc_auc", "pr_auc", "precision", "recall"} <= set(overall.index)
