@@ -30,6 +30,8 @@ from mlops.config import load_pipeline  # noqa: E402
 from mlops.interval import Interval  # noqa: E402
 from mlops.mailsink import MailSink  # noqa: E402
 
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.http_server"]
+
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)

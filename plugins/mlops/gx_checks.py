@@ -37,7 +37,7 @@ def build_suite(cfg: PipelineConfig, n_days: int = 1):
     E = gx.expectations
     v = cfg.validation
     suite = gx.ExpectationSuite(name=f"{cfg.name}_partition")
-    required = sorted({"row_key", cfg.source.date_column, cfg.target.column, *cfg.features.all, *cfg.slices})
+    required = sorted({"row_key", cfg.source.date_column, cfg.target.column, *cfg.features.all, *cfg.slice_columns})
     suite.add_expectation(E.ExpectTableColumnsToMatchSet(column_set=required, exact_match=False))
     suite.add_expectation(
         E.ExpectTableRowCountToBeBetween(min_value=v.min_rows * n_days, max_value=v.max_rows * n_days)

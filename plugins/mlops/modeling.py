@@ -8,7 +8,6 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
@@ -56,22 +55,6 @@ def build_estimator(model: Model, features: Features) -> Pipeline:
         ]
     )
     return Pipeline([("preprocess", pre), ("classifier", LogisticRegression(max_iter=1000, **model.params))])
-
-
-def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float | None) -> dict[str, float]:
-    """ROC AUC, PR AUC (average precision), and precision/recall at `threshold`; NaN where undefined."""
-    y = np.asarray(y, dtype="int64")
-    one_class = len(np.unique(y)) < 2
-    out = {
-        "roc_auc": float("nan") if one_class else float(roc_auc_score(y, score)),
-        "pr_auc": float("nan") if one_class else float(average_precision_score(y, score)),
-        "positive_rate": float(y.mean()) if len(y) else float("nan"),
-    }
-    if threshold is not None:
-        predicted = (np.asarray(score) >= threshold).astype("int64")
-        out["precision"] = float(precision_score(y, predicted, zero_division=np.nan))
-        out["recall"] = float(recall_score(y, predicted, zero_division=np.nan))
-    return out
 
 
 def predict_scores(model: Pipeline, X: pd.DataFrame) -> np.ndarray:

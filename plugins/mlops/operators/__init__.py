@@ -6,6 +6,7 @@ from mlops.operators.model import (
     EvaluateOperator,
     PromoteOperator,
     RecalibrateOperator,
+    RollbackOperator,
     TrainOperator,
 )
 
@@ -15,6 +16,7 @@ __all__ = [
     "IngestOperator",
     "PromoteOperator",
     "RecalibrateOperator",
+    "RollbackOperator",
     "ScoreOperator",
     "TrainOperator",
     "ValidateOperator",

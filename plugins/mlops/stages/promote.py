@@ -1,17 +1,31 @@
-"""Stage 6, promotion: a gated, audited, reversible move of the `champion` alias."""
+"""Stage 6, promotion: a gated, audited, reversible move of the `champion` alias.
+
+Gates work like TFMA's: value thresholds on the challenger, and change thresholds against the
+champion judged on the paired bootstrap interval of their difference, overall and per slice (slices
+of at least `evaluation.min_slice_size` rows). A challenger passes only when every check passes.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+import pandas as pd
+
 from mlops import audit, registry
-from mlops.config import PipelineConfig
+from mlops.config import LOWER_IS_BETTER, Gate, PipelineConfig
+from mlops.paths import mlops_home
+from mlops.stages.evaluate import OVERALL
 
 
 @dataclass(frozen=True)
 class GateCheck:
     name: str
+    scope: str  # "overall" or "<slice_feature>=<slice_value>"
     passed: bool
     detail: str
 
@@ -21,76 +35,181 @@ class PromotionDecision:
     pipeline: str
     challenger_version: str
     champion_version: str | None
-    promoted: bool
+    passed: bool  # every gate passed (the model is "blessed")
+    promoted: bool  # and it took the champion alias
     checks: list[GateCheck]
+    blocked_by: str | None = None  # why a passing challenger was not promoted
 
     @property
     def reasons(self) -> list[str]:
-        return [f"{'pass' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in self.checks]
+        failed = [c for c in self.checks if not c.passed]
+        lines = [f"FAIL {c.name} [{c.scope}]: {c.detail}" for c in failed]
+        if not failed:
+            lines.append(f"pass all {len(self.checks)} checks")
+        if self.blocked_by:
+            lines.append(f"not promoted: {self.blocked_by}")
+        return lines
 
 
-def gate(
-    cfg: PipelineConfig,
-    challenger: registry.VersionRef,
-    champion: registry.VersionRef | None,
-    overall: dict[str, dict[str, float]],
-    validation_status: str | None,
-) -> list[GateCheck]:
-    """The promotion checks of the config, judged on the evaluation's overall metrics."""
-    p = cfg.promotion
-    metric = p.metric
-    value = overall.get("challenger", {}).get(metric, float("nan"))
-    checks = [
-        GateCheck("training_data_validated", validation_status == "passed", f"validation_status={validation_status}"),
-        GateCheck("threshold_set", challenger.threshold is not None, f"threshold={challenger.threshold}"),
-        GateCheck(f"{metric}_min_value", value >= p.min_value, f"challenger {metric}={value:.4f} >= {p.min_value}"),
-    ]
-    if champion is not None:
-        base = overall.get("champion", {}).get(metric, float("nan"))
-        checks.append(
-            GateCheck(
-                f"{metric}_vs_champion",
-                value - base >= p.min_improvement,
-                f"challenger {value:.4f} - champion v{champion.version} {base:.4f} >= {p.min_improvement}",
-            )
-        )
+def _scopes(rows: pd.DataFrame, gate: Gate, min_slice_size: int) -> pd.DataFrame:
+    overall = rows.slice_feature == OVERALL
+    if not gate.per_slice:
+        return rows[overall]
+    return rows[overall | (rows.n >= min_slice_size)]
+
+
+def _scope(row) -> str:
+    return OVERALL if row.slice_feature == OVERALL else f"{row.slice_feature}={row.slice_value}"
+
+
+def judge(cfg: PipelineConfig, metrics: pd.DataFrame, comparison: pd.DataFrame, has_champion: bool) -> list[GateCheck]:
+    """Every configured gate on the evaluation's artifacts (slice_metrics.csv and comparison.csv)."""
+    checks: list[GateCheck] = []
+    min_size = cfg.evaluation.min_slice_size
+    challenger = metrics[metrics.model == "challenger"]
+    for gate in cfg.promotion.gates:
+        name = f"{gate.metric}"
+        for row in _scopes(challenger[challenger.metric == gate.metric], gate, min_size).itertuples():
+            if math.isnan(row.value):
+                if row.slice_feature == OVERALL:
+                    checks.append(
+                        GateCheck(f"{name}_defined", _scope(row), False, "metric undefined on the evaluation set")
+                    )
+                continue
+            if gate.min_value is not None:
+                checks.append(
+                    GateCheck(
+                        f"{name}_min_value",
+                        _scope(row),
+                        row.value >= gate.min_value,
+                        f"challenger {row.value:.4f} >= {gate.min_value} (n={row.n})",
+                    )
+                )
+            if gate.max_value is not None:
+                checks.append(
+                    GateCheck(
+                        f"{name}_max_value",
+                        _scope(row),
+                        row.value <= gate.max_value,
+                        f"challenger {row.value:.4f} <= {gate.max_value} (n={row.n})",
+                    )
+                )
+        if gate.max_regression is None and gate.min_improvement is None:
+            continue
+        if not has_champion:
+            checks.append(GateCheck(f"{name}_vs_champion", OVERALL, True, "no champion yet: nothing to compare"))
+            continue
+        sign = -1.0 if gate.metric in LOWER_IS_BETTER else 1.0  # sign * difference > 0 means better
+        for row in _scopes(comparison[comparison.metric == gate.metric], gate, min_size).itertuples():
+            if math.isnan(row.difference):
+                continue
+            gain = sign * row.difference
+            if gate.max_regression is not None:
+                # non-inferiority: even the pessimistic end of the interval of the gain stays above -margin
+                bound = row.ci_low if sign > 0 else -row.ci_high
+                bound = gain if math.isnan(bound) else bound
+                checks.append(
+                    GateCheck(
+                        f"{name}_non_inferior",
+                        _scope(row),
+                        bound >= -gate.max_regression,
+                        f"gain {gain:+.4f}, 95% CI lower end {bound:+.4f} >= -{gate.max_regression} (n={row.n})",
+                    )
+                )
+            if gate.min_improvement is not None and row.slice_feature == OVERALL:
+                checks.append(
+                    GateCheck(
+                        f"{name}_min_improvement",
+                        OVERALL,
+                        gain >= gate.min_improvement,
+                        f"gain {gain:+.4f} >= {gate.min_improvement}",
+                    )
+                )
     return checks
+
+
+@contextlib.contextmanager
+def champion_lock(pipeline: str) -> Iterator[None]:
+    """An exclusive lock on the pipeline's champion alias, across the processes of one host."""
+    path = mlops_home() / "locks" / f"{pipeline}.champion.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def load_evaluation(run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The slice metrics and comparison that the evaluation logged to the run."""
+    registry.client()
+    import mlflow.artifacts
+
+    folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation")
+    return pd.read_csv(f"{folder}/slice_metrics.csv"), pd.read_csv(f"{folder}/comparison.csv")
 
 
 def promote(
     cfg: PipelineConfig,
     challenger_version: str,
-    overall: dict[str, dict[str, float]],
     allow_promotion: bool = True,
+    blocked_reason: str = "",
+    evaluated_champion: str | None = None,
     triggered_by: str = "schedule",
     airflow_run_id: str | None = None,
 ) -> PromotionDecision:
-    """Give the challenger alias `champion` when every gate passes; record the decision either way."""
+    """Judge the challenger's gates; give it alias `champion` when all pass and promotion is allowed.
+
+    `evaluated_champion` is the champion the evaluation compared against: if the alias moved since,
+    the comparison is stale and nothing is promoted.
+    """
     c = registry.client()
     challenger = registry.version(cfg.name, challenger_version)
-    champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
-    validation_status = c.get_model_version(cfg.name, challenger_version).tags.get("validation_status")
-    checks = gate(cfg, challenger, champion, overall, validation_status)
-    if not allow_promotion:
-        checks.append(GateCheck("allow_promotion", False, "promotion not allowed for this run"))
-    decision = PromotionDecision(
-        cfg.name, challenger.version, champion.version if champion else None, all(ch.passed for ch in checks), checks
-    )
-    if decision.promoted:
-        if champion is not None:
-            c.set_registered_model_alias(cfg.name, registry.PREVIOUS_CHAMPION, champion.version)
-        c.set_registered_model_alias(cfg.name, registry.CHAMPION, challenger.version)
-    outcome = "promoted" if decision.promoted else "rejected"
+    tags = c.get_model_version(cfg.name, challenger_version).tags
+    metrics, comparison = load_evaluation(challenger.run_id)
+    with champion_lock(cfg.name):
+        champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
+        checks = [
+            GateCheck(
+                "training_data_validated",
+                OVERALL,
+                tags.get("data_validation_status") == "passed",
+                f"data_validation_status={tags.get('data_validation_status')}",
+            ),
+            GateCheck("threshold_set", OVERALL, challenger.threshold is not None, f"threshold={challenger.threshold}"),
+            *judge(cfg, metrics, comparison, has_champion=not comparison.empty),
+        ]
+        passed = all(ch.passed for ch in checks)
+        current = champion.version if champion else None
+        blocked = None
+        if passed and not allow_promotion:
+            blocked = blocked_reason or "promotion not allowed for this run"
+        elif passed and current != evaluated_champion and current != challenger.version:
+            blocked = f"the champion moved from {evaluated_champion} to {current} during this run: re-run it"
+        promoted = passed and blocked is None
+        if promoted:
+            if champion is not None and champion.version != challenger.version:
+                c.set_registered_model_alias(cfg.name, registry.PREVIOUS_CHAMPION, champion.version)
+            c.set_registered_model_alias(cfg.name, registry.CHAMPION, challenger.version)
+    decision = PromotionDecision(cfg.name, challenger.version, current, passed, promoted, checks, blocked)
+    outcome = "promoted" if promoted else ("not_promoted" if passed else "rejected")
     registry.set_version_tags(
-        cfg.name, challenger.version, {"promotion_decision": outcome, "promotion_reasons": json.dumps(decision.reasons)}
+        cfg.name,
+        challenger.version,
+        {
+            "validation_status": "passed" if passed else "failed",
+            "promotion_decision": outcome,
+            "promotion_reasons": json.dumps(decision.reasons),
+        },
     )
     c.set_tag(challenger.run_id, "promotion_decision", outcome)
-    c.log_dict(challenger.run_id, {**asdict(decision), "reasons": decision.reasons}, "promotion/decision.json")
+    c.log_dict(challenger.run_id, {**asdict(decision), "reasons": decision.reasons}, "promotion/gate_report.json")
     audit.record(
         cfg.name,
         outcome,
         version=challenger.version,
-        previous=decision.champion_version,
+        previous=current,
         run_id=challenger.run_id,
         airflow_run_id=airflow_run_id,
         triggered_by=triggered_by,
@@ -102,19 +221,22 @@ def promote(
 def rollback(cfg: PipelineConfig, to_version: str | None = None, triggered_by: str = "cli", reason: str = "") -> str:
     """Give `champion` back to `to_version` (default: the `previous_champion`); returns that version."""
     c = registry.client()
-    current = registry.version_by_alias(cfg.name, registry.CHAMPION)
-    if to_version is None:
-        previous = registry.version_by_alias(cfg.name, registry.PREVIOUS_CHAMPION)
-        if previous is None:
-            raise LookupError(f"model {cfg.name!r} has no previous_champion to roll back to; give a version")
-        to_version = previous.version
-    target = registry.version(cfg.name, to_version)
-    if target.threshold is None:
-        raise ValueError(f"version {to_version} of {cfg.name!r} has no threshold tag: it was never recalibrated")
-    c.set_registered_model_alias(cfg.name, registry.CHAMPION, target.version)
-    if current is not None and current.version != target.version:
-        c.set_registered_model_alias(cfg.name, registry.PREVIOUS_CHAMPION, current.version)
-    registry.set_version_tags(cfg.name, target.version, {"rolled_back_to_from": current.version if current else "none"})
+    with champion_lock(cfg.name):
+        current = registry.version_by_alias(cfg.name, registry.CHAMPION)
+        if to_version is None:
+            previous = registry.version_by_alias(cfg.name, registry.PREVIOUS_CHAMPION)
+            if previous is None:
+                raise LookupError(f"model {cfg.name!r} has no previous_champion to roll back to; give a version")
+            to_version = previous.version
+        target = registry.version(cfg.name, to_version)
+        if target.threshold is None:
+            raise ValueError(f"version {to_version} of {cfg.name!r} has no threshold tag: it was never recalibrated")
+        c.set_registered_model_alias(cfg.name, registry.CHAMPION, target.version)
+        if current is not None and current.version != target.version:
+            c.set_registered_model_alias(cfg.name, registry.PREVIOUS_CHAMPION, current.version)
+    registry.set_version_tags(
+        cfg.name, target.version, {"restored_by_rollback_from": current.version if current else "none"}
+    )
     audit.record(
         cfg.name,
         "rollback",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from mlops import registry
 from mlops.config import PipelineConfig, Threshold
@@ -30,7 +30,7 @@ class ThresholdChoice:
 
 
 def choose_threshold(y: np.ndarray, scores: np.ndarray, policy: Threshold) -> ThresholdChoice:
-    """Pick the decision threshold that the policy asks for."""
+    """Pick the decision threshold that the policy asks for (predict positive when score >= threshold)."""
     y = np.asarray(y, dtype="int64")
     if len(np.unique(y)) < 2:
         raise InfeasibleThresholdError(f"calibration labels hold one class only ({len(y)} rows): no threshold fits")
@@ -38,17 +38,9 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray, policy: Threshold) -> Th
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    if policy.policy == "max_f1":
-        best = int(np.argmax(f1))
-    else:
-        feasible = precision >= policy.min_precision
-        if not feasible.any():
-            raise InfeasibleThresholdError(
-                f"policy recall_at_precision: no threshold reaches precision >= {policy.min_precision}; "
-                f"the best reachable precision is {precision.max():.4f}"
-            )
-        candidates = np.flatnonzero(feasible)
-        best = int(candidates[np.argmax(recall[candidates])])
+    if policy.policy == "min_expected_cost":
+        return _min_expected_cost(y, np.asarray(scores, dtype="float64"), policy)
+    best = _pick(policy, precision, recall)
     return ThresholdChoice(
         float(thresholds[best]),
         policy.policy,
@@ -57,6 +49,43 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray, policy: Threshold) -> Th
         float(f1[best]),
         len(y),
     )
+
+
+def _min_expected_cost(y: np.ndarray, scores: np.ndarray, policy: Threshold) -> ThresholdChoice:
+    """The threshold with the lowest total cost of false positives and false negatives."""
+    fpr, tpr, thresholds = roc_curve(y, scores, drop_intermediate=False)
+    keep = np.isfinite(thresholds)
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    fp, tp = fpr[keep] * negatives, tpr[keep] * positives
+    cost = policy.cost_false_positive * fp + policy.cost_false_negative * (positives - tp)
+    best = int(np.argmin(cost))
+    precision = tp[best] / (tp[best] + fp[best]) if tp[best] + fp[best] else float("nan")
+    recall = tp[best] / positives
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return ThresholdChoice(
+        float(thresholds[keep][best]), policy.policy, float(precision), float(recall), float(f1), len(y)
+    )
+
+
+def _pick(policy: Threshold, precision: np.ndarray, recall: np.ndarray) -> int:
+    if policy.policy in ("max_f1", "max_fbeta"):
+        b2 = 1.0 if policy.policy == "max_f1" else policy.beta**2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fbeta = np.where(precision + recall > 0, (1 + b2) * precision * recall / (b2 * precision + recall), 0.0)
+        return int(np.argmax(fbeta))
+    if policy.policy == "recall_at_precision":
+        return _best_subject_to(recall, precision, policy.min_precision, "recall_at_precision", "precision")
+    return _best_subject_to(precision, recall, policy.min_recall, "precision_at_recall", "recall")
+
+
+def _best_subject_to(objective: np.ndarray, constraint: np.ndarray, floor: float, name: str, what: str) -> int:
+    feasible = np.flatnonzero(constraint >= floor)
+    if not len(feasible):
+        raise InfeasibleThresholdError(
+            f"policy {name}: no threshold reaches {what} >= {floor}; "
+            f"the best reachable {what} is {constraint.max():.4f}"
+        )
+    return int(feasible[np.argmax(objective[feasible])])
 
 
 def recalibrate(

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib.metadata
 import json
 import subprocess
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from mlops import registry
 from mlops.config import REPO_ROOT, PipelineConfig
@@ -20,10 +21,12 @@ from mlops.drift import profile
 from mlops.features import labels
 from mlops.interval import Interval
 from mlops.lake import content_digest
-from mlops.modeling import binary_metrics, build_estimator, model_input, predict_scores
+from mlops.metrics import point_metrics
+from mlops.modeling import build_estimator, model_input, predict_scores
 from mlops.stages.assemble import read_training_set, training_dir
 
 PIP_REQUIREMENTS = ["scikit-learn", "pandas", "numpy", "cloudpickle"]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class TrainResult:
     training_key: str
     split: Split
     metrics: dict[str, float]
+    fingerprint: str
+    skipped: bool = False  # True: an identical training (data, config, code) was found and reused
 
 
 def split_window(cfg: PipelineConfig, window: Interval) -> Split:
@@ -69,58 +74,124 @@ def split_frame(df: pd.DataFrame, cfg: PipelineConfig, part: Interval) -> pd.Dat
     return out.loc[labels(out, cfg.target).notna()]
 
 
-def train(cfg: PipelineConfig, training_key: str, window: Interval, airflow_run_id: str | None = None) -> TrainResult:
-    """Fit the configured model on the train window and register it as a new version."""
+def code_digest() -> str:
+    """Digest of the mlops package's source: a change of code changes it."""
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(cfg: PipelineConfig, data_digest: str) -> str:
+    """What makes a training unique: its data, its config and the code."""
+    return hashlib.sha256(f"{data_digest}|{cfg.digest}|{code_digest()}".encode()).hexdigest()[:24]
+
+
+def find_identical(cfg: PipelineConfig, fp: str) -> registry.VersionRef | None:
+    """A registered version trained with the same fingerprint, if any (the newest)."""
+    versions = registry.client().search_model_versions(f"name = '{cfg.name}' and tags.fingerprint = '{fp}'")
+    if not versions:
+        return None
+    newest = max(versions, key=lambda v: int(v.version))
+    return registry.version(cfg.name, newest.version)
+
+
+def fit(cfg: PipelineConfig, parts: dict[str, pd.DataFrame]) -> Pipeline:
+    """Fit the configured estimator on the train part; calibrate its probabilities on the calibration part."""
+    estimator = build_estimator(cfg.training.model, cfg.features)
+    estimator.fit(model_input(parts["train"], cfg.features), labels(parts["train"], cfg.target).to_numpy(dtype="int64"))
+    method = cfg.training.probability_calibration
+    if method == "none":
+        return estimator
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    calibrated = CalibratedClassifierCV(FrozenEstimator(estimator), method=method)
+    calibrated.fit(
+        model_input(parts["calibration"], cfg.features), labels(parts["calibration"], cfg.target).astype(int)
+    )
+    return Pipeline([("model", calibrated)])
+
+
+def train(
+    cfg: PipelineConfig, training_key: str, window: Interval, airflow_run_id: str | None = None, force: bool = False
+) -> TrainResult:
+    """Fit the configured model on the train window and register it as a new version.
+
+    Unless `force`, a training whose data, config and code equal an earlier one's is skipped: the
+    earlier version is returned (`skipped=True`) and the skip is logged as an MLflow run.
+    """
     df = read_training_set(cfg.name, training_key)
     split = split_window(cfg, window)
     parts = {name: split_frame(df, cfg, getattr(split, name)) for name in ("train", "calibration", "evaluation")}
     for name, part in parts.items():
         if part.empty:
             raise ValueError(f"training window {window}: the {name} split {getattr(split, name)} has no labelled rows")
-    X_train = model_input(parts["train"], cfg.features)
-    y_train = labels(parts["train"], cfg.target).to_numpy(dtype="int64")
-    estimator = build_estimator(cfg.training.model, cfg.features)
-    estimator.fit(X_train, y_train)
+    fp = fingerprint(cfg, content_digest(df))
+    tags = {
+        "pipeline": cfg.name,
+        "stage": "train",
+        "training_window": window.key,
+        "config_digest": cfg.digest,
+        "code_digest": code_digest(),
+        "git_commit": _git_commit(),
+        "fingerprint": fp,
+        "airflow_run_id": airflow_run_id or "",
+        "split": json.dumps({k: getattr(split, k).key for k in ("train", "calibration", "evaluation")}),
+    }
+    import mlflow
 
+    registry.client()
+    if not force and (earlier := find_identical(cfg, fp)) is not None:
+        with mlflow.start_run(experiment_id=registry.experiment_id(cfg.name), run_name=f"train {window.key} (skipped)"):
+            mlflow.set_tags(
+                {
+                    **tags,
+                    "skipped": "true",
+                    "reused_version": earlier.version,
+                    "skip_reason": "data, config and code unchanged since an earlier training",
+                }
+            )
+        return TrainResult(earlier.run_id, cfg.name, earlier.version, training_key, split, {}, fp, skipped=True)
+
+    estimator = fit(cfg, parts)
     metrics = {}
     for name, part in parts.items():
         scores = predict_scores(estimator, model_input(part, cfg.features))
-        for metric, value in binary_metrics(labels(part, cfg.target).to_numpy(), scores, None).items():
+        for metric, value in point_metrics(labels(part, cfg.target).to_numpy(), scores, None).items():
             metrics[f"{name}_{metric}"] = value
         metrics[f"{name}_rows"] = float(len(part))
+    run_id, version = _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics)
+    return TrainResult(run_id, cfg.name, version, training_key, split, metrics, fp)
 
+
+def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics) -> tuple[str, str]:
     import mlflow
     import mlflow.data
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    registry.client()
     source = str(training_dir(cfg.name) / f"{training_key}.parquet")
     with (
         warnings.catch_warnings(),
-        mlflow.start_run(experiment_id=registry.experiment_id(cfg.name), run_name=f"train {window.key}") as run,
+        mlflow.start_run(
+            experiment_id=registry.experiment_id(cfg.name), run_name=f"train {tags['training_window']}"
+        ) as run,
     ):
         # MLflow warns that a path source is ambiguous and that int columns cannot hold NaN (ours are float)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
-        mlflow.set_tags(
-            {
-                "pipeline": cfg.name,
-                "stage": "train",
-                "training_window": window.key,
-                "config_digest": cfg.digest,
-                "git_commit": _git_commit(),
-                "airflow_run_id": airflow_run_id or "",
-                "split": json.dumps({k: getattr(split, k).key for k in ("train", "calibration", "evaluation")}),
-            }
-        )
+        mlflow.set_tags(tags)
         mlflow.log_params(
             {
                 "model_kind": cfg.training.model.kind,
                 **{f"model.{k}": v for k, v in cfg.training.model.params.items()},
+                "probability_calibration": cfg.training.probability_calibration,
                 "features": ",".join(cfg.features.all),
                 "window_days": cfg.training.window_days,
                 "calibration_days": cfg.training.calibration_days,
                 "evaluation_days": cfg.training.evaluation_days,
+                **{f"split.{k}": getattr(split, k).key for k in ("train", "calibration", "evaluation")},
             }
         )
         mlflow.log_params({f"version.{p}": _version(p) for p in ("scikit-learn", "pandas", "numpy", "mlflow")})
@@ -129,11 +200,11 @@ def train(cfg: PipelineConfig, training_key: str, window: Interval, airflow_run_
             mlflow.log_input(dataset, context=name)
             mlflow.set_tag(f"lake_digest.{name}", content_digest(part)[:16])
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
-        with tempfile.TemporaryDirectory() as tmp:
-            ref_path = Path(tmp) / "profile.json"
-            ref_path.write_text(json.dumps(profile(parts["train"], cfg.features.categorical, cfg.features.numeric)))
-            mlflow.log_artifact(str(ref_path), artifact_path="reference")
-        example = X_train.head(5)
+        mlflow.log_dict(
+            profile(parts["train"], cfg.features.categorical, cfg.features.numeric), "reference/profile.json"
+        )
+        mlflow.log_dict(json.loads(cfg.model_dump_json()), "config/pipeline.json")
+        example = model_input(parts["train"].head(5), cfg.features)
         info = mlflow.sklearn.log_model(
             estimator,
             name="model",
@@ -145,10 +216,17 @@ def train(cfg: PipelineConfig, training_key: str, window: Interval, airflow_run_
         )
     version = str(info.registered_model_version)
     registry.set_version_tags(
-        cfg.name, version, {"training_window": window.key, "config_digest": cfg.digest, "validation_status": "passed"}
+        cfg.name,
+        version,
+        {
+            "training_window": tags["training_window"],
+            "config_digest": cfg.digest,
+            "fingerprint": tags["fingerprint"],
+            "data_validation_status": "passed",
+        },
     )
     registry.client().set_registered_model_alias(cfg.name, registry.CHALLENGER, version)
-    return TrainResult(run.info.run_id, cfg.name, version, training_key, split, metrics)
+    return run.info.run_id, version
 
 
 def load_reference(run_id: str) -> dict:

@@ -45,11 +45,19 @@ class ValidationReport:
         lines = [f"{self.pipeline} {self.interval}: {len(self.failed)} of {len(self.checks)} checks failed"]
         for c in self.failed:
             column = f" [{c['column']}]" if c["column"] else ""
-            lines.append(f"- {c['check']}{column}: observed {c['observed']}, expected {c['expected']}")
+            lines.append(
+                f"- {c['check']}{column}: observed {shorten(c['observed'])}, expected {shorten(c['expected'])}"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "success": self.success}
+
+
+def shorten(value: Any, width: int = 240) -> str:
+    """A value's text, cut to `width` characters for one-line messages."""
+    text = str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def results_dir(pipeline: str) -> Path:

@@ -1,0 +1,138 @@
+"""The data lake: atomic partition writes, manifests in the footer, content digests."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from mlops import lake
+
+
+@pytest.fixture
+def frame():
+    return pd.DataFrame(
+        {
+            "row_key": ["a", "b", "c"],
+            "carrier": ["UA", "AA", None],
+            "distance": [100, 200, 300],
+            "temp": [30.5, None, 41.0],
+            "when": pd.to_datetime(["2013-02-01"] * 3).as_unit("ms"),
+        }
+    )
+
+
+def files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_write_then_read_round_trip(tmp_path, frame):
+    manifest = lake.write_partition(frame, tmp_path / "ds", "2013-02-01", {"pipeline": "flights"})
+    assert files(tmp_path / "ds") == ["2013-02-01.parquet"]
+    back = lake.read_partition(tmp_path / "ds", "2013-02-01")
+    pd.testing.assert_frame_equal(back, frame)
+    assert manifest["row_count"] == 3 and manifest["partition"] == "2013-02-01"
+    assert manifest["content_digest"] == lake.content_digest(back)
+    assert lake.read_partition(tmp_path / "ds", "2013-02-01", columns=["temp"]).columns.tolist() == ["temp"]
+
+
+def test_rewrite_replaces_the_partition(tmp_path, frame):
+    folder = tmp_path / "ds"
+    lake.write_partition(frame, folder, "k", {"attempt": 1})
+    second = frame.iloc[:2].copy()
+    lake.write_partition(second, folder, "k", {"attempt": 2})
+    assert files(folder) == ["k.parquet"]
+    pd.testing.assert_frame_equal(lake.read_partition(folder, "k"), second)
+    manifest = lake.read_manifest(folder, "k")
+    assert manifest["attempt"] == 2 and manifest["row_count"] == 2
+    assert manifest["content_digest"] == lake.content_digest(second)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # mixed Python objects: pyarrow cannot convert the column
+        pd.DataFrame({"row_key": ["a", "b", "c"], "x": [1, "two", object()]}),
+        # converts, but Parquet has no type for month/day/nano intervals: fails inside the file write
+        pd.DataFrame({"row_key": ["a", "b"], "x": [pd.DateOffset(months=1), pd.DateOffset(days=2)]}),
+    ],
+    ids=["unconvertible", "unwritable"],
+)
+def test_failed_write_keeps_previous_partition_and_leaves_no_temp_file(tmp_path, frame, bad):
+    folder = tmp_path / "ds"
+    before = lake.write_partition(frame, folder, "2013-02-01", {"attempt": 1})
+    with pytest.raises((pa.ArrowInvalid, pa.ArrowNotImplementedError)):
+        lake.write_partition(bad, folder, "2013-02-01", {"attempt": 2})
+    assert files(folder) == ["2013-02-01.parquet"]
+    pd.testing.assert_frame_equal(lake.read_partition(folder, "2013-02-01"), frame)
+    assert lake.read_manifest(folder, "2013-02-01") == before
+
+
+def test_manifest_is_read_from_the_file_footer(tmp_path, frame):
+    written = lake.write_partition(frame, tmp_path / "a", "2013-02-01", {"pipeline": "flights", "source": "test"})
+    # the manifest travels with the file: copy the file alone somewhere else
+    (tmp_path / "b").mkdir()
+    shutil.copy(lake.partition_path(tmp_path / "a", "2013-02-01"), tmp_path / "b" / "2013-02-01.parquet")
+    manifest = lake.read_manifest(tmp_path / "b", "2013-02-01")
+    assert manifest == written
+    assert manifest["pipeline"] == "flights" and manifest["source"] == "test"
+    assert manifest["columns"] == {
+        "row_key": "str",
+        "carrier": "str",
+        "distance": "int64",
+        "temp": "float64",
+        "when": "datetime64[ms]",
+    }
+    assert manifest["written_at"].endswith("+00:00")
+
+
+def test_missing_partition_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="partition '2013-02-01' not found"):
+        lake.read_partition(tmp_path, "2013-02-01")
+    with pytest.raises(FileNotFoundError, match="partition '2013-02-01' not found"):
+        lake.read_manifest(tmp_path, "2013-02-01")
+
+
+def test_list_partitions_sorted_and_skips_hidden_files(tmp_path, frame):
+    folder = tmp_path / "ds"
+    assert lake.list_partitions(folder) == []
+    for key in ["2013-02-03", "2013-02-01", "2013-01-01..2013-01-22"]:
+        lake.write_partition(frame, folder, key, {})
+    (folder / ".2013-02-04.parquet").write_bytes(b"partial")
+    (folder / ".2013-02-05.abc.tmp").write_bytes(b"partial")
+    assert lake.list_partitions(folder) == ["2013-01-01..2013-01-22", "2013-02-01", "2013-02-03"]
+
+
+def test_content_digest_is_stable(frame):
+    digest = lake.content_digest(frame)
+    assert len(digest) == 64
+    assert lake.content_digest(frame.copy()) == digest
+    assert lake.content_digest(frame.set_axis([10, 11, 12])) == digest  # index does not count
+
+
+def test_content_digest_is_sensitive_to_values_names_and_types(frame):
+    digest = lake.content_digest(frame)
+    changed = frame.copy()
+    changed.loc[1, "distance"] = 201
+    assert lake.content_digest(changed) != digest
+    missing = frame.copy()
+    missing.loc[0, "temp"] = None
+    assert lake.content_digest(missing) != digest
+    assert lake.content_digest(frame.rename(columns={"temp": "temperature"})) != digest
+    assert lake.content_digest(frame.astype({"distance": "float64"})) != digest
+    assert lake.content_digest(frame.iloc[::-1]) != digest
+
+
+def test_content_digest_survives_the_parquet_round_trip(tmp_path, frame):
+    lake.write_partition(frame, tmp_path, "k", {})
+    assert lake.content_digest(lake.read_partition(tmp_path, "k")) == lake.content_digest(frame)
+
+
+def test_write_json_replaces_atomically(tmp_path):
+    path = tmp_path / "reports" / "2013-02-01.json"
+    lake.write_json(path, {"success": False, "n": 1})
+    lake.write_json(path, {"success": True, "n": 2})
+    assert lake.read_json(path) == {"success": True, "n": 2}
+    assert files(path.parent) == ["2013-02-01.json"]

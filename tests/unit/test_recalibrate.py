@@ -1,0 +1,109 @@
+"""Threshold choice on real labels and real model scores, checked against brute-force scans."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from mlops.config import Model, Threshold
+from mlops.features import labels
+from mlops.modeling import build_estimator, model_input, predict_scores
+from mlops.stages.ingest import build_day
+from mlops.stages.recalibrate import InfeasibleThresholdError, choose_threshold
+
+
+def _labelled(cfg, days):
+    df = pd.concat([build_day(cfg, dt.date(2013, 3, d)) for d in days], ignore_index=True)
+    return df[labels(df, cfg.target).notna()]
+
+
+@pytest.fixture(scope="module")
+def calibration(flights_cfg):
+    """Labels of three real March days and the scores of a logistic regression fit on three earlier days."""
+    train = _labelled(flights_cfg, (1, 2, 3))
+    model = build_estimator(Model(kind="logistic_regression"), flights_cfg.features)
+    model.fit(model_input(train, flights_cfg.features), labels(train, flights_cfg.target).astype("int64"))
+    held_out = _labelled(flights_cfg, (4, 5, 6))
+    y = labels(held_out, flights_cfg.target).to_numpy(dtype="int64")
+    scores = np.round(predict_scores(model, model_input(held_out, flights_cfg.features)), 3)  # ties, as in life
+    assert 0.05 < y.mean() < 0.5 and len(np.unique(scores)) > 100
+    return y, scores
+
+
+def scan(y, scores):
+    """Precision, recall and F1 of `score >= t` for every unique score t, by scikit-learn."""
+    rows = []
+    for t in np.unique(scores):
+        predicted = (scores >= t).astype("int64")
+        rows.append(
+            (
+                t,
+                precision_score(y, predicted, zero_division=0),
+                recall_score(y, predicted),
+                f1_score(y, predicted),
+            )
+        )
+    return pd.DataFrame(rows, columns=["threshold", "precision", "recall", "f1"])
+
+
+@pytest.fixture(scope="module")
+def brute(calibration):
+    return scan(*calibration)
+
+
+def test_max_f1_is_the_argmax_of_a_brute_force_scan(calibration, brute):
+    y, scores = calibration
+    choice = choose_threshold(y, scores, Threshold(policy="max_f1"))
+    best = brute.loc[brute.f1.idxmax()]
+    assert choice.policy == "max_f1" and choice.rows == len(y)
+    assert choice.f1 == pytest.approx(best.f1)
+    assert choice.threshold in set(brute.threshold[np.isclose(brute.f1, best.f1)])
+    predicted = scores >= choice.threshold
+    assert choice.precision == pytest.approx(precision_score(y, predicted))
+    assert choice.recall == pytest.approx(recall_score(y, predicted))
+    assert f1_score(y, predicted) == pytest.approx(brute.f1.max())
+
+
+@pytest.mark.parametrize("min_precision", [0.3, 0.45, 0.6])
+def test_recall_at_precision_has_max_recall_among_feasible(calibration, brute, min_precision):
+    y, scores = calibration
+    choice = choose_threshold(y, scores, Threshold(policy="recall_at_precision", min_precision=min_precision))
+    predicted = scores >= choice.threshold
+    assert precision_score(y, predicted) >= min_precision
+    feasible = brute[brute.precision >= min_precision]
+    assert len(feasible) > 0
+    assert recall_score(y, predicted) == pytest.approx(feasible.recall.max())
+    assert choice.recall == pytest.approx(feasible.recall.max())
+    assert choice.precision >= min_precision
+
+
+def test_infeasible_precision_names_the_best_reachable(calibration, brute):
+    y, scores = calibration
+    best = brute.precision.max()
+    assert best < 0.999
+    with pytest.raises(InfeasibleThresholdError) as info:
+        choose_threshold(y, scores, Threshold(policy="recall_at_precision", min_precision=0.999))
+    message = str(info.value)
+    assert f"{best:.4f}" in message
+    assert "0.999" in message
+
+
+def test_one_class_labels_are_infeasible(calibration):
+    _, scores = calibration
+    with pytest.raises(InfeasibleThresholdError, match="one class"):
+        choose_threshold(np.zeros(len(scores), dtype="int64"), scores, Threshold())
+
+
+def test_tiny_exact_example():
+    """Scores 0.1 .. 0.6; the positives are 0.3, 0.5, 0.6."""
+    y = np.array([0, 0, 1, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    # >= 0.3: precision 3/4, recall 1, F1 6/7; >= 0.5: precision 1, recall 2/3, F1 0.8
+    choice = choose_threshold(y, scores, Threshold(policy="max_f1"))
+    assert choice.threshold == 0.3 and choice.f1 == pytest.approx(6 / 7)
+    strict = choose_threshold(y, scores, Threshold(policy="recall_at_precision", min_precision=0.9))
+    assert strict.threshold == 0.5 and strict.precision == 1.0 and strict.recall == pytest.approx(2 / 3)
