@@ -144,27 +144,36 @@ class Features(_Strict):
         return [*self.categorical, *self.numeric]
 
 
-class FeatureDrift(_Strict):
-    psi_warn: float | None = None
-    psi_error: float | None = None
+DriftMetric = Literal["psi", "ks", "wasserstein", "js_distance", "unseen_share"]
 
 
-class Drift(_Strict):
-    psi_warn: float = 0.1
-    psi_error: float | None = 0.25
-    min_rows: int = Field(200, ge=1)
-    exclude: list[str] = []
-    features: dict[str, FeatureDrift] = {}
+class Limit(_Strict):
+    """Above `warn` a shift is reported; above `error` it stops the chain. None: never."""
 
-    def limits(self, feature: str) -> tuple[float | None, float | None]:
-        """(warn, error) PSI limits of one feature; None means that severity never fires."""
-        override = self.features.get(feature)
+    warn: float | None = None
+    error: float | None = None
+
+
+class ShiftCheck(_Strict):
+    """Per-feature shift limits against one reference (the previous partition, or the training data)."""
+
+    min_rows: int = Field(
+        200, ge=1, description="below this many rows (either side) a shift is reported, never an error"
+    )
+    exclude: list[str] = Field([], description="features not compared at all")
+    record_only: list[str] = Field([], description="features whose shifts are recorded but never flagged")
+    limits: dict[DriftMetric, Limit] = {}
+    features: dict[str, dict[DriftMetric, Limit]] = Field({}, description="per-feature overrides of `limits`")
+
+    def limit(self, feature: str, metric: str) -> Limit:
+        """The limit of one feature and metric: the override's explicitly set fields over the default."""
+        if feature in self.record_only:
+            return Limit()
+        base = self.limits.get(metric, Limit())
+        override = self.features.get(feature, {}).get(metric)
         if override is None:
-            return self.psi_warn, self.psi_error
-        fields = override.model_fields_set
-        warn = override.psi_warn if "psi_warn" in fields else self.psi_warn
-        error = override.psi_error if "psi_error" in fields else self.psi_error
-        return warn, error
+            return base
+        return base.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
 
 class Validation(_Strict):
@@ -174,7 +183,8 @@ class Validation(_Strict):
     not_null: list[str] = []
     ranges: dict[str, tuple[float, float]] = {}
     categories: dict[str, list[str]] = {}
-    drift: Drift = Drift()
+    drift: ShiftCheck = Field(ShiftCheck(), description="against the previous day's partition")
+    skew: ShiftCheck = Field(ShiftCheck(), description="against the training data of the champion of the day")
 
 
 ModelKind = Literal["hist_gradient_boosting", "logistic_regression"]
@@ -286,6 +296,14 @@ class PipelineConfig(_Strict):
         unknown = [c for c in self.slice_columns if c not in known]
         if unknown:
             raise ValueError(f"slices name {unknown}, which are neither features nor derived columns")
+        return self
+
+    @model_validator(mode="after")
+    def _no_derived_leakage(self) -> PipelineConfig:
+        for name, spec in self.derived.items():
+            source = next(s.column for s in (spec.bins, spec.map, spec.weekday) if s is not None)
+            if source in self.features.leakage and name in self.features.all:
+                raise ValueError(f"feature {name!r} is derived from leakage column {source!r}")
         return self
 
     @property

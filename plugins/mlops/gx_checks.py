@@ -71,7 +71,7 @@ def run_suite(suite, df: pd.DataFrame) -> list[dict[str, Any]]:
             observed = {"unexpected_percent": round(float(res["unexpected_percent"] or 0.0), 3)}
             if examples:
                 observed["examples"] = examples
-        error = (r.exception_info or {}).get("exception_message") if not r.success else None
+        error = _exception_message(r.exception_info) if not r.success else None
         checks.append(
             {
                 "check": r.expectation_config.type,
@@ -82,6 +82,18 @@ def run_suite(suite, df: pd.DataFrame) -> list[dict[str, Any]]:
             }
         )
     return checks
+
+
+def _exception_message(info: dict | None) -> str | None:
+    """GX's error message, found flat or nested under a metric id."""
+    if not info:
+        return None
+    if info.get("raised_exception") and info.get("exception_message"):
+        return str(info["exception_message"])
+    for nested in info.values():
+        if isinstance(nested, dict) and nested.get("exception_message"):
+            return str(nested["exception_message"])
+    return None
 
 
 def _plain(value: Any) -> Any:

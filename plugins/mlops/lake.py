@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,59 @@ def write_partition(df: pd.DataFrame, dataset_dir: Path, key: str, manifest: dic
     return full
 
 
+def write_partition_stream(
+    batches: Iterable[pd.DataFrame], dataset_dir: Path, key: str, manifest: dict[str, Any]
+) -> dict:
+    """Write frames one after another as partition `key`, atomically, without holding them all in memory.
+
+    The manifest's `content_digest` is the SHA-256 of the batches' digests, in order.
+    """
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=dataset_dir)
+    os.close(fd)
+    digest, rows, writer, columns = hashlib.sha256(), 0, None, {}
+    try:
+        for batch in batches:
+            table = pa.Table.from_pandas(batch, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema.remove_metadata())
+                columns = {c: str(t) for c, t in batch.dtypes.items()}
+            writer.write_table(table.replace_schema_metadata(None))
+            digest.update(content_digest(batch).encode())
+            rows += len(batch)
+        if writer is None:
+            raise ValueError(f"partition {key!r}: nothing to write")
+        full = {
+            **manifest,
+            "partition": key,
+            "row_count": rows,
+            "columns": columns,
+            "content_digest": digest.hexdigest(),
+            "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        writer.add_key_value_metadata({MANIFEST_KEY: json.dumps(full, default=str).encode()})
+        writer.close()
+        writer = None
+        os.replace(tmp, partition_path(dataset_dir, key))
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return full
+
+
+def iter_partition(
+    dataset_dir: Path, key: str, batch_rows: int, columns: list[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """Read a partition in batches of at most `batch_rows` rows."""
+    path = partition_path(dataset_dir, key)
+    if not path.exists():
+        raise FileNotFoundError(f"partition {key!r} not found: {path}")
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+        yield batch.to_pandas()
+
+
 def read_partition(dataset_dir: Path, key: str, columns: list[str] | None = None) -> pd.DataFrame:
     """Read one partition; a missing one raises FileNotFoundError naming it."""
     path = partition_path(dataset_dir, key)
@@ -72,7 +126,7 @@ def read_manifest(dataset_dir: Path, key: str) -> dict[str, Any]:
     path = partition_path(dataset_dir, key)
     if not path.exists():
         raise FileNotFoundError(f"partition {key!r} not found: {path}")
-    metadata = pq.read_schema(path).metadata or {}
+    metadata = pq.ParquetFile(path).metadata.metadata or {}
     return json.loads(metadata[MANIFEST_KEY])
 
 
@@ -87,9 +141,13 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write a JSON document atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, default=str)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> dict[str, Any]:

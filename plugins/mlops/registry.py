@@ -36,8 +36,14 @@ def client() -> MlflowClient:
     """A client on the configured tracking store (also sets the fluent API's URIs)."""
     _quiet()
     uri = mlflow_tracking_uri()
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    for key, value in before.items():  # MLflow exports the URIs; keep MLOPS_HOME in charge of the default
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     return MlflowClient(uri, uri)
 
 
@@ -89,9 +95,36 @@ def set_version_tags(name: str, number: str, tags: dict[str, object]) -> None:
         c.set_model_version_tag(name, number, key, str(value))
 
 
+def clear_version_tag(name: str, number: str, key: str) -> None:
+    """Remove a version tag if it is set."""
+    c = client()
+    if key in c.get_model_version(name, number).tags:
+        c.delete_model_version_tag(name, number, key)
+
+
 def load_sklearn(ref: VersionRef):
     """The sklearn model of a registered version."""
     client()
     import mlflow.sklearn
 
     return mlflow.sklearn.load_model(ref.uri)
+
+
+def champion_for(name: str, day) -> VersionRef | None:
+    """The champion of a data interval starting on `day`: stable under backfills.
+
+    That is the promoted, not revoked, version with the latest training window that ended on or
+    before `day` (so a re-run of an old day uses the model of that time, not today's). When no
+    promoted version qualifies, the current `champion` alias.
+    """
+    import datetime as dt
+
+    best, best_key = None, None
+    for mv in client().search_model_versions(f"name = '{name}'"):
+        tags = mv.tags
+        if tags.get("promotion_decision") != "promoted" or tags.get("revoked") == "true" or "threshold" not in tags:
+            continue
+        window_end = dt.date.fromisoformat(tags.get("training_window", "").split("..")[-1] or "9999-12-31")
+        if window_end <= day and (best_key is None or (window_end, int(mv.version)) > best_key):
+            best, best_key = mv, (window_end, int(mv.version))
+    return _ref(best) if best is not None else version_by_alias(name, CHAMPION)

@@ -74,6 +74,7 @@ def test_params_form(dagbag):
     retrain = dagbag.dags["flights_retrain"].params
     assert retrain.get_param("model_kind").schema["enum"] == ["hist_gradient_boosting", "logistic_regression"]
     assert retrain.get_param("force_retrain").schema["type"] == "boolean"
-    assert retrain["allow_promotion"] is True
+    assert retrain["allow_promotion"] is None  # yes, except in backfills
+    assert {"flights_rollback"} <= set(dagbag.dag_ids)
     daily = dagbag.dags["flights_daily"].params
     assert set(daily.keys()) == {"start", "end", "model_version"}

@@ -49,11 +49,26 @@ def test_retrain_registers_a_champion_with_threshold_and_slice_metrics(first_mod
     metrics = pd.read_csv(
         mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/slice_metrics.csv")
     )
-    assert list(metrics.columns) == ["slice_feature", "slice_value", "model", "metric", "value", "n"]
+    assert list(metrics.columns) == [
+        "slice_feature",
+        "slice_value",
+        "model",
+        "metric",
+        "value",
+        "n",
+        "ci_low",
+        "ci_high",
+    ]
     overall = metrics[(metrics.slice_feature == "overall") & (metrics.model == "challenger")].set_index("metric")
     assert {"roc_auc", "pr_auc", "precision", "recall"} <= set(overall.index)
     assert overall.loc["roc_auc", "value"] > 0.55
-    assert {"carrier", "origin", "hour_band"} <= set(metrics.slice_feature)
+    assert {"carrier", "origin", "hour_band", "origin x hour_band"} <= set(metrics.slice_feature)
+    assert "JFK x evening" in set(metrics.slice_value)
+    assert (overall.ci_low <= overall.value).all() and (overall.value <= overall.ci_high).all()
+    artifacts = {a.path for a in registry.client().list_artifacts(run_id, "evaluation/plots")}
+    assert {"evaluation/plots/roc_pr_calibration.png", "evaluation/plots/metric_vs_threshold.png"} <= artifacts
+    assert {a.path for a in registry.client().list_artifacts(run_id, "promotion")} == {"promotion/gate_report.json"}
+    assert tags["validation_status"] == "passed"
 
     predictions = pd.read_parquet(
         mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/eval_predictions.parquet")

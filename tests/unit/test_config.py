@@ -44,11 +44,16 @@ def test_real_config_has_no_leakage_feature():
     assert cfg.target.column in cfg.features.leakage
 
 
-def test_drift_limits_apply_per_feature_overrides():
-    drift = load_config(FLIGHTS_YAML).validation.drift
-    assert drift.limits("temp") == (0.1, None)  # psi_error: null overrides the default
-    assert drift.limits("distance") == (0.1, 0.25)  # no override: the defaults
-    assert "day_of_week" in drift.exclude
+def test_shift_limits_apply_per_feature_overrides():
+    v = load_config(FLIGHTS_YAML).validation
+    assert (v.skew.limit("distance", "psi").warn, v.skew.limit("distance", "psi").error) == (0.1, 0.25)
+    # record-only features are measured but never flagged
+    assert (v.skew.limit("temp", "psi").warn, v.skew.limit("temp", "psi").error) == (None, None)
+    # an override replaces only the fields it sets: dest keeps the default warn, gets its own error
+    assert (v.skew.limit("dest", "unseen_share").warn, v.skew.limit("dest", "unseen_share").error) == (0.02, 0.2)
+    assert v.skew.limit("distance", "ks").error is None
+    assert v.drift.limit("temp", "psi").warn is None and v.drift.limit("distance", "psi").warn == 0.25
+    assert "day_of_week" in v.drift.exclude and "day_of_week" in v.skew.exclude
 
 
 def test_load_pipeline_and_load_all_find_flights(tmp_path, raw):
@@ -106,6 +111,11 @@ INVALID = {
         _set(["validation", "drift", "psi_fail"], 0.3),
         ["validation.drift.psi_fail", "Extra inputs are not permitted"],
     ),
+    "unknown_shift_metric": (
+        _set(["validation", "skew", "limits", "chi2"], {"warn": 0.1}),
+        ["validation.skew.limits.chi2"],
+    ),
+    "gate_without_check": (_set(["promotion", "gates"], [{"metric": "roc_auc"}]), ["promotion.gates.0"]),
     "derived_with_two_kinds": (
         _set(["derived", "hour_band", "weekday"], {"column": "flight_date"}),
         ["derived.hour_band", "exactly one of bins, map, weekday", "bins", "weekday"],

@@ -68,11 +68,13 @@ def test_real_seasonal_shift_in_temperature(flights_cfg, january, july):
 
 
 def test_numeric_bins_are_left_closed():
-    reference = {"rows": 4, "numeric": {"x": {"edges": [1.0, 2.0], "fractions": [0.25, 0.25, 0.5, 0.0]}}}
-    reference["categorical"] = {}
+    x = {"edges": [1.0, 2.0], "fractions": [0.25, 0.25, 0.5, 0.0], "quantiles": [], "std": None}
+    reference = {"rows": 4, "numeric": {"x": x}, "categorical": {}}
     # 1.0 belongs to [1, 2) and 2.0 to [2, inf): the actual fractions are [0, 0.5, 0.5, 0]
     actual = pd.DataFrame({"x": [1.0, 1.0, 2.0, 2.0]})
-    assert drift.feature_psi(reference, actual)["x"] == pytest.approx(drift.psi([0.25, 0.25, 0.5, 0.0], [0, 0.5, 0.5, 0]))
+    assert drift.feature_psi(reference, actual)["x"] == pytest.approx(
+        drift.psi([0.25, 0.25, 0.5, 0.0], [0, 0.5, 0.5, 0])
+    )
 
 
 def test_unseen_categories_land_in_other(january):

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
+
 from mlops import lake
 from mlops.interval import Interval
 from mlops.modeling import model_input

@@ -66,7 +66,9 @@ def test_from_datetimes_at_utc_midnight():
 
 def test_from_datetimes_converts_other_zones_to_utc():
     est = dt.timezone(dt.timedelta(hours=-5))
-    interval = Interval.from_datetimes(dt.datetime(2013, 1, 31, 19, tzinfo=est), dt.datetime(2013, 2, 1, 19, tzinfo=est))
+    interval = Interval.from_datetimes(
+        dt.datetime(2013, 1, 31, 19, tzinfo=est), dt.datetime(2013, 2, 1, 19, tzinfo=est)
+    )
     assert interval.key == "2013-02-01"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 import pandas as pd
@@ -136,3 +137,36 @@ def test_write_json_replaces_atomically(tmp_path):
     lake.write_json(path, {"success": True, "n": 2})
     assert lake.read_json(path) == {"success": True, "n": 2}
     assert files(path.parent) == ["2013-02-01.json"]
+
+
+def batches_of(frame, size):
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start : start + size].reset_index(drop=True)
+
+
+def test_stream_write_equals_the_whole_frame(tmp_path):
+    frame = pd.DataFrame({"row_key": [f"k{i:03d}" for i in range(250)], "score": [i / 250 for i in range(250)]})
+    manifest = lake.write_partition_stream(batches_of(frame, 100), tmp_path, "2013-02-01", {"model_version": "3"})
+    pd.testing.assert_frame_equal(lake.read_partition(tmp_path, "2013-02-01"), frame)
+    assert manifest["row_count"] == 250 and manifest["model_version"] == "3"
+    expected = hashlib.sha256(b"".join(lake.content_digest(b).encode() for b in batches_of(frame, 100))).hexdigest()
+    assert manifest["content_digest"] == expected
+    assert lake.read_manifest(tmp_path, "2013-02-01") == manifest
+    assert [len(b) for b in lake.iter_partition(tmp_path, "2013-02-01", 100)] == [100, 100, 50]
+    assert files(tmp_path) == ["2013-02-01.parquet"]
+
+
+def test_stream_write_failing_midway_keeps_previous_partition(tmp_path, frame):
+    before = lake.write_partition(frame, tmp_path, "k", {"attempt": 1})
+
+    def failing():
+        yield frame.iloc[:2]
+        raise RuntimeError("source went away")
+
+    with pytest.raises(RuntimeError, match="source went away"):
+        lake.write_partition_stream(failing(), tmp_path, "k", {"attempt": 2})
+    with pytest.raises(ValueError, match="nothing to write"):
+        lake.write_partition_stream(iter([]), tmp_path, "k", {"attempt": 3})
+    assert files(tmp_path) == ["k.parquet"]
+    assert lake.read_manifest(tmp_path, "k") == before
+    pd.testing.assert_frame_equal(lake.read_partition(tmp_path, "k"), frame)

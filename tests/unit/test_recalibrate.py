@@ -29,8 +29,8 @@ def calibration(flights_cfg):
     model.fit(model_input(train, flights_cfg.features), labels(train, flights_cfg.target).astype("int64"))
     held_out = _labelled(flights_cfg, (4, 5, 6))
     y = labels(held_out, flights_cfg.target).to_numpy(dtype="int64")
-    scores = np.round(predict_scores(model, model_input(held_out, flights_cfg.features)), 3)  # ties, as in life
-    assert 0.05 < y.mean() < 0.5 and len(np.unique(scores)) > 100
+    scores = np.round(predict_scores(model, model_input(held_out, flights_cfg.features)), 2)  # many ties
+    assert 0.05 < y.mean() < 0.5 and len(np.unique(scores)) > 20
     return y, scores
 
 
@@ -68,9 +68,12 @@ def test_max_f1_is_the_argmax_of_a_brute_force_scan(calibration, brute):
     assert f1_score(y, predicted) == pytest.approx(brute.f1.max())
 
 
-@pytest.mark.parametrize("min_precision", [0.3, 0.45, 0.6])
-def test_recall_at_precision_has_max_recall_among_feasible(calibration, brute, min_precision):
+@pytest.mark.parametrize("share", [0.6, 0.8, 1.0])
+def test_recall_at_precision_has_max_recall_among_feasible(calibration, brute, share):
+    """Precision floors between the base rate and the best reachable precision."""
     y, scores = calibration
+    min_precision = share * brute.precision.max()
+    assert min_precision > y.mean()
     choice = choose_threshold(y, scores, Threshold(policy="recall_at_precision", min_precision=min_precision))
     predicted = scores >= choice.threshold
     assert precision_score(y, predicted) >= min_precision

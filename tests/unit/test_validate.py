@@ -7,10 +7,21 @@ import datetime as dt
 import pytest
 
 from mlops import lake
+from mlops.config import Limit, ShiftCheck
 from mlops.drift import profile
 from mlops.interval import Interval
 from mlops.stages.ingest import build_day, ingest, raw_dir
-from mlops.stages.validate import drift_checks, read_report, results_dir, validate
+from mlops.stages.validate import (
+    DRIFT,
+    SKEW,
+    Reference,
+    read_report,
+    results_dir,
+    scores_dir,
+    shift_checks,
+    shift_history,
+    validate,
+)
 
 DAY = Interval.parse("2013-02-01")
 
@@ -19,6 +30,14 @@ DAY = Interval.parse("2013-02-01")
 def good_day(flights_cfg):
     """The real rows of 2013-02-01, built once (tests write copies of it)."""
     return build_day(flights_cfg, DAY.start)
+
+
+@pytest.fixture
+def fresh_store(mlops_home, monkeypatch):
+    """An MLflow store of this test's own (see test_model_stages.store for why the variable is cleared)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    return mlops_home
 
 
 def write_day(df, key="2013-02-01"):
@@ -31,9 +50,9 @@ def failed(report):
 
 def test_a_normal_day_passes(mlops_home, flights_cfg):
     ingest(flights_cfg, DAY)
-    report = validate(flights_cfg, DAY)
+    report = validate(flights_cfg, DAY, references={})
     assert report.success, report.summary()
-    assert report.rows == 926 and report.failed == [] and report.drift == {} and report.reference is None
+    assert report.rows == 926 and report.failed == [] and report.shifts == {} and report.references == {}
     kinds = {c["check"] for c in report.checks}
     assert {
         "expect_table_columns_to_match_set",
@@ -52,7 +71,7 @@ def test_a_normal_day_passes(mlops_home, flights_cfg):
 def test_the_blizzard_day_fails_on_missing_arrival_delays(mlops_home, flights_cfg):
     blizzard = Interval.parse("2013-02-08")
     ingest(flights_cfg, blizzard)
-    report = validate(flights_cfg, blizzard)
+    report = validate(flights_cfg, blizzard, references={})
     assert not report.success
     assert failed(report) == {("expect_column_values_to_not_be_null", "arr_delay")}
     check = report.failed[0]
@@ -114,7 +133,7 @@ BROKEN = {
 def test_a_broken_partition_fails_the_right_check(mlops_home, flights_cfg, good_day, case):
     breaker, expected = BROKEN[case]
     write_day(breaker(good_day.copy()))
-    report = validate(flights_cfg, DAY)
+    report = validate(flights_cfg, DAY, references={})
     assert not report.success
     assert failed(report) == expected, report.summary()
     for check, column in expected:
@@ -125,7 +144,7 @@ def test_a_broken_partition_fails_the_right_check(mlops_home, flights_cfg, good_
 
 def test_out_of_set_examples_are_reported(mlops_home, flights_cfg, good_day):
     write_day(_unknown_origin(good_day.copy()))
-    check = validate(flights_cfg, DAY).failed[0]
+    check = validate(flights_cfg, DAY, references={}).failed[0]
     assert check["observed"]["unexpected_percent"] == pytest.approx(100 * 20 / len(good_day), abs=1e-3)
     assert set(check["observed"]["examples"]) == {"XXX"}
     assert check["expected"]["value_set"] == ["EWR", "JFK", "LGA"]
@@ -134,7 +153,7 @@ def test_out_of_set_examples_are_reported(mlops_home, flights_cfg, good_day):
 def test_row_count_bounds_scale_with_days(mlops_home, flights_cfg):
     three = Interval.parse("2013-02-01..2013-02-04")
     ingest(flights_cfg, three)
-    report = validate(flights_cfg, three)
+    report = validate(flights_cfg, three, references={})
     assert report.success, report.summary()
     rows = next(c for c in report.checks if c["check"] == "expect_table_row_count_to_be_between")
     v = flights_cfg.validation
@@ -145,7 +164,7 @@ def test_row_count_bounds_scale_with_days(mlops_home, flights_cfg):
 
 def test_report_is_written_and_replaced_on_rerun(mlops_home, flights_cfg, good_day):
     write_day(_unknown_origin(good_day.copy()))
-    first = validate(flights_cfg, DAY)
+    first = validate(flights_cfg, DAY, references={})
     path = results_dir("flights") / "2013-02-01.json"
     assert path.is_file() and path.is_relative_to(mlops_home)
     stored = read_report("flights", "2013-02-01")
@@ -153,7 +172,7 @@ def test_report_is_written_and_replaced_on_rerun(mlops_home, flights_cfg, good_d
     assert [c["column"] for c in stored["checks"] if not c["success"]] == ["origin"]
 
     write_day(good_day)
-    validate(flights_cfg, DAY)
+    validate(flights_cfg, DAY, references={})
     again = read_report("flights", "2013-02-01")
     assert again["success"] is True
     assert sorted(p.name for p in results_dir("flights").iterdir()) == ["2013-02-01.json"]
@@ -165,63 +184,100 @@ def test_missing_report_reads_as_none(mlops_home):
 
 def test_missing_partition_is_named(mlops_home, flights_cfg):
     with pytest.raises(FileNotFoundError, match="2013-02-01"):
-        validate(flights_cfg, DAY)
+        validate(flights_cfg, DAY, references={})
 
 
-def test_drift_against_a_reference(mlops_home, flights_cfg):
-    """A July reference against a February day: weather drifts; only warnings for weather features."""
-    july = build_day(flights_cfg, dt.date(2013, 7, 10))
-    reference = profile(july, flights_cfg.features.categorical, flights_cfg.features.numeric)
+def test_default_references_compare_with_the_previous_day(fresh_store, flights_cfg):
+    """Drift against 2013-01-31's partition; no champion yet, so no skew reference."""
+    ingest(flights_cfg, Interval.parse("2013-01-31..2013-02-02"))
+    report = validate(flights_cfg, DAY)
+    assert report.references == {DRIFT: "partition 2013-01-31", SKEW: None}
+    assert set(report.shifts) == {DRIFT}
+    drift = report.shifts[DRIFT]
+    assert set(drift) == set(flights_cfg.features.all) - {"day_of_week"}  # excluded
+    assert {"psi", "ks", "wasserstein"} <= set(drift["distance"])
+    assert {"psi", "js_distance", "unseen_share"} <= set(drift["carrier"])
+    shift = [c for c in report.checks if c["check"].endswith("_vs_previous_partition")]
+    assert shift and all(c["severity"] == "warning" for c in shift)  # drift only ever warns in flights.yaml
+    assert report.success, report.summary()
+
+    history = shift_history("flights")
+    assert set(history["interval"]) == {"2013-02-01"} and set(history["comparison"]) == {DRIFT}
+    assert len(history) == sum(len(m) for m in drift.values())
+    row = history[(history.feature == "distance") & (history.metric == "psi")]
+    assert row["value"].item() == pytest.approx(drift["distance"]["psi"])
+    validate(flights_cfg, DAY)
+    assert len(shift_history("flights")) == len(history)  # a re-run replaces its scores
+    assert lake.list_partitions(scores_dir("flights")) == ["2013-02-01"]
+
+
+def test_first_day_has_no_drift_reference(fresh_store, flights_cfg):
     ingest(flights_cfg, DAY)
-    report = validate(flights_cfg, DAY, reference=reference, reference_name="july")
-    assert report.reference == "july"
-    assert report.drift["temp"] > 0.25
-    temp = next(c for c in report.checks if c["check"] == "psi_vs_training_reference" and c["column"] == "temp")
-    assert temp["success"] is False and temp["severity"] == "warning"  # psi_error: null for temp
-    assert "day_of_week" not in {c["column"] for c in report.checks if c["check"] == "psi_vs_training_reference"}
-    assert all(c["check"] != "psi_vs_training_reference" for c in report.failed)
+    report = validate(flights_cfg, DAY)
+    assert report.references == {DRIFT: None, SKEW: None}
+    assert report.shifts == {}
 
-    strict_drift = flights_cfg.validation.drift.model_copy(update={"features": {}, "exclude": []})
-    strict = flights_cfg.model_copy(
-        update={"validation": flights_cfg.validation.model_copy(update={"drift": strict_drift})}
-    )
-    report = validate(strict, DAY, reference=reference, reference_name="july")
-    assert ("psi_vs_training_reference", "temp") in failed(report)
+
+def test_skew_against_a_july_reference(mlops_home, flights_cfg):
+    """A July training reference against a February day: weather moves, and only warns for weather."""
+    july = build_day(flights_cfg, dt.date(2013, 7, 10))
+    reference = Reference("july", profile(july, flights_cfg.features.categorical, flights_cfg.features.numeric))
+    ingest(flights_cfg, DAY)
+    report = validate(flights_cfg, DAY, references={SKEW: reference})
+    assert report.references == {SKEW: "july"}
+    assert report.shifts[SKEW]["temp"]["psi"] > 0.25
+    # temp is record_only in flights.yaml: measured and stored, never flagged
+    assert not [c for c in report.checks if c["column"] == "temp" and c["check"].endswith("_vs_training_data")]
+
+    skew = flights_cfg.validation.skew.model_copy(update={"features": {}, "record_only": []})
+    strict = flights_cfg.model_copy(update={"validation": flights_cfg.validation.model_copy(update={"skew": skew})})
+    report = validate(strict, DAY, references={SKEW: reference})
+    assert ("psi_vs_training_data", "temp") in failed(report)
     assert not report.success
+    assert "psi_vs_training_data [temp]" in report.summary()
 
 
-def _with_drift(cfg, **drift):
-    d = cfg.validation.drift.model_copy(update=drift)
-    return cfg.model_copy(update={"validation": cfg.validation.model_copy(update={"drift": d})})
+CHECK = ShiftCheck(
+    min_rows=200,
+    exclude=["day_of_week"],
+    limits={"psi": Limit(warn=0.1, error=0.25)},
+    features={"temp": {"psi": Limit(error=None)}},
+)
 
 
-def test_drift_checks_severity(flights_cfg):
-    cfg = _with_drift(flights_cfg, psi_warn=0.1, psi_error=0.25, min_rows=200)
-    psi = {"distance": 0.5, "hour": 0.15, "minute": 0.05, "temp": 0.9, "day_of_week": 3.0}
-    checks = {c["column"]: c for c in drift_checks(cfg, psi, rows=200)}
+def by_column(checks):
+    return {c["column"]: c for c in checks}
+
+
+def test_shift_check_severity():
+    stats = {f: {"psi": v} for f, v in {"distance": 0.5, "hour": 0.15, "minute": 0.05, "temp": 0.9}.items()}
+    stats["day_of_week"] = {"psi": 3.0}
+    checks = by_column(shift_checks(CHECK, SKEW, stats, rows=200, reference_rows=5000))
     assert "day_of_week" not in checks  # excluded
     assert (checks["distance"]["success"], checks["distance"]["severity"]) == (False, "error")
     assert (checks["hour"]["success"], checks["hour"]["severity"]) == (False, "warning")
     assert checks["minute"]["success"] is True
-    assert (checks["temp"]["success"], checks["temp"]["severity"]) == (False, "warning")  # psi_error: null
-    assert checks["distance"]["expected"] == {"psi_warn": 0.1, "psi_error": 0.25, "gates": True}
-    assert checks["distance"]["observed"] == 0.5
+    assert (checks["temp"]["success"], checks["temp"]["severity"]) == (False, "warning")  # error: null override
+    assert checks["temp"]["expected"]["warn_above"] == 0.1  # the override keeps the default warn
+    assert checks["distance"]["expected"]["gates"] is True and checks["distance"]["observed"] == 0.5
+    assert checks["distance"]["check"] == "psi_vs_training_data"
 
 
-def test_drift_below_min_rows_only_warns(flights_cfg):
-    cfg = _with_drift(flights_cfg, min_rows=200)
-    checks = {c["column"]: c for c in drift_checks(cfg, {"distance": 0.5}, rows=199)}
-    assert (checks["distance"]["success"], checks["distance"]["severity"]) == (False, "warning")
-    assert checks["distance"]["expected"]["gates"] is False
+@pytest.mark.parametrize(("rows", "reference_rows"), [(199, 5000), (5000, 199)])
+def test_shift_below_min_rows_on_either_side_only_warns(rows, reference_rows):
+    check = by_column(shift_checks(CHECK, DRIFT, {"distance": {"psi": 0.5}}, rows, reference_rows))["distance"]
+    assert (check["success"], check["severity"]) == (False, "warning")
+    assert check["expected"]["gates"] is False
+    assert check["check"] == "psi_vs_previous_partition"
 
 
-def test_drift_without_error_limit_only_warns(flights_cfg):
-    cfg = _with_drift(flights_cfg, psi_error=None, features={})
-    checks = drift_checks(cfg, {"distance": 5.0, "hour": 5.0}, rows=10_000)
+def test_shift_without_error_limit_only_warns():
+    check = ShiftCheck(limits={"psi": Limit(warn=0.1)})
+    checks = shift_checks(check, SKEW, {"distance": {"psi": 5.0}, "hour": {"psi": 5.0}}, 10_000, 10_000)
     assert {(c["success"], c["severity"]) for c in checks} == {(False, "warning")}
 
 
-def test_drift_without_any_limit_passes(flights_cfg):
-    cfg = _with_drift(flights_cfg, psi_warn=None, psi_error=None, features={})
-    checks = drift_checks(cfg, {"distance": 5.0}, rows=10_000)
-    assert checks[0]["success"] is True
+def test_metric_without_limits_makes_no_check():
+    check = ShiftCheck(limits={"psi": Limit(warn=0.1, error=0.2)})
+    checks = shift_checks(check, SKEW, {"distance": {"psi": 0.05, "ks": 0.9, "wasserstein": 3.0}}, 10_000, 10_000)
+    assert [(c["check"], c["success"]) for c in checks] == [("psi_vs_training_data", True)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops.operators.base import PipelineOperator
 
@@ -15,9 +15,23 @@ class IngestOperator(PipelineOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from mlops.stages.ingest import ingest
 
-        result = ingest(self.config(), self.interval(context), context.get("run_id"))
+        cfg = self.config()
+        result = ingest(cfg, self.interval(context), context.get("run_id"), url=source_url(cfg))
         self.log.info("ingested %s partitions: %s", len(result.partitions), result.partitions)
         return {"interval": result.interval.key, "partitions": result.partitions}
+
+
+def source_url(cfg) -> str | None:
+    """The SQLAlchemy URL of a SQL source's Airflow connection (`source.conn_id`), if it has one."""
+    if cfg.source.kind != "sql" or not cfg.source.conn_id:
+        return None
+    from airflow.sdk import BaseHook
+
+    uri = BaseHook.get_connection(cfg.source.conn_id).get_uri()
+    for prefix in ("postgres://", "postgresql://"):
+        if uri.startswith(prefix):
+            return "postgresql+psycopg2://" + uri[len(prefix) :]
+    return uri
 
 
 class ValidateOperator(PipelineOperator):
@@ -31,23 +45,30 @@ class ValidateOperator(PipelineOperator):
         self.training_task_id = training_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from mlops.stages.validate import champion_reference, validate, validate_training_set
+        from mlops.stages.validate import validate, validate_training_set
 
         cfg = self.config()
-        reference, reference_name = champion_reference(cfg)
         if self.training_task_id:
             assembled = self.pulled(context, self.training_task_id)
-            report = validate_training_set(
-                cfg, assembled["training_key"], len(assembled["days"]), reference, reference_name
-            )
+            report = validate_training_set(cfg, assembled["training_key"], len(assembled["days"]))
         else:
-            report = validate(cfg, self.interval(context), reference, reference_name)
+            interval = self.interval(context)
+            skip_if_empty(cfg, interval)
+            report = validate(cfg, interval)
         for check in report.warnings:
             self.log.warning("warning %s [%s]: observed %s", check["check"], check["column"], check["observed"])
         if not report.success:
             raise AirflowFailException(report.summary())
         self.log.info("%s: %d checks passed, %d warnings", report.interval, len(report.checks), len(report.warnings))
         return {"interval": report.interval, "checks": len(report.checks), "warnings": len(report.warnings)}
+
+
+def skip_if_empty(cfg, interval) -> None:
+    """Skip the task (and so the stages after it) when every partition of the interval is empty."""
+    from mlops.stages.ingest import is_empty
+
+    if all(is_empty(cfg, day) for day in interval.days()):
+        raise AirflowSkipException(f"{cfg.name} {interval.key}: the source had no rows (recorded as empty)")
 
 
 class ScoreOperator(PipelineOperator):
@@ -57,8 +78,10 @@ class ScoreOperator(PipelineOperator):
         from mlops.stages.score import score
 
         pinned = (context.get("params") or {}).get("model_version")
+        cfg, interval = self.config(), self.interval(context)
+        skip_if_empty(cfg, interval)
         try:
-            result = score(self.config(), self.interval(context), pinned)
+            result = score(cfg, interval, pinned)
         except LookupError as exc:
             raise AirflowFailException(str(exc)) from None
         self.log.info(

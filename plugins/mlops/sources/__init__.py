@@ -59,6 +59,17 @@ KIND_CHECKS = {
 }
 
 
+EMPTY_DTYPES = {"int": "int64", "float": "float64", "str": "str", "datetime": "datetime64[ns]", "bool": "bool"}
+
+
+def typed_empty(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """An empty result carries no types: give the declared columns their declared kinds."""
+    if not df.empty or not columns:
+        return df
+    casts = {c: EMPTY_DTYPES[k] for c, k in columns.items() if c in df.columns and k in EMPTY_DTYPES}
+    return df.astype(casts) if casts else df
+
+
 def check_columns(df: pd.DataFrame, expected: dict[str, str], where: str) -> None:
     """Fail with the names of missing columns and of columns of the wrong kind."""
     missing = [c for c in expected if c not in df.columns]

@@ -19,7 +19,6 @@ import pandas as pd
 
 from mlops.config import Source
 from mlops.sources import SourceError
-from mlops.sources.sql import typed_empty
 
 
 def mask_url(url: str) -> str:
@@ -50,7 +49,7 @@ class HttpSource:
             raise SourceError(
                 f"{self.description}: bad URL template ({exc!r}); use {{date}}, {{start}} and {{end}}"
             ) from exc
-        return typed_empty(self._read(url, f"partition {day.isoformat()}"), self.src.columns)
+        return self._read(url, f"partition {day.isoformat()}")
 
     def read_table(self, name: str) -> pd.DataFrame:
         if name not in self.src.tables:

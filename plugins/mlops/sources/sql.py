@@ -16,8 +16,6 @@ from mlops.sources import SourceError
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
-EMPTY_DTYPES = {"int": "int64", "float": "float64", "str": "str", "datetime": "datetime64[ns]", "bool": "bool"}
-
 
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ***."""
@@ -27,14 +25,6 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a SQLAlchemy URL: mask by pattern
         return _PASSWORD_IN_URL.sub(r"\1***@", url)
-
-
-def typed_empty(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """An empty result carries no types: give the declared columns their declared kinds."""
-    if not df.empty or not columns:
-        return df
-    casts = {c: EMPTY_DTYPES[k] for c, k in columns.items() if c in df.columns and k in EMPTY_DTYPES}
-    return df.astype(casts) if casts else df
 
 
 def _reason(exc: BaseException) -> str:
@@ -62,7 +52,8 @@ class SqlSource:
         from sqlalchemy.pool import NullPool
 
         try:
-            engine = sa.create_engine(self.url, poolclass=NullPool)
+            connect_args = {"connect_timeout": max(1, int(self.src.timeout_seconds))} if "postgres" in self.url else {}
+            engine = sa.create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
         except Exception as exc:  # bad URL, unknown dialect, missing driver
             raise SourceError(f"{self.description}, {where}: cannot open the database: {_reason(exc)}") from exc
         try:
@@ -78,7 +69,7 @@ class SqlSource:
         start = dt.datetime.combine(day, dt.time())
         params = {"start": start, "end": start + dt.timedelta(days=1)}
         df = self._query(self.src.query, params, f"partition {day.isoformat()}")
-        return typed_empty(df, self.src.columns)
+        return df
 
     def read_table(self, name: str) -> pd.DataFrame:
         query = self.src.tables.get(name)

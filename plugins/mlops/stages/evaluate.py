@@ -46,7 +46,7 @@ def slice_groups(predictions: pd.DataFrame, slices: list[str]) -> list[tuple[str
     for spec in slices:
         columns = [c.strip() for c in spec.split(CROSS)]
         keys = predictions[columns].astype("str")
-        for value, positions in sorted(keys.groupby(columns, sort=False).indices.items()):
+        for value, positions in sorted(keys.groupby(columns, sort=False, dropna=False).indices.items()):
             parts = value if isinstance(value, tuple) else (value,)
             groups.append((spec, CROSS.join(str(p) for p in parts), positions))
     return groups

@@ -12,7 +12,7 @@ from mlops.config import PipelineConfig, Source
 from mlops.features import apply_joins, derive, row_keys
 from mlops.interval import Interval
 from mlops.paths import lake_dir
-from mlops.sources import DataSource, SourceError, check_columns, open_source
+from mlops.sources import DataSource, SourceError, check_columns, open_source, typed_empty
 
 ROW_KEY = "row_key"
 
@@ -47,7 +47,7 @@ def build_day(cfg: PipelineConfig, day: dt.date, source: DataSource | None = Non
     """The day's rows from the source, checked, joined and derived, in a stable order."""
     src = cfg.source
     source = source or open_source(src)
-    df = source.read_day(day)
+    df = typed_empty(source.read_day(day), src.columns)
     where = f"{source.description}, partition {day.isoformat()}"
     if src.columns:
         check_columns(df, src.columns, where)
@@ -98,3 +98,8 @@ def read_interval(cfg: PipelineConfig, interval: Interval, days: list[dt.date] |
     """Concatenate the ingested partitions of the interval's days (or of `days`)."""
     frames = [lake.read_partition(raw_dir(cfg.name), d.isoformat()) for d in (days or interval.days())]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def is_empty(cfg: PipelineConfig, day: dt.date) -> bool:
+    """Whether the day's partition was recorded empty (the source had no rows, on_empty: empty)."""
+    return bool(lake.read_manifest(raw_dir(cfg.name), day.isoformat()).get("empty"))

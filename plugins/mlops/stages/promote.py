@@ -105,15 +105,17 @@ def judge(cfg: PipelineConfig, metrics: pd.DataFrame, comparison: pd.DataFrame, 
                 continue
             gain = sign * row.difference
             if gate.max_regression is not None:
-                # non-inferiority: even the pessimistic end of the interval of the gain stays above -margin
-                bound = row.ci_low if sign > 0 else -row.ci_high
+                low, high = sorted((sign * row.ci_low, sign * row.ci_high))
+                strict = gate.test == "non_inferiority"
+                bound = low if strict else high  # pessimistic or optimistic end of the gain's interval
                 bound = gain if math.isnan(bound) else bound
+                end = "lower" if strict else "upper"
                 checks.append(
                     GateCheck(
-                        f"{name}_non_inferior",
+                        f"{name}_{gate.test}",
                         _scope(row),
                         bound >= -gate.max_regression,
-                        f"gain {gain:+.4f}, 95% CI lower end {bound:+.4f} >= -{gate.max_regression} (n={row.n})",
+                        f"gain {gain:+.4f}, CI {end} end {bound:+.4f} >= -{gate.max_regression} (n={row.n})",
                     )
                 )
             if gate.min_improvement is not None and row.slice_feature == OVERALL:
@@ -192,6 +194,7 @@ def promote(
             if champion is not None and champion.version != challenger.version:
                 c.set_registered_model_alias(cfg.name, registry.PREVIOUS_CHAMPION, champion.version)
             c.set_registered_model_alias(cfg.name, registry.CHAMPION, challenger.version)
+            registry.clear_version_tag(cfg.name, challenger.version, "revoked")
     decision = PromotionDecision(cfg.name, challenger.version, current, passed, promoted, checks, blocked)
     outcome = "promoted" if promoted else ("not_promoted" if passed else "rejected")
     registry.set_version_tags(
@@ -234,6 +237,7 @@ def rollback(cfg: PipelineConfig, to_version: str | None = None, triggered_by: s
         c.set_registered_model_alias(cfg.name, registry.CHAMPION, target.version)
         if current is not None and current.version != target.version:
             c.set_registered_model_alias(cfg.name, registry.PREVIOUS_CHAMPION, current.version)
+        revoked = _revoke_newer_than(cfg.name, target)
     registry.set_version_tags(
         cfg.name, target.version, {"restored_by_rollback_from": current.version if current else "none"}
     )
@@ -242,7 +246,22 @@ def rollback(cfg: PipelineConfig, to_version: str | None = None, triggered_by: s
         "rollback",
         version=target.version,
         previous=current.version if current else None,
+        revoked=revoked,
         triggered_by=triggered_by,
         reasons=[reason] if reason else [],
     )
     return target.version
+
+
+def _revoke_newer_than(name: str, target: registry.VersionRef) -> list[str]:
+    """Tag `revoked` every promoted version trained after `target`, so champion_for undoes them too."""
+    c = registry.client()
+    target_end = c.get_model_version(name, target.version).tags.get("training_window", "").split("..")[-1]
+    revoked = []
+    for mv in c.search_model_versions(f"name = '{name}'"):
+        end = mv.tags.get("training_window", "").split("..")[-1]
+        if mv.tags.get("promotion_decision") == "promoted" and mv.version != target.version and end >= target_end:
+            c.set_model_version_tag(name, mv.version, "revoked", "true")
+            revoked.append(str(mv.version))
+    registry.clear_version_tag(name, target.version, "revoked")
+    return revoked

@@ -1,4 +1,12 @@
-"""Stage 2, validation: Great Expectations checks plus PSI drift against the training reference."""
+"""Stage 2, validation: a Great Expectations suite, plus drift and skew measured per feature.
+
+- drift: against the previous day's partition;
+- skew: against the training data of the model that was champion for this data interval.
+
+Both references follow from the run's data interval, so a backfill of an old day compares with the
+day before it and with the champion of that time, exactly as the original run did. Every run's
+shift scores are kept (one Parquet file per interval) whether or not anything failed.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +15,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from mlops import lake
-from mlops.config import PipelineConfig
-from mlops.drift import feature_psi
+from mlops.config import PipelineConfig, ShiftCheck
+from mlops.drift import compare, profile
 from mlops.gx_checks import build_suite, run_suite
 from mlops.interval import Interval
 from mlops.paths import lake_dir
-from mlops.stages.ingest import read_interval
+from mlops.stages.ingest import raw_dir, read_interval
+
+DRIFT, SKEW = "drift", "skew"
+AGAINST = {DRIFT: "previous_partition", SKEW: "training_data"}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A distribution to compare with: its name (what it is) and its profile."""
+
+    name: str
+    profile: dict[str, Any]
 
 
 @dataclass
@@ -24,8 +45,8 @@ class ValidationReport:
     interval: str
     rows: int
     checks: list[dict[str, Any]]
-    drift: dict[str, float]
-    reference: str | None
+    shifts: dict[str, dict[str, dict[str, float]]]  # drift|skew -> feature -> metric -> value
+    references: dict[str, str | None]  # drift|skew -> reference name
     validated_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     @property
@@ -65,77 +86,135 @@ def results_dir(pipeline: str) -> Path:
     return lake_dir(pipeline) / "validation"
 
 
-def drift_checks(cfg: PipelineConfig, psi_by_feature: dict[str, float], rows: int) -> list[dict[str, Any]]:
-    """One check per feature: error or warning when its PSI passes the configured limits."""
-    d = cfg.validation.drift
+def scores_dir(pipeline: str) -> Path:
+    """Folder of the shift-score series: one Parquet file per interval, every feature and metric."""
+    return lake_dir(pipeline) / "shift_scores"
+
+
+def shift_checks(
+    check: ShiftCheck, kind: str, stats: dict[str, dict[str, float]], rows: int, reference_rows: int
+) -> list[dict[str, Any]]:
+    """One check per feature and limited metric: an error only with enough rows on both sides."""
     checks = []
-    for feature, value in sorted(psi_by_feature.items()):
-        if feature in d.exclude:
+    gating = min(rows, reference_rows) >= check.min_rows
+    for feature, by_metric in sorted(stats.items()):
+        if feature in check.exclude:
             continue
-        warn, error = d.limits(feature)
-        gating = rows >= d.min_rows
-        severity = "error" if error is not None and value > error and gating else "warning"
-        success = not ((error is not None and value > error) or (warn is not None and value > warn))
-        checks.append(
-            {
-                "check": "psi_vs_training_reference",
-                "column": feature,
-                "success": success,
-                "severity": severity,
-                "observed": round(value, 4),
-                "expected": {"psi_warn": warn, "psi_error": error, "gates": gating},
-            }
-        )
+        for metric, value in sorted(by_metric.items()):
+            limit = check.limit(feature, metric)
+            if limit.warn is None and limit.error is None:
+                continue
+            over_error = limit.error is not None and value > limit.error
+            over_warn = limit.warn is not None and value > limit.warn
+            checks.append(
+                {
+                    "check": f"{metric}_vs_{AGAINST[kind]}",
+                    "column": feature,
+                    "success": not (over_error or over_warn),
+                    "severity": "error" if over_error and gating else "warning",
+                    "observed": round(float(value), 4),
+                    "expected": {
+                        "warn_above": limit.warn,
+                        "error_above": limit.error,
+                        "gates": gating,
+                        "rows": rows,
+                        "reference_rows": reference_rows,
+                    },
+                }
+            )
     return checks
 
 
-def validate_frame(
-    cfg: PipelineConfig, df, key: str, n_days: int, reference: dict[str, Any] | None, reference_name: str | None
-) -> ValidationReport:
-    """Run the suite and the drift checks on a frame covering `n_days` days; store the report under `key`."""
-    checks = [{**c, "severity": "error"} for c in run_suite(build_suite(cfg, n_days), df)]
-    psi_by_feature = feature_psi(reference, df) if reference else {}
-    checks += drift_checks(cfg, psi_by_feature, len(df))
-    report = ValidationReport(cfg.name, key, len(df), checks, psi_by_feature, reference_name)
-    lake.write_json(results_dir(cfg.name) / f"{key}.json", report.to_dict())
-    return report
+def previous_partition(cfg: PipelineConfig, interval: Interval) -> Reference | None:
+    """The profile of the day before the interval, when that partition exists and has rows."""
+    day = interval.start - dt.timedelta(days=1)
+    try:
+        df = lake.read_partition(raw_dir(cfg.name), day.isoformat())
+    except FileNotFoundError:
+        return None
+    if df.empty:
+        return None
+    return Reference(f"partition {day.isoformat()}", profile(df, cfg.features.categorical, cfg.features.numeric))
 
 
-def validate(
-    cfg: PipelineConfig, interval: Interval, reference: dict[str, Any] | None = None, reference_name: str | None = None
-) -> ValidationReport:
-    """Validate the ingested partitions of `interval` (the report replaces an earlier one)."""
-    return validate_frame(
-        cfg, read_interval(cfg, interval), interval.key, len(interval.days()), reference, reference_name
-    )
-
-
-def validate_training_set(
-    cfg: PipelineConfig,
-    training_key: str,
-    n_days: int,
-    reference: dict[str, Any] | None = None,
-    reference_name: str | None = None,
-) -> ValidationReport:
-    """Validate an assembled training window; its report is stored as `training-<key>`."""
-    from mlops.stages.assemble import read_training_set
-
-    df = read_training_set(cfg.name, training_key)
-    return validate_frame(cfg, df, f"training-{training_key}", n_days, reference, reference_name)
-
-
-def champion_reference(cfg: PipelineConfig) -> tuple[dict[str, Any] | None, str | None]:
-    """The champion's training-data profile and a name for it, or (None, None) before any champion."""
+def champion_training_data(cfg: PipelineConfig, day: dt.date) -> Reference | None:
+    """The training-data profile of the champion of `day` (see registry.champion_for)."""
     from mlops import registry
     from mlops.stages.train import load_reference
 
-    champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
+    champion = registry.champion_for(cfg.name, day)
     if champion is None:
-        return None, None
-    return load_reference(champion.run_id), f"{cfg.name} v{champion.version} training data"
+        return None
+    return Reference(f"training data of {cfg.name} v{champion.version}", load_reference(champion.run_id))
+
+
+def validate_frame(
+    cfg: PipelineConfig, df: pd.DataFrame, key: str, n_days: int, references: dict[str, Reference | None]
+) -> ValidationReport:
+    """Run the suite and the shift checks on a frame covering `n_days` days; store the report under `key`."""
+    checks = [{**c, "severity": "error"} for c in run_suite(build_suite(cfg, n_days), df)]
+    shifts: dict[str, dict[str, dict[str, float]]] = {}
+    for kind, reference in references.items():
+        if reference is None:
+            continue
+        check = getattr(cfg.validation, kind)
+        shifts[kind] = compare(reference.profile, df, exclude=check.exclude)
+        checks += shift_checks(check, kind, shifts[kind], len(df), reference.profile["rows"])
+    names = {kind: (ref.name if ref else None) for kind, ref in references.items()}
+    report = ValidationReport(cfg.name, key, len(df), checks, shifts, names)
+    lake.write_json(results_dir(cfg.name) / f"{key}.json", report.to_dict())
+    _write_scores(cfg.name, key, report)
+    return report
+
+
+def _write_scores(pipeline: str, key: str, report: ValidationReport) -> None:
+    rows = [
+        (pipeline, key, kind, report.references.get(kind), feature, metric, float(value), report.rows)
+        for kind, by_feature in report.shifts.items()
+        for feature, by_metric in by_feature.items()
+        for metric, value in by_metric.items()
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["pipeline", "interval", "comparison", "reference", "feature", "metric", "value", "rows"]
+    )
+    lake.write_partition(frame, scores_dir(pipeline), key, {"pipeline": pipeline, "interval": key})
+
+
+def validate(
+    cfg: PipelineConfig, interval: Interval, references: dict[str, Reference | None] | None = None
+) -> ValidationReport:
+    """Validate the ingested partitions of `interval` (the report replaces an earlier one).
+
+    Without `references`, drift compares with the previous day's partition and skew with the
+    training data of the champion of the interval's first day.
+    """
+    if references is None:
+        references = {DRIFT: previous_partition(cfg, interval), SKEW: champion_training_data(cfg, interval.start)}
+    return validate_frame(cfg, read_interval(cfg, interval), interval.key, len(interval.days()), references)
+
+
+def validate_training_set(
+    cfg: PipelineConfig, training_key: str, n_days: int, references: dict[str, Reference | None] | None = None
+) -> ValidationReport:
+    """Validate an assembled training window (skew against the current champion's training data)."""
+    from mlops.stages.assemble import read_training_set
+
+    if references is None:
+        window = Interval.parse(training_key)
+        references = {SKEW: champion_training_data(cfg, window.end)}
+    return validate_frame(
+        cfg, read_training_set(cfg.name, training_key), f"training-{training_key}", n_days, references
+    )
 
 
 def read_report(pipeline: str, key: str) -> dict[str, Any] | None:
     """The stored validation report of an interval key, if any."""
     path = results_dir(pipeline) / f"{key}.json"
     return lake.read_json(path) if path.exists() else None
+
+
+def shift_history(pipeline: str) -> pd.DataFrame:
+    """Every stored shift score, for plotting drift over time."""
+    keys = lake.list_partitions(scores_dir(pipeline))
+    frames = [lake.read_partition(scores_dir(pipeline), k) for k in keys]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
