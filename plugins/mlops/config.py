@@ -259,6 +259,20 @@ class Promotion(_Strict):
     gates: list[Gate] = [Gate(metric="roc_auc", min_value=0.5)]
 
 
+class Scoring(_Strict):
+    """Batch scoring: batch size, the SQL table predictions also go to, and prediction monitoring."""
+
+    batch_rows: int = Field(100_000, ge=1, description="rows predicted and written at a time")
+    sink_conn_id: str | None = Field(None, description="Airflow connection of the database predictions go to")
+    sink_url: str | None = Field(None, description="or its SQLAlchemy URL (also: env MLOPS_SCORES_URL)")
+    table: str = Field("predictions", description="table of predictions in that database")
+    positive_rate: tuple[float, float] | None = Field(
+        None, description="action limits [low, high] of the share of rows predicted positive"
+    )
+    score_psi_warn: float | None = Field(0.1, description="score drift against the evaluation scores: warn above")
+    score_psi_error: float | None = Field(0.25, description="... and alert above")
+
+
 class Schedules(_Strict):
     daily: str = "0 0 * * *"
     retrain: str = "0 0 * * 1"
@@ -287,6 +301,7 @@ class PipelineConfig(_Strict):
     threshold: Threshold = Threshold()
     evaluation: Evaluation = Evaluation()
     promotion: Promotion = Promotion()
+    scoring: Scoring = Scoring()
     schedules: Schedules
     alerts: Alerts
 

@@ -121,22 +121,18 @@ class PromoteOperator(_AfterTraining):
         self.evaluate_task_id = evaluate_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from mlops.stages.promote import promote
+        from mlops.stages.promote import promote, promotion_allowed
 
         trained = self.trained(context)
         evaluated = self.pulled(context, self.evaluate_task_id)
         allowed = (context.get("params") or {}).get("allow_promotion")
         run_type = getattr(context.get("dag_run"), "run_type", None)
         run_type = str(getattr(run_type, "value", run_type) or "unknown")  # scheduled, manual, backfill, ...
-        blocked = ""
-        if allowed is False:
-            blocked = "param allow_promotion is false"
-        elif allowed is None and run_type == "backfill":
-            blocked = "a backfill run never moves the champion unless its param allow_promotion is true"
+        allowed, blocked = promotion_allowed(allowed, run_type)
         decision = promote(
             self.config(),
             trained["version"],
-            allow_promotion=not blocked,
+            allow_promotion=allowed,
             blocked_reason=blocked,
             evaluated_champion=evaluated["champion_version"],
             triggered_by=run_type,

@@ -130,6 +130,15 @@ def judge(cfg: PipelineConfig, metrics: pd.DataFrame, comparison: pd.DataFrame, 
     return checks
 
 
+def promotion_allowed(allow_promotion: bool | None, run_type: str) -> tuple[bool, str]:
+    """Whether this run may move the champion, and why not: backfills need an explicit `allow_promotion`."""
+    if allow_promotion is False:
+        return False, "param allow_promotion is false"
+    if allow_promotion is None and run_type == "backfill":
+        return False, "a backfill run never moves the champion unless its param allow_promotion is true"
+    return True, ""
+
+
 @contextlib.contextmanager
 def champion_lock(pipeline: str) -> Iterator[None]:
     """An exclusive lock on the pipeline's champion alias, across the processes of one host."""
