@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     rb.add_argument("pipeline")
     rb.add_argument("--to-version", help="version to restore (default: previous_champion)")
     rb.add_argument("--reason", default="")
+    infer = sub.add_parser("infer-schema", help="profile a reference window and write the pipeline's GX suite")
+    infer.add_argument("pipeline")
+    infer.add_argument("--start", required=True, help="first day of the reference window (YYYY-MM-DD)")
+    infer.add_argument("--end", required=True, help="day after the last day (exclusive)")
+    infer.add_argument("--output", help="where to write the suite (default: include/gx/expectations/<pipeline>.json)")
     hist = sub.add_parser("history", help="the audit trail of promotions and rollbacks")
     hist.add_argument("pipeline")
     args = parser.parse_args(argv)
@@ -48,6 +53,18 @@ def main(argv: list[str] | None = None) -> int:
 
         version = rollback(load_pipeline(args.pipeline), args.to_version, triggered_by="cli", reason=args.reason)
         print(f"{args.pipeline}: champion is now version {version}")
+        return 0
+    if args.command == "infer-schema":
+        import datetime as dt
+        from pathlib import Path
+
+        from mlops.config import load_pipeline
+        from mlops.interval import Interval
+        from mlops.schema import infer_schema
+
+        window = Interval(dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end))
+        path = infer_schema(load_pipeline(args.pipeline), window, Path(args.output) if args.output else None)
+        print(f"wrote {path}: review the diff and commit it")
         return 0
     if args.command == "history":
         from mlops.audit import history

@@ -29,6 +29,8 @@ MAIL_SUBJECT = (
     "{% if data_interval_start %} for {{ data_interval_start.strftime('%Y-%m-%d') }}"
     "{% if data_interval_end and (data_interval_end - data_interval_start).days > 1 %}"
     "..{{ data_interval_end.strftime('%Y-%m-%d') }}{% endif %}{% endif %}"
+    "{% set first = (exception | string).splitlines()[0] if exception is defined and exception else '' %}"
+    "{% if ' checks failed (' in first %}: {{ first.split(' (')[0] }}{% endif %}"
 )
 DATE_PARAM = {"type": ["null", "string"], "format": "date"}
 

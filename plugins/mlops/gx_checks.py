@@ -1,42 +1,84 @@
-"""Great Expectations (GX Core 1.x): build the suite a pipeline's config declares and run it on a frame."""
+"""Great Expectations (GX Core 1.x): the suite of a pipeline, run on a frame, with Data Docs.
+
+A pipeline's suite is the committed, reviewed suite `include/gx/expectations/<pipeline>.json`
+(written by `mlops infer-schema`, see mlops.schema) when it exists, plus the explicit rules of the
+config's `validation` section. Runs go through a file context under `$MLOPS_HOME/gx`, whose
+checkpoint also rebuilds the Data Docs site (`gx/uncommitted/data_docs/local_site/index.html`).
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mlops.config import PipelineConfig
+from mlops.config import REPO_ROOT, PipelineConfig
+from mlops.paths import mlops_home
 
 NUMERIC_TYPES = ["int64", "float64", "Int64", "Float64", "int32", "float32"]
+ROW_COUNT = "expect_table_row_count_to_be_between"
+
+
+def suite_path(pipeline: str) -> Path:
+    """Where the committed suite of a pipeline lives."""
+    return REPO_ROOT / "include" / "gx" / "expectations" / f"{pipeline}.json"
 
 
 @functools.cache
-def _context():
+def _gx(project_root: str):
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
+    context = gx.get_context(mode="file", project_root_dir=project_root)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch_definition = (
-        context.data_sources.add_pandas("mlops")
-        .add_dataframe_asset("partition")
-        .add_batch_definition_whole_dataframe("all")
-    )
-    return gx, batch_definition
+    try:
+        source = context.data_sources.get("mlops")
+    except (KeyError, ValueError):
+        source = context.data_sources.add_pandas("mlops")
+    try:
+        asset = source.get_asset("partition")
+    except LookupError:
+        asset = source.add_dataframe_asset("partition")
+    try:
+        batch_definition = asset.get_batch_definition("whole")
+    except (KeyError, LookupError):
+        batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+    return gx, context, batch_definition
+
+
+def _context():
+    return _gx(str(mlops_home() / "gx"))
+
+
+def data_docs_index() -> Path:
+    """The Data Docs site's front page."""
+    return mlops_home() / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
 def build_suite(cfg: PipelineConfig, n_days: int = 1):
-    """The expectation suite declared by `cfg.validation`; row-count bounds scale with the days."""
-    gx, _ = _context()
+    """The committed suite (if any) plus the config's rules; row-count bounds scale with the days."""
+    gx, _, _ = _context()
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
     E = gx.expectations
     v = cfg.validation
     suite = gx.ExpectationSuite(name=f"{cfg.name}_partition")
+    committed = suite_path(cfg.name)
+    if committed.exists():
+        for e in json.loads(committed.read_text())["expectations"]:
+            kwargs = dict(e["kwargs"])
+            if e["type"] == ROW_COUNT:
+                kwargs = {k: (val * n_days if isinstance(val, int | float) else val) for k, val in kwargs.items()}
+            suite.add_expectation(
+                ExpectationConfiguration(type=e["type"], kwargs=kwargs, meta=e.get("meta")).to_domain_obj()
+            )
     required = sorted({"row_key", cfg.source.date_column, cfg.target.column, *cfg.features.all, *cfg.slice_columns})
     suite.add_expectation(E.ExpectTableColumnsToMatchSet(column_set=required, exact_match=False))
     suite.add_expectation(
@@ -57,31 +99,50 @@ def build_suite(cfg: PipelineConfig, n_days: int = 1):
     return suite
 
 
-def run_suite(suite, df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Validate `df`; one plain dict per expectation: name, column, success, observed, expected."""
-    _, batch_definition = _context()
-    result = batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(suite)
-    checks = []
-    for r in result.results:
-        kwargs = {k: v for k, v in r.expectation_config.kwargs.items() if k not in ("batch_id", "column")}
-        res = r.result or {}
-        observed = res.get("observed_value")
-        if observed is None and "unexpected_percent" in res:
-            examples = [str(x) for x in (res.get("partial_unexpected_list") or [])[:5] if x == x]  # drop NaN
-            observed = {"unexpected_percent": round(float(res["unexpected_percent"] or 0.0), 3)}
-            if examples:
-                observed["examples"] = examples
-        error = _exception_message(r.exception_info) if not r.success else None
-        checks.append(
-            {
-                "check": r.expectation_config.type,
-                "column": r.expectation_config.kwargs.get("column"),
-                "success": bool(r.success),
-                "observed": _plain(observed) if error is None else error,
-                "expected": _plain(kwargs),
-            }
+def run_suite(suite, df: pd.DataFrame, run_name: str | None = None, data_docs: bool = True) -> list[dict[str, Any]]:
+    """Validate `df`; one plain dict per expectation: name, column, success, observed, expected.
+
+    With `data_docs`, the run goes through a checkpoint that stores it and rebuilds the Data Docs.
+    """
+    gx, context, batch_definition = _context()
+    if data_docs:
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        suite = context.suites.add_or_update(suite)
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=suite.name, data=batch_definition, suite=suite)
         )
-    return checks
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=suite.name,
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            )
+        )
+        outcome = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
+        result = next(iter(outcome.run_results.values()))
+    else:
+        result = batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(suite)
+    return [_check(r) for r in result.results]
+
+
+def _check(r) -> dict[str, Any]:
+    kwargs = {k: v for k, v in r.expectation_config.kwargs.items() if k not in ("batch_id", "column")}
+    res = r.result or {}
+    observed = res.get("observed_value")
+    if observed is None and "unexpected_percent" in res:
+        examples = [str(x) for x in (res.get("partial_unexpected_list") or [])[:5] if x == x]  # drop NaN
+        observed = {"unexpected_percent": round(float(res["unexpected_percent"] or 0.0), 3)}
+        if examples:
+            observed["examples"] = examples
+    error = _exception_message(r.exception_info) if not r.success else None
+    return {
+        "check": r.expectation_config.type,
+        "column": r.expectation_config.kwargs.get("column"),
+        "success": bool(r.success),
+        "observed": _plain(observed) if error is None else error,
+        "expected": _plain(kwargs),
+    }
 
 
 def _exception_message(info: dict | None) -> str | None:

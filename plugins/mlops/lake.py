@@ -139,11 +139,16 @@ def list_partitions(dataset_dir: Path) -> list[str]:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write a JSON document atomically."""
+    write_text(path, json.dumps(payload, indent=2, default=str))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (temporary name, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, default=str)
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

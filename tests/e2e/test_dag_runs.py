@@ -114,10 +114,16 @@ def test_broken_partition_stops_the_chain_and_mails_the_failed_checks(first_mode
     assert "2013-01-23" not in lake.list_partitions(predictions_dir("flights"))
     new_mail = mail.messages[sent_before:]
     assert len(new_mail) == 1, [m["Subject"] for m in new_mail]
-    assert new_mail[0]["Subject"] == "[mlops] flights: flights_daily.validate failed for 2013-01-23"
+    subject = new_mail[0]["Subject"]
+    assert subject.startswith("[mlops] flights: flights_daily.validate failed for 2013-01-23: ")
+    assert subject.endswith(" checks failed") and not subject.split(": ")[-1].startswith("0 of")
     body = body_text(new_mail[0])
     assert "expect_column_values_to_be_in_set" in body and "origin" in body
     assert "expect_column_values_to_be_between" in body and "temp" in body
+    assert "Report: " in body and "MLflow run: " in body
+    run_id = outcome.xcoms.get("validate") or body.split("/#/runs/")[1].split()[0].split("<")[0]
+    report = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="validation/report.json")
+    assert '"success": false' in open(report).read()
 
 
 def test_weekly_retrain_skips_failed_days_and_compares_with_the_champion(first_model, mail):

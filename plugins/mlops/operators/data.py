@@ -6,6 +6,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops.links import XCOM_KEY, MlflowRunLink
 from mlops.operators.base import PipelineOperator
 
 
@@ -40,6 +41,8 @@ class ValidateOperator(PipelineOperator):
     A failed check fails the task without retries (the data will not change) and so sends the alert.
     """
 
+    operator_extra_links = (MlflowRunLink(),)
+
     def __init__(self, *, training_task_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.training_task_id = training_task_id
@@ -50,17 +53,24 @@ class ValidateOperator(PipelineOperator):
         cfg = self.config()
         if self.training_task_id:
             assembled = self.pulled(context, self.training_task_id)
-            report = validate_training_set(cfg, assembled["training_key"], len(assembled["days"]))
+            report = validate_training_set(cfg, assembled["training_key"], len(assembled["days"]), publish=True)
         else:
             interval = self.interval(context)
             skip_if_empty(cfg, interval)
-            report = validate(cfg, interval)
+            report = validate(cfg, interval, data_docs=True, publish=True)
+        context["ti"].xcom_push(key=XCOM_KEY, value=report.mlflow_run_id)
         for check in report.warnings:
             self.log.warning("warning %s [%s]: observed %s", check["check"], check["column"], check["observed"])
         if not report.success:
             raise AirflowFailException(report.summary())
         self.log.info("%s: %d checks passed, %d warnings", report.interval, len(report.checks), len(report.warnings))
-        return {"interval": report.interval, "checks": len(report.checks), "warnings": len(report.warnings)}
+        return {
+            "interval": report.interval,
+            "checks": len(report.checks),
+            "warnings": len(report.warnings),
+            "report": report.report_path,
+            "mlflow_run_id": report.mlflow_run_id,
+        }
 
 
 def skip_if_empty(cfg, interval) -> None:

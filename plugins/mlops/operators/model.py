@@ -6,6 +6,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops.links import MlflowRunLink
 from mlops.operators.base import PipelineOperator
 
 WINDOW_PARAMS = {"start_param": "window_start", "end_param": "window_end"}
@@ -34,6 +35,8 @@ class AssembleTrainingWindowOperator(PipelineOperator):
 
 class TrainOperator(PipelineOperator):
     """Train a challenger on the assembled window and register it."""
+
+    operator_extra_links = (MlflowRunLink(),)
 
     def __init__(self, *, assemble_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

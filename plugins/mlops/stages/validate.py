@@ -47,6 +47,8 @@ class ValidationReport:
     checks: list[dict[str, Any]]
     shifts: dict[str, dict[str, dict[str, float]]]  # drift|skew -> feature -> metric -> value
     references: dict[str, str | None]  # drift|skew -> reference name
+    report_path: str | None = None  # the HTML report, when published
+    mlflow_run_id: str | None = None  # the MLflow run holding it, when published
     validated_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     @property
@@ -63,16 +65,28 @@ class ValidationReport:
 
     def summary(self) -> str:
         """One line per failed check, for logs and alert mail."""
-        lines = [f"{self.pipeline} {self.interval}: {len(self.failed)} of {len(self.checks)} checks failed"]
+        lines = [f"{len(self.failed)} of {len(self.checks)} checks failed ({self.pipeline} {self.interval})"]
         for c in self.failed:
             column = f" [{c['column']}]" if c["column"] else ""
             lines.append(
                 f"- {c['check']}{column}: observed {shorten(c['observed'])}, expected {shorten(c['expected'])}"
             )
+        if self.report_path:
+            lines.append(f"Report: {self.report_path}")
+        if self.mlflow_run_id:
+            lines.append(f"MLflow run: {mlflow_run_url(self.mlflow_run_id)}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "success": self.success}
+
+
+def mlflow_run_url(run_id: str) -> str:
+    """Link to a run in the MLflow UI (`$MLOPS_MLFLOW_UI_URL`, default http://localhost:5000)."""
+    import os
+
+    base = os.environ.get("MLOPS_MLFLOW_UI_URL", "http://localhost:5000").rstrip("/")
+    return f"{base}/#/runs/{run_id}"
 
 
 def shorten(value: Any, width: int = 240) -> str:
@@ -149,10 +163,21 @@ def champion_training_data(cfg: PipelineConfig, day: dt.date) -> Reference | Non
 
 
 def validate_frame(
-    cfg: PipelineConfig, df: pd.DataFrame, key: str, n_days: int, references: dict[str, Reference | None]
+    cfg: PipelineConfig,
+    df: pd.DataFrame,
+    key: str,
+    n_days: int,
+    references: dict[str, Reference | None],
+    data_docs: bool = False,
+    publish: bool = False,
 ) -> ValidationReport:
-    """Run the suite and the shift checks on a frame covering `n_days` days; store the report under `key`."""
-    checks = [{**c, "severity": "error"} for c in run_suite(build_suite(cfg, n_days), df)]
+    """Run the suite and the shift checks on a frame covering `n_days` days; store the report under `key`.
+
+    With `data_docs`, the Great Expectations run is stored and the Data Docs site rebuilt (about 1 s).
+    With `publish`, the HTML report is written and logged with the JSON report to an MLflow run.
+    """
+    suite = build_suite(cfg, n_days)
+    checks = [{**c, "severity": "error"} for c in run_suite(suite, df, run_name=key, data_docs=data_docs)]
     shifts: dict[str, dict[str, dict[str, float]]] = {}
     for kind, reference in references.items():
         if reference is None:
@@ -162,6 +187,13 @@ def validate_frame(
         checks += shift_checks(check, kind, shifts[kind], len(df), reference.profile["rows"])
     names = {kind: (ref.name if ref else None) for kind, ref in references.items()}
     report = ValidationReport(cfg.name, key, len(df), checks, shifts, names)
+    if publish:
+        from mlops.report import log_to_mlflow, write_report
+
+        profiles = {kind: ref.profile for kind, ref in references.items() if ref is not None}
+        html_path = write_report(report.to_dict(), df, profiles)
+        report.report_path = str(html_path)
+        report.mlflow_run_id = log_to_mlflow(report.to_dict(), html_path)
     lake.write_json(results_dir(cfg.name) / f"{key}.json", report.to_dict())
     _write_scores(cfg.name, key, report)
     return report
@@ -181,7 +213,11 @@ def _write_scores(pipeline: str, key: str, report: ValidationReport) -> None:
 
 
 def validate(
-    cfg: PipelineConfig, interval: Interval, references: dict[str, Reference | None] | None = None
+    cfg: PipelineConfig,
+    interval: Interval,
+    references: dict[str, Reference | None] | None = None,
+    data_docs: bool = False,
+    publish: bool = False,
 ) -> ValidationReport:
     """Validate the ingested partitions of `interval` (the report replaces an earlier one).
 
@@ -190,11 +226,17 @@ def validate(
     """
     if references is None:
         references = {DRIFT: previous_partition(cfg, interval), SKEW: champion_training_data(cfg, interval.start)}
-    return validate_frame(cfg, read_interval(cfg, interval), interval.key, len(interval.days()), references)
+    df = read_interval(cfg, interval)
+    return validate_frame(cfg, df, interval.key, len(interval.days()), references, data_docs, publish)
 
 
 def validate_training_set(
-    cfg: PipelineConfig, training_key: str, n_days: int, references: dict[str, Reference | None] | None = None
+    cfg: PipelineConfig,
+    training_key: str,
+    n_days: int,
+    references: dict[str, Reference | None] | None = None,
+    data_docs: bool = False,
+    publish: bool = False,
 ) -> ValidationReport:
     """Validate an assembled training window (skew against the current champion's training data)."""
     from mlops.stages.assemble import read_training_set
@@ -202,9 +244,8 @@ def validate_training_set(
     if references is None:
         window = Interval.parse(training_key)
         references = {SKEW: champion_training_data(cfg, window.end)}
-    return validate_frame(
-        cfg, read_training_set(cfg.name, training_key), f"training-{training_key}", n_days, references
-    )
+    df = read_training_set(cfg.name, training_key)
+    return validate_frame(cfg, df, f"training-{training_key}", n_days, references, data_docs, publish)
 
 
 def read_report(pipeline: str, key: str) -> dict[str, Any] | None:

@@ -1,0 +1,256 @@
+"""A real deployment for the system tests: PostgreSQL, an MLflow server, an SMTP sink, and Airflow's
+scheduler, dag-processor and api-server as separate processes (plus Redis and a Celery worker for the
+CeleryExecutor), driven through the REST API v2 with `requests` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography.fernet import Fernet
+
+from mlops import airflow_env
+from mlops.config import REPO_ROOT
+from mlops.mailsink import MailSink, free_port
+from mlops.stack import Service, bin_path, http_ok, wait_until
+from tests.fixtures.postgres import Cluster, start_cluster
+
+TERMINAL = {"success", "failed"}
+
+# The settings every Airflow process of a Celery deployment shares (docker-compose.yaml uses the same).
+CELERY_SETTINGS = {
+    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+}
+
+
+class Api:
+    """The Airflow REST API v2 with a bearer token from POST /auth/token."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def get(self, path: str, **params) -> dict:
+        r = self.session.get(f"{self.base}/api/v2{path}", params=params, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def post(self, path: str, body: dict) -> requests.Response:
+        return self.session.post(f"{self.base}/api/v2{path}", json=body, timeout=30)
+
+    def patch(self, path: str, body: dict) -> requests.Response:
+        return self.session.patch(f"{self.base}/api/v2{path}", json=body, timeout=30)
+
+    def trigger(self, dag_id: str, run_id: str, logical_date: str | None, conf: dict) -> dict:
+        r = self.post(f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": logical_date, "conf": conf})
+        assert r.status_code == 200, f"trigger {dag_id} {run_id}: {r.status_code} {r.text}"
+        return r.json()
+
+    def tasks(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        found = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return {t["task_id"]: t["state"] for t in found}
+
+
+@dataclass
+class Stack:
+    root: Path
+    executor: str
+    api: Api | None = None
+    pg: Cluster | None = None
+    sink: MailSink | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    services: list[Service] = field(default_factory=list)
+    mlflow_uri: str = ""
+    scores_url: str = ""
+
+    @property
+    def home(self) -> Path:
+        return self.root / "mlops-home"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
+
+    def service(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Service:
+        s = Service(name, cmd, env or self.env, self.root / "logs" / f"{name}.log", cwd=self.root).start()
+        self.services.append(s)
+        return s
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        """Wait until the run ends; returns its state (and prints its tasks and logs if it failed)."""
+        state: list[str] = []
+
+        def ended() -> bool:
+            state[:] = [self.api.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]]
+            return state[0] in TERMINAL
+
+        try:
+            wait_until(ended, timeout, f"{dag_id} run {run_id}", self.services)
+        finally:
+            if not state or state[0] != "success":
+                self.dump(dag_id, run_id)
+        return state[0]
+
+    def dump(self, dag_id: str, run_id: str) -> None:
+        with contextlib.suppress(Exception):
+            print(f"--- {dag_id} {run_id}: {self.api.tasks(dag_id, run_id)}")
+        for log in sorted(self.airflow_home.glob(f"logs/dag_id={dag_id}/run_id={run_id}/task_id=*/attempt=*.log")):
+            print(f"--- {log}")
+            print("\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+
+    def mails(self, *words: str) -> list:
+        return [m for m in self.sink.messages if all(w in str(m["Subject"]) for w in words)]
+
+
+def _base_env() -> dict[str, str]:
+    """This process's environment without the test session's Airflow/MLflow/mlops settings."""
+    drop = ("AIRFLOW", "MLFLOW_", "MLOPS_", "PYTEST_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"system test cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(f"system test skipped: {reason}")
+
+
+@contextlib.contextmanager
+def airflow_stack(executor: str = "LocalExecutor") -> Iterator[Stack]:
+    """Start everything, yield the stack with an authenticated API client, stop everything."""
+    redis_server = shutil.which("redis-server")
+    if executor == "CeleryExecutor" and redis_server is None:
+        unavailable("redis-server not found (apt-get install redis-server)")
+    stack = Stack(Path(tempfile.mkdtemp(prefix=f"mlops-system-{executor.lower()}-")), executor)
+    started = time.monotonic()
+    try:
+        stack.pg = start_cluster()
+        airflow_db = stack.pg.create_database("airflow")
+        mlflow_db = stack.pg.create_database("mlflow")
+        stack.scores_url = stack.pg.create_database("scores")
+        stack.sink = MailSink().start()
+
+        mlflow_port, api_port = free_port(), free_port()
+        stack.mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
+        base = _base_env()
+        mlflow = stack.service(
+            "mlflow",
+            [
+                bin_path("mlflow"),
+                "server",
+                "--backend-store-uri",
+                mlflow_db.replace("postgresql+psycopg2://", "postgresql://"),
+                "--artifacts-destination",
+                str(stack.root / "mlflow-artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+            ],
+            {**base, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )
+
+        stack.env = {
+            **base,
+            "AIRFLOW_HOME": str(stack.airflow_home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            # the data is of 2013: the cron schedule would add a run for yesterday; runs here are
+            # triggered or backfilled only
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW_CONN_SMTP_DEFAULT": airflow_env.smtp_connection(stack.sink.host, stack.sink.port),
+            "GX_ANALYTICS_ENABLED": "false",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "MLOPS_HOME": str(stack.home),
+            "MLFLOW_TRACKING_URI": stack.mlflow_uri,
+            "MLOPS_ARTIFACT_ROOT": "mlflow-artifacts:",
+            "MLOPS_SCORES_URL": stack.scores_url,
+        }
+        if executor == "CeleryExecutor":
+            redis_port = free_port()
+            stack.service(
+                "redis",
+                [redis_server, "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+                base,
+            )
+            stack.env.update(CELERY_SETTINGS)
+            stack.env["AIRFLOW__CELERY__BROKER_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+            stack.env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + airflow_db.replace("+psycopg2", "")
+
+        airflow = bin_path("airflow")
+        migrate = subprocess.run(
+            [airflow, "db", "migrate"], env=stack.env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
+        api_server = stack.service("api-server", [airflow, "api-server", "--port", str(api_port), "--workers", "1"])
+        stack.service("scheduler", [airflow, "scheduler"])
+        stack.service("dag-processor", [airflow, "dag-processor"])
+        if executor == "CeleryExecutor":
+            stack.service("celery-worker", [airflow, "celery", "worker", "--concurrency", "2"])
+
+        base_url = f"http://127.0.0.1:{api_port}"
+        wait_until(http_ok(f"{base_url}/api/v2/monitor/health"), 180, "Airflow API", stack.services)
+        passwords = stack.airflow_home / "simple_auth_manager_passwords.json.generated"
+        wait_until(passwords.exists, 30, "the generated admin password", [api_server])
+        password = json.loads(passwords.read_text())["admin"]
+        r = requests.post(f"{base_url}/auth/token", json={"username": "admin", "password": password}, timeout=30)
+        assert r.status_code in (200, 201), f"POST /auth/token: {r.status_code} {r.text}"
+        stack.api = Api(base_url, r.json()["access_token"])
+        wait_until(http_ok(f"{stack.mlflow_uri}/health"), 120, "MLflow server", [mlflow])
+        print(f"system ({executor}): stack up in {time.monotonic() - started:.0f} s", flush=True)
+        yield stack
+    finally:
+        stopped = time.monotonic()
+        left: list[int] = []
+        for s in reversed(stack.services):
+            children = s.descendants()
+            code = s.stop(timeout=60)
+            left += [pid for pid in children if _alive(pid)]
+            print(f"system: {s.name} stopped ({code})", flush=True)
+        if stack.sink is not None:
+            stack.sink.stop()
+        if stack.pg is not None:
+            stack.pg.stop()
+        print(f"system ({executor}): stack stopped in {time.monotonic() - stopped:.0f} s", flush=True)
+        if os.environ.get("MLOPS_KEEP_SYSTEM_TMP") != "1":
+            shutil.rmtree(stack.root, ignore_errors=True)
+        if left and sys.exc_info()[0] is None:
+            pytest.fail(f"processes left behind after stopping the stack: {left}")
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
