@@ -52,15 +52,20 @@ def _numeric_fractions(values: np.ndarray, edges) -> list[float]:
     return [c / total for c in counts]
 
 
-def _category_labels(values: pd.Series) -> pd.Series:
-    return values.astype("object").where(values.notna(), MISSING).astype("str")
-
-
 def _category_fractions(values: pd.Series, known: list[str] | None) -> dict[str, float]:
-    labels = _category_labels(values)
-    if known is not None:
-        labels = labels.where(labels.isin(known), OTHER)
-    return {str(k): float(v) for k, v in labels.value_counts(normalize=True).items()}
+    """Share of each category (missing values as `__missing__`); with `known`, the rest as `__other__`."""
+    counts = values.value_counts(dropna=False, normalize=True)
+    fractions: dict[str, float] = {}
+    for key, share in counts.items():
+        label = MISSING if pd.isna(key) else str(key)
+        fractions[label] = fractions.get(label, 0.0) + float(share)
+    if known is None:
+        return fractions
+    out = {k: v for k, v in fractions.items() if k in known}
+    other = 1.0 - sum(out.values())
+    if other > 1e-12:
+        out[OTHER] = other
+    return out
 
 
 def psi(expected, actual) -> float:
@@ -101,9 +106,9 @@ def _numeric_shift(ref: dict[str, Any], values: np.ndarray) -> dict[str, float]:
     present = values[~np.isnan(values)]
     if len(present) and ref["quantiles"]:
         ref_q = np.asarray(ref["quantiles"])
-        cur_q = np.quantile(present, QUANTILES)
-        # KS on the union of both quantile grids: right for discrete features too (no quantile ties)
         sorted_present = np.sort(present)
+        cur_q = np.quantile(sorted_present, QUANTILES, method="linear")
+        # KS on the union of both quantile grids: right for discrete features too (no quantile ties)
         points = np.union1d(ref_q, cur_q)
         cdf_ref = np.searchsorted(ref_q, points, side="right") / len(ref_q)
         cdf_cur = np.searchsorted(sorted_present, points, side="right") / len(present)

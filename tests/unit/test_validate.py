@@ -65,7 +65,7 @@ def test_a_normal_day_passes(mlops_home, flights_cfg):
         "expect_column_values_to_be_in_type_list",
     } <= kinds
     assert all(c["severity"] == "error" for c in report.checks)
-    assert report.summary().startswith("flights 2013-02-01: 0 of")
+    assert report.summary().startswith("0 of") and "(flights 2013-02-01)" in report.summary()
 
 
 def test_the_blizzard_day_fails_on_missing_arrival_delays(mlops_home, flights_cfg):
@@ -74,11 +74,14 @@ def test_the_blizzard_day_fails_on_missing_arrival_delays(mlops_home, flights_cf
     report = validate(flights_cfg, blizzard, references={})
     assert not report.success
     assert ("expect_column_values_to_not_be_null", "arr_delay") in failed(report)
-    check = report.failed[0]
+    check = next(
+        c
+        for c in report.failed
+        if c["column"] == "arr_delay" and c["expected"]["mostly"] == flights_cfg.validation.label_completeness
+    )
     assert check["observed"]["unexpected_percent"] > 50  # about half of the flights were cancelled
-    assert check["expected"]["mostly"] == flights_cfg.validation.label_completeness
     summary = report.summary()
-    assert "1 of" in summary and "expect_column_values_to_not_be_null [arr_delay]" in summary
+    assert "expect_column_values_to_not_be_null [arr_delay]" in summary
 
 
 def _unknown_origin(df):
@@ -135,7 +138,7 @@ def test_a_broken_partition_fails_the_right_check(mlops_home, flights_cfg, good_
     write_day(breaker(good_day.copy()))
     report = validate(flights_cfg, DAY, references={})
     assert not report.success
-    assert failed(report) == expected, report.summary()
+    assert expected <= failed(report), report.summary()
     for check, column in expected:
         assert check in report.summary()
         if column:
@@ -155,8 +158,12 @@ def test_row_count_bounds_scale_with_days(mlops_home, flights_cfg):
     ingest(flights_cfg, three)
     report = validate(flights_cfg, three, references={})
     assert report.success, report.summary()
-    rows = next(c for c in report.checks if c["check"] == "expect_table_row_count_to_be_between")
     v = flights_cfg.validation
+    rows = next(
+        c
+        for c in report.checks
+        if c["check"] == "expect_table_row_count_to_be_between" and c["expected"]["min_value"] == 3 * v.min_rows
+    )
     assert rows["expected"] == {"min_value": 3 * v.min_rows, "max_value": 3 * v.max_rows}
     assert rows["observed"] == report.rows
     assert read_report("flights", "2013-02-01..2013-02-04")["rows"] == report.rows
