@@ -52,8 +52,16 @@ def default_args(cfg: PipelineConfig) -> dict:
     }
 
 
-def _start(cfg: PipelineConfig) -> dt.datetime:
-    return dt.datetime.combine(cfg.schedules.start_date, dt.time(), tzinfo=dt.UTC)
+def _common(cfg: PipelineConfig, kind: str) -> dict:
+    """DAG arguments every DAG of a pipeline shares."""
+    docs = Path(__file__).with_name("dag_docs.md").read_text()
+    return {
+        "start_date": dt.datetime.combine(cfg.schedules.start_date, dt.time(), tzinfo=dt.UTC),
+        "catchup": False,
+        "default_args": default_args(cfg),
+        "tags": ["mlops", cfg.name, kind],
+        "doc_md": next((f"## {part}" for part in docs.split("## ")[1:] if part.startswith(kind)), None),
+    }
 
 
 def daily_dag(cfg: PipelineConfig) -> DAG:
@@ -62,12 +70,8 @@ def daily_dag(cfg: PipelineConfig) -> DAG:
         dag_id=f"{cfg.name}_daily",
         description=f"{cfg.name}: ingest, validate and score one day. {cfg.description}",
         schedule=CronDataIntervalTimetable(cfg.schedules.daily, timezone="UTC"),
-        start_date=_start(cfg),
-        catchup=False,
         max_active_runs=4,
-        default_args=default_args(cfg),
-        tags=["mlops", cfg.name, "daily"],
-        doc_md=Path(__file__).with_name("dag_docs.md").read_text().split("## retrain")[0],
+        **_common(cfg, "daily"),
         params={
             "start": Param(
                 None, description="First day to process (YYYY-MM-DD); empty: the run's data interval", **DATE_PARAM
@@ -94,12 +98,8 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
         dag_id=f"{cfg.name}_retrain",
         description=f"{cfg.name}: train a challenger on the latest window and promote it if it passes the gates.",
         schedule=CronDataIntervalTimetable(cfg.schedules.retrain, timezone="UTC"),
-        start_date=_start(cfg),
-        catchup=False,
         max_active_runs=1,
-        default_args=default_args(cfg),
-        tags=["mlops", cfg.name, "retrain"],
-        doc_md="## retrain" + Path(__file__).with_name("dag_docs.md").read_text().split("## retrain")[1],
+        **_common(cfg, "retrain"),
         params={
             "window_start": Param(
                 None, description="Train on this window instead (first day, YYYY-MM-DD)", **DATE_PARAM
@@ -143,11 +143,8 @@ def rollback_dag(cfg: PipelineConfig) -> DAG:
         dag_id=f"{cfg.name}_rollback",
         description=f"{cfg.name}: restore an earlier champion (default: previous_champion).",
         schedule=None,
-        start_date=_start(cfg),
-        catchup=False,
         max_active_runs=1,
-        default_args=default_args(cfg),
-        tags=["mlops", cfg.name, "rollback"],
+        **_common(cfg, "rollback"),
         params={
             "version": Param(
                 None,
