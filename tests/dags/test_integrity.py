@@ -54,20 +54,25 @@ def test_real_daily_and_weekly_data_intervals(dagbag):
 
 
 def test_each_dag_file_imports_fast_and_light():
-    """Measured in a fresh interpreter once Airflow is imported: under 0.5 s, no heavy library loaded."""
+    """Measured in a fresh interpreter once Airflow is imported: under 0.5 s (best of 3), no heavy library."""
     for path in sorted(DAGS_FOLDER.glob("*.py")):
-        code = (
-            "import json, runpy, sys, time\n"
-            "import airflow.sdk\n"
-            "t = time.perf_counter()\n"
-            f"runpy.run_path({str(path)!r})\n"
-            "elapsed = time.perf_counter() - t\n"
-            f"print(json.dumps({{'seconds': elapsed, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
-        )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-        measured = json.loads(out.stdout.strip().splitlines()[-1])
-        assert measured["heavy"] == [], f"{path.name} imports {measured['heavy']} at parse time"
-        assert measured["seconds"] < 0.5, f"{path.name} took {measured['seconds']:.3f} s to import"
+        best = min((_import_once(path) for _ in range(3)), key=lambda m: m["seconds"])
+        assert best["heavy"] == [], f"{path.name} imports {best['heavy']} at parse time"
+        assert best["seconds"] < 0.5, f"{path.name} took {best['seconds']:.3f} s to import"
+
+
+def _import_once(path) -> dict:
+    """Import time of one DAG file in a fresh interpreter, after `import airflow.sdk`, and heavy modules seen."""
+    code = (
+        "import json, runpy, sys, time\n"
+        "import airflow.sdk\n"
+        "t = time.perf_counter()\n"
+        f"runpy.run_path({str(path)!r})\n"
+        "elapsed = time.perf_counter() - t\n"
+        f"print(json.dumps({{'seconds': elapsed, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_params_form(dagbag):
