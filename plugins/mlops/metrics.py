@@ -21,7 +21,7 @@ RANKING = ("roc_auc", "pr_auc")
 PROBABILITY = ("log_loss", "brier")
 AT_THRESHOLD = ("precision", "recall", "f1")
 ALL_METRICS = (*RANKING, *PROBABILITY, *AT_THRESHOLD, "positive_rate", "predicted_positive_rate")
-EPS = 1e-15
+EPS = np.finfo(np.float64).eps  # scikit-learn's clipping in log_loss
 
 
 def point_metrics(y: np.ndarray, score: np.ndarray, threshold: float | None) -> dict[str, float]:
@@ -35,7 +35,7 @@ def point_metrics(y: np.ndarray, score: np.ndarray, threshold: float | None) -> 
     out = {
         "roc_auc": float(roc_auc_score(y, score)) if two_classes else nan,
         "pr_auc": float(average_precision_score(y, score)) if two_classes else nan,
-        "log_loss": float(log_loss(y, np.clip(score, EPS, 1 - EPS), labels=[0, 1])),
+        "log_loss": float(log_loss(y, score, labels=[0, 1])),
         "brier": float(brier_score_loss(y, score, labels=[0, 1])),
         "positive_rate": float(y.mean()),
     }
@@ -96,11 +96,18 @@ def _auc_rows(yb: np.ndarray, sb: np.ndarray, positives: np.ndarray, negatives: 
 
 
 def _average_precision_rows(yb: np.ndarray, sb: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    """Average precision per row (precision at each positive, ranked by score; ties broken by order)."""
+    """Average precision per row, as scikit-learn defines it: tied scores form one step of the curve."""
     order = np.argsort(-sb, axis=1, kind="stable")
+    scores = np.take_along_axis(sb, order, axis=1)
     hits = np.take_along_axis(yb, order, axis=1)
-    precision_at_k = np.cumsum(hits, axis=1) / np.arange(1, yb.shape[1] + 1)
-    ap = (precision_at_k * hits).sum(axis=1) / positives
+    tp = np.cumsum(hits, axis=1)
+    precision = tp / np.arange(1, yb.shape[1] + 1)
+    recall = tp / positives[:, None]
+    group_end = np.ones_like(scores, dtype=bool)  # the last row of each run of tied scores
+    group_end[:, :-1] = scores[:, :-1] != scores[:, 1:]
+    recall_at_ends = np.maximum.accumulate(np.where(group_end, recall, 0.0), axis=1)
+    previous = np.concatenate([np.zeros((yb.shape[0], 1)), recall_at_ends[:, :-1]], axis=1)
+    ap = np.where(group_end, (recall - previous) * precision, 0.0).sum(axis=1)
     return np.where((positives > 0) & (positives < yb.shape[1]), ap, np.nan)
 
 

@@ -157,3 +157,16 @@ def test_bootstrap_intervals_are_seeded(predictions):
     assert len(finite) > 0 and (finite.ci_low <= finite.ci_high).all()
     auc = a[(a.slice_feature == OVERALL) & (a.metric == "roc_auc")]
     assert ((auc.ci_low <= auc.value) & (auc.value <= auc.ci_high)).all()
+
+
+def test_comparison_of_a_model_with_itself_has_a_zero_width_interval(predictions):
+    """Paired resampling: the same scores on the same resampled rows differ by exactly 0 on every resample."""
+    same = predictions.assign(champion_score=predictions.challenger_score)
+    metrics, comparison = evaluate_slices(
+        same, ["origin"], {"challenger": 0.3, "champion": 0.3}, Evaluation(bootstrap_samples=30)
+    )
+    finite = comparison.dropna(subset=["difference"])
+    assert len(finite) > 0 and (finite.difference == 0).all()
+    assert (finite.ci_low == 0).all() and (finite.ci_high == 0).all()
+    widths = metrics.ci_high - metrics.ci_low
+    assert (widths[metrics.metric == "roc_auc"] > 0).all()  # each model alone has a real interval

@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import f1_score, precision_score, recall_score
+from sklearn.metrics import confusion_matrix, f1_score, fbeta_score, precision_score, recall_score
 
 from mlops.config import Model, Threshold
 from mlops.features import labels
@@ -45,9 +45,11 @@ def scan(y, scores):
                 precision_score(y, predicted, zero_division=0),
                 recall_score(y, predicted),
                 f1_score(y, predicted),
+                fbeta_score(y, predicted, beta=2),
+                *confusion_matrix(y, predicted, labels=[0, 1]).ravel()[[1, 2]],  # fp, fn
             )
         )
-    return pd.DataFrame(rows, columns=["threshold", "precision", "recall", "f1"])
+    return pd.DataFrame(rows, columns=["threshold", "precision", "recall", "f1", "f2", "fp", "fn"])
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +112,80 @@ def test_tiny_exact_example():
     assert choice.threshold == 0.3 and choice.f1 == pytest.approx(6 / 7)
     strict = choose_threshold(y, scores, Threshold(policy="recall_at_precision", min_precision=0.9))
     assert strict.threshold == 0.5 and strict.precision == 1.0 and strict.recall == pytest.approx(2 / 3)
+
+
+def test_max_fbeta_with_beta_two_is_the_argmax_of_a_brute_force_scan(calibration, brute):
+    y, scores = calibration
+    choice = choose_threshold(y, scores, Threshold(policy="max_fbeta", beta=2.0))
+    best = brute.f2.max()
+    assert choice.policy == "max_fbeta"
+    assert choice.threshold in set(brute.threshold[np.isclose(brute.f2, best)])
+    predicted = scores >= choice.threshold
+    assert fbeta_score(y, predicted, beta=2) == pytest.approx(best)
+    assert choice.recall == pytest.approx(recall_score(y, predicted))
+    # F2 weighs recall: a lower threshold than F1's, with a higher recall
+    f1_choice = choose_threshold(y, scores, Threshold(policy="max_f1"))
+    assert choice.threshold < f1_choice.threshold and choice.recall > f1_choice.recall
+
+
+@pytest.mark.parametrize("min_recall", [0.3, 0.6, 0.9, 1.0])
+def test_precision_at_recall_has_max_precision_among_feasible(calibration, brute, min_recall):
+    y, scores = calibration
+    choice = choose_threshold(y, scores, Threshold(policy="precision_at_recall", min_recall=min_recall))
+    feasible = brute[brute.recall >= min_recall]
+    best = feasible.precision.max()
+    assert choice.policy == "precision_at_recall"
+    assert choice.threshold in set(feasible.threshold[np.isclose(feasible.precision, best)])
+    predicted = scores >= choice.threshold
+    assert recall_score(y, predicted) >= min_recall
+    assert precision_score(y, predicted) == pytest.approx(best) == pytest.approx(choice.precision)
+
+
+def test_precision_at_recall_is_never_infeasible(calibration):
+    """A recall floor is at most 1 and the lowest positive score reaches recall 1: always feasible.
+
+    (So, unlike recall_at_precision, precision_at_recall can never raise InfeasibleThresholdError.)
+    """
+    y, scores = calibration
+    choice = choose_threshold(y, scores, Threshold(policy="precision_at_recall", min_recall=1.0))
+    assert choice.recall == 1.0
+    assert choice.threshold == scores[y == 1].min()  # the highest threshold that keeps every positive
+
+
+@pytest.mark.parametrize(("cost_fp", "cost_fn"), [(1.0, 5.0), (1.0, 1.0), (5.0, 1.0)])
+def test_min_expected_cost_is_the_argmin_of_a_brute_force_scan(calibration, brute, cost_fp, cost_fn):
+    y, scores = calibration
+    policy = Threshold(policy="min_expected_cost", cost_false_positive=cost_fp, cost_false_negative=cost_fn)
+    choice = choose_threshold(y, scores, policy)
+    cost = cost_fp * brute.fp + cost_fn * brute.fn
+    assert choice.policy == "min_expected_cost"
+    assert choice.threshold in set(brute.threshold[cost == cost.min()])
+    predicted = scores >= choice.threshold
+    fp, fn = confusion_matrix(y, predicted).ravel()[[1, 2]]
+    assert cost_fp * fp + cost_fn * fn == cost.min()
+    assert choice.precision == pytest.approx(precision_score(y, predicted))
+    assert choice.recall == pytest.approx(recall_score(y, predicted))
+    assert choice.f1 == pytest.approx(f1_score(y, predicted))
+
+
+def test_dearer_misses_lower_the_min_cost_threshold(calibration):
+    y, scores = calibration
+    thresholds = [
+        choose_threshold(y, scores, Threshold(policy="min_expected_cost", cost_false_negative=c)).threshold
+        for c in (1.0, 5.0)
+    ]
+    assert thresholds[1] < thresholds[0]
+
+
+def test_infeasible_precision_error_names_policy_and_best_value(calibration, brute):
+    y, scores = calibration
+    floor = round(brute.precision.max() + 0.01, 3)
+    with pytest.raises(InfeasibleThresholdError) as info:
+        choose_threshold(y, scores, Threshold(policy="recall_at_precision", min_precision=floor))
+    message = str(info.value)
+    assert message.startswith("policy recall_at_precision: no threshold reaches precision >= ")
+    assert f"the best reachable precision is {brute.precision.max():.4f}" in message
+    # just at the best reachable precision it is feasible again
+    best = float(brute.precision.max())
+    choice = choose_threshold(y, scores, Threshold(policy="recall_at_precision", min_precision=best))
+    assert choice.precision == pytest.approx(best)

@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlops.links import MlflowRunLink
+from mlops.links import XCOM_KEY, MlflowRunLink
 from mlops.operators.base import PipelineOperator
 
 WINDOW_PARAMS = {"start_param": "window_start", "end_param": "window_end"}
@@ -45,20 +45,29 @@ class TrainOperator(PipelineOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from mlops.stages.train import train
 
+        params = context.get("params") or {}
         cfg = self.config()
-        kind = (context.get("params") or {}).get("model_kind")
-        if kind and kind != cfg.training.model.kind:
-            cfg = cfg.model_copy(
-                update={
-                    "training": cfg.training.model_copy(
-                        update={"model": cfg.training.model.model_copy(update={"kind": kind, "params": {}})}
-                    )
-                }
-            )
+        if params.get("model_kind"):
+            cfg = cfg.with_model_kind(params["model_kind"])
         assembled = self.pulled(context, self.assemble_task_id)
-        result = train(cfg, assembled["training_key"], _window(assembled["training_key"]), context.get("run_id"))
-        self.log.info("registered %s version %s (run %s)", result.model_name, result.version, result.run_id)
-        return {"run_id": result.run_id, "version": result.version, "training_key": result.training_key}
+        window = _window(assembled["training_key"])
+        force = bool(params.get("force_retrain"))
+        result = train(cfg, assembled["training_key"], window, context.get("run_id"), force=force)
+        context["ti"].xcom_push(key=XCOM_KEY, value=result.run_id)
+        if result.skipped:
+            self.log.info(
+                "inputs unchanged since version %s: training skipped (set force_retrain to train anyway)",
+                result.version,
+            )
+        else:
+            self.log.info("registered %s version %s (run %s)", result.model_name, result.version, result.run_id)
+        return {
+            "run_id": result.run_id,
+            "version": result.version,
+            "training_key": result.training_key,
+            "skipped": result.skipped,
+            "fingerprint": result.fingerprint,
+        }
 
 
 class _AfterTraining(PipelineOperator):

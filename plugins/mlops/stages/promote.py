@@ -263,14 +263,18 @@ def rollback(cfg: PipelineConfig, to_version: str | None = None, triggered_by: s
 
 
 def _revoke_newer_than(name: str, target: registry.VersionRef) -> list[str]:
-    """Tag `revoked` every promoted version trained after `target`, so champion_for undoes them too."""
+    """Tag `revoked` every promoted version trained after `target`, so champion_for undoes them too.
+
+    "After" orders by (training window end, version): a later retrain of the same window counts.
+    """
     c = registry.client()
     target_end = c.get_model_version(name, target.version).tags.get("training_window", "").split("..")[-1]
+    target_key = (target_end, int(target.version))
     revoked = []
     for mv in c.search_model_versions(f"name = '{name}'"):
         end = mv.tags.get("training_window", "").split("..")[-1]
-        if mv.tags.get("promotion_decision") == "promoted" and mv.version != target.version and end >= target_end:
-            c.set_model_version_tag(name, mv.version, "revoked", "true")
+        if mv.tags.get("promotion_decision") == "promoted" and (end, int(mv.version)) > target_key:
+            c.set_model_version_tag(name, str(mv.version), "revoked", "true")
             revoked.append(str(mv.version))
     registry.clear_version_tag(name, target.version, "revoked")
-    return revoked
+    return sorted(revoked, key=int)
