@@ -66,14 +66,17 @@ def data_docs_index() -> Path:
     return mlops_home() / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def build_suite(cfg: PipelineConfig, n_days: int = 1):
-    """The committed suite (if any) plus the config's rules; row-count bounds scale with the days."""
+def build_suite(cfg: PipelineConfig, n_days: int = 1, key: str | None = None):
+    """The committed suite (if any) plus the config's rules; row-count bounds scale with the days.
+
+    `key` (the interval) makes the suite's name unique, so that concurrent runs never share a stored suite.
+    """
     gx, _, _ = _context()
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     E = gx.expectations
     v = cfg.validation
-    suite = gx.ExpectationSuite(name=f"{cfg.name}_partition")
+    suite = gx.ExpectationSuite(name=f"{cfg.name}_{key}" if key else f"{cfg.name}_partition")
     committed = suite_path(cfg.name)
     if committed.exists():
         for e in json.loads(committed.read_text())["expectations"]:
@@ -133,9 +136,13 @@ def run_suite(suite, df: pd.DataFrame, run_name: str | None = None, data_docs: b
     # details for what failed, and for the cheap table-level checks (their observed values are reported)
     failed = [i for i, r in enumerate(results) if not r.success or not _is_map(r.expectation_config.type)]
     if failed:
-        detail = gx.ExpectationSuite(name=f"{suite.name}_failed")
+        from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+        detail = gx.ExpectationSuite(name=f"{suite.name}_details")
         for i in failed:
-            detail.add_expectation(results[i].expectation_config.to_domain_obj())
+            config = results[i].expectation_config
+            kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+            detail.add_expectation(ExpectationConfiguration(type=config.type, kwargs=kwargs).to_domain_obj())
         for i, r in zip(failed, batch.validate(detail, result_format="SUMMARY").results, strict=True):
             results[i] = r
     return [_check(r) for r in results]

@@ -176,7 +176,7 @@ def validate_frame(
     With `data_docs`, the Great Expectations run is stored and the Data Docs site rebuilt (about 1 s).
     With `publish`, the HTML report is written and logged with the JSON report to an MLflow run.
     """
-    suite = build_suite(cfg, n_days)
+    suite = build_suite(cfg, n_days, key)
     checks = [{**c, "severity": "error"} for c in run_suite(suite, df, run_name=key, data_docs=data_docs)]
     shifts: dict[str, dict[str, dict[str, float]]] = {}
     for kind, reference in references.items():
