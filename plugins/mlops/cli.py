@@ -1,4 +1,4 @@
-"""The `mlops` command line: demo, status, rollback, history."""
+"""The `mlops` command line: demo, up, status, rollback, history."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the whole chain on the bundled flights of 2013")
     demo.add_argument("--pipeline", default="flights")
     demo.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
+    up = sub.add_parser("up", help="run Airflow, the MLflow UI and a mail sink locally until Ctrl-C")
+    up.add_argument("--airflow-port", type=int, default=8080)
+    up.add_argument("--mlflow-port", type=int, default=5000)
+    up.add_argument("--smtp-port", type=int, default=8025)
     st = sub.add_parser("status", help="champion, last intervals and open alerts per pipeline")
     st.add_argument("--json", action="store_true", help="print JSON")
     rb = sub.add_parser("rollback", help="give the champion alias back to an earlier version")
@@ -32,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         from mlops.demo import run_demo
 
         return run_demo(args.pipeline, quiet=not args.verbose)
+    if args.command == "up":
+        from mlops.stack import up as stack_up
+
+        return stack_up(mlflow_port=args.mlflow_port, airflow_port=args.airflow_port, smtp_port=args.smtp_port)
     if args.command == "status":
         from mlops.config import load_all
         from mlops.status import status

@@ -15,6 +15,7 @@ from mlops.operators import (
     AssembleTrainingWindowOperator,
     EvaluateOperator,
     IngestOperator,
+    MonitorOperator,
     PromoteOperator,
     RecalibrateOperator,
     RollbackOperator,
@@ -65,7 +66,7 @@ def _common(cfg: PipelineConfig, kind: str) -> dict:
 
 
 def daily_dag(cfg: PipelineConfig) -> DAG:
-    """ingest -> validate -> score, one run per day."""
+    """ingest -> validate -> score -> monitor, one run per day."""
     with DAG(
         dag_id=f"{cfg.name}_daily",
         description=f"{cfg.name}: ingest, validate and score one day. {cfg.description}",
@@ -88,7 +89,8 @@ def daily_dag(cfg: PipelineConfig) -> DAG:
         ingest = IngestOperator(task_id="ingest", pipeline=cfg.name)
         validate = ValidateOperator(task_id="validate", pipeline=cfg.name)
         score = ScoreOperator(task_id="score", pipeline=cfg.name)
-        ingest >> validate >> score
+        monitor = MonitorOperator(task_id="monitor", pipeline=cfg.name)
+        ingest >> validate >> score >> monitor
     return dag
 
 

@@ -56,8 +56,9 @@ def run_demo(pipeline: str = "flights", quiet: bool = True) -> int:
 
 
 def _failed_validation_only(outcome) -> bool:
+    """A run stopped by a data check or a monitoring alarm: the chain worked as designed."""
     failed = [t for t, s in outcome.tasks.items() if s == "failed"]
-    return failed == ["validate"]
+    return failed in (["validate"], ["monitor"])
 
 
 def _run_chain(pipeline: str, quiet: bool) -> list:
@@ -73,7 +74,8 @@ def _run_chain(pipeline: str, quiet: bool) -> list:
             logging.disable(logging.NOTSET)
         else:
             outcome = runs.run(dag_id, interval, conf)
-        mark = "ok" if outcome.succeeded else ("VALIDATION FAILED" if _failed_validation_only(outcome) else "FAILED")
+        alarm = "MONITOR ALARM" if outcome.tasks.get("monitor") == "failed" else "VALIDATION FAILED"
+        mark = "ok" if outcome.succeeded else (alarm if _failed_validation_only(outcome) else "FAILED")
         print(f"  {label:<34} {outcome.state:<8} {mark:<18} {time.monotonic() - t:5.1f} s", flush=True)
         return outcome
 
@@ -100,7 +102,7 @@ def summary(pipeline: str, outcomes: list, mails: list, seconds: float) -> str:
     """The readable end-of-demo report."""
     from mlops import registry
     from mlops.config import load_pipeline
-    from mlops.stages.validate import read_report
+    from mlops.stages.validate import read_report, shorten
     from mlops.status import pipeline_status
 
     cfg = load_pipeline(pipeline)
@@ -141,11 +143,13 @@ def summary(pipeline: str, outcomes: list, mails: list, seconds: float) -> str:
         verdict = (
             "passed"
             if not failed
-            else "FAILED: " + "; ".join(f"{c['check']}[{c['column']}] observed {c['observed']}" for c in failed)
+            else "FAILED: "
+            + "; ".join(f"{c['check']}[{c['column']}] observed {shorten(c['observed'], 60)}" for c in failed)
         )
+        alarm = "  MONITOR ALARM" if o and o.tasks.get("monitor") == "failed" else ""
         lines.append(
             f"  {day}  {report['rows']:4d} rows  {verdict}  ({len(warnings)} drift warnings)  "
-            f"{'scored ' + str(rows) if rows else 'NOT SCORED'}"
+            f"{'scored ' + str(rows) if rows else 'NOT SCORED'}{alarm}"
         )
     lines += ["", f"Scored rows: {scored_rows} (predictions in {mlops_home() / 'lake' / pipeline / 'predictions'})"]
     lines += ["", f"Alert mails sent: {len(mails)} (kept in {mail_dir()})"]

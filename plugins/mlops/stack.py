@@ -148,6 +148,7 @@ def up(mlflow_port: int = 5000, airflow_port: int = 8080, smtp_port: int = 8025)
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": os.environ.get(
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True"
         ),
+        "AIRFLOW__CORE__EXECUTOR": os.environ.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
         "AIRFLOW__API__PORT": str(airflow_port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{airflow_port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{airflow_port}/execution/",

@@ -33,6 +33,7 @@ def test_task_chains(dagbag):
     daily, retrain = dagbag.dags["flights_daily"], dagbag.dags["flights_retrain"]
     assert daily.get_task("ingest").downstream_task_ids == {"validate"}
     assert daily.get_task("validate").downstream_task_ids == {"score"}
+    assert daily.get_task("score").downstream_task_ids == {"monitor"}
     chain = ["assemble", "validate", "train", "recalibrate", "evaluate", "promote"]
     for upstream, downstream in itertools.pairwise(chain):
         assert retrain.get_task(upstream).downstream_task_ids == {downstream}

@@ -112,7 +112,12 @@ def test_broken_partition_stops_the_chain_and_mails_the_failed_checks(first_mode
     outcome = runs.run("flights_daily", Interval.parse("2013-01-23"), mark_success="^ingest$")
 
     assert outcome.state == "failed"
-    assert outcome.tasks == {"ingest": "success", "validate": "failed", "score": "upstream_failed"}
+    assert outcome.tasks == {
+        "ingest": "success",
+        "validate": "failed",
+        "score": "upstream_failed",
+        "monitor": "upstream_failed",
+    }
     assert "2013-01-23" not in lake.list_partitions(predictions_dir("flights"))
     new_mail = mail.messages[sent_before:]
     assert len(new_mail) == 1, [m["Subject"] for m in new_mail]

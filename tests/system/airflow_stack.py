@@ -130,8 +130,11 @@ def unavailable(reason: str) -> None:
 
 
 @contextlib.contextmanager
-def airflow_stack(executor: str = "LocalExecutor") -> Iterator[Stack]:
-    """Start everything, yield the stack with an authenticated API client, stop everything."""
+def airflow_stack(executor: str = "LocalExecutor", preload: bool = False) -> Iterator[Stack]:
+    """Start everything, yield the stack with an authenticated API client, stop everything.
+
+    `preload`: the Airflow processes import the task libraries once (plugins/preload.py).
+    """
     redis_server = shutil.which("redis-server")
     if executor == "CeleryExecutor" and redis_server is None:
         unavailable("redis-server not found (apt-get install redis-server)")
@@ -195,6 +198,8 @@ def airflow_stack(executor: str = "LocalExecutor") -> Iterator[Stack]:
             "MLOPS_ARTIFACT_ROOT": "mlflow-artifacts:",
             "MLOPS_SCORES_URL": stack.scores_url,
         }
+        if preload:
+            stack.env.update({"MLOPS_PRELOAD": "1", "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False"})
         if executor == "CeleryExecutor":
             redis_port = free_port()
             stack.service(

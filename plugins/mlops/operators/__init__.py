@@ -1,6 +1,6 @@
 """One Airflow operator per stage. Light at import: stage code is imported inside `execute`."""
 
-from mlops.operators.data import IngestOperator, ScoreOperator, ValidateOperator
+from mlops.operators.data import IngestOperator, MonitorOperator, ScoreOperator, ValidateOperator
 from mlops.operators.model import (
     AssembleTrainingWindowOperator,
     EvaluateOperator,
@@ -14,6 +14,7 @@ __all__ = [
     "AssembleTrainingWindowOperator",
     "EvaluateOperator",
     "IngestOperator",
+    "MonitorOperator",
     "PromoteOperator",
     "RecalibrateOperator",
     "RollbackOperator",

@@ -81,25 +81,76 @@ def skip_if_empty(cfg, interval) -> None:
         raise AirflowSkipException(f"{cfg.name} {interval.key}: the source had no rows (recorded as empty)")
 
 
+def sink_url(cfg) -> str | None:
+    """The SQLAlchemy URL of the predictions sink's Airflow connection (`scoring.sink_conn_id`), if any.
+
+    Without a connection, scoring falls back to `scoring.sink_url`, then env MLOPS_SCORES_URL.
+    """
+    if not cfg.scoring.sink_conn_id:
+        return None
+    from airflow.sdk import BaseHook
+
+    uri = BaseHook.get_connection(cfg.scoring.sink_conn_id).get_uri()
+    for prefix in ("postgres://", "postgresql://"):
+        if uri.startswith(prefix):
+            return "postgresql+psycopg2://" + uri[len(prefix) :]
+    return uri
+
+
 class ScoreOperator(PipelineOperator):
-    """Score the interval with the champion (or the version pinned by param `model_version`)."""
+    """Score the interval with the champion of each day (or the version pinned by param `model_version`).
+
+    Predictions go to Parquet and, with a sink configured, to the SQL table.
+    """
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.sinks import SinkConfigError
         from mlops.stages.score import score
 
         pinned = (context.get("params") or {}).get("model_version")
         cfg, interval = self.config(), self.interval(context)
         skip_if_empty(cfg, interval)
         try:
-            result = score(cfg, interval, pinned)
-        except LookupError as exc:
+            result = score(cfg, interval, pinned, sink_url=sink_url(cfg))
+        except (LookupError, SinkConfigError) as exc:  # retrying will not help
             raise AirflowFailException(str(exc)) from None
         self.log.info(
-            "scored %d rows with version %s at threshold %.4f", result.rows, result.model_version, result.threshold
+            "scored %d rows with version %s at threshold %.4f%s",
+            result.rows,
+            result.model_version,
+            result.threshold,
+            f"; {result.sink_rows} rows to {result.sink}" if result.sink else "",
         )
         return {
             "interval": result.interval,
             "rows": result.rows,
             "model_version": result.model_version,
             "threshold": result.threshold,
+            "sink_rows": result.sink_rows,
         }
+
+
+class MonitorOperator(PipelineOperator):
+    """Watch the interval's predictions: score drift against the model's evaluation, positive-rate limits.
+
+    An error-level breach fails the task without retries, which sends the alert mail; the predictions
+    written by `score` stay as they are (monitoring alerts, it does not undo).
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.monitor import monitor_predictions
+
+        cfg, interval = self.config(), self.interval(context)
+        skip_if_empty(cfg, interval)
+        report = monitor_predictions(cfg, interval)
+        for check in report.warnings:
+            self.log.warning(
+                "warning %s on %s: observed %s, expected %s",
+                check["check"],
+                check["day"],
+                check["observed"],
+                check["expected"],
+            )
+        if not report.success:
+            raise AirflowFailException(report.summary())
+        return {"interval": interval.key, "checks": len(report.checks), "warnings": len(report.warnings)}

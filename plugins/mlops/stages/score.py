@@ -1,18 +1,28 @@
-"""Stage 7, batch scoring: the champion at its threshold, every row stamped with model and interval."""
+"""Stage 7, batch scoring: the champion at its threshold, every row stamped with model and interval.
+
+Each day goes to one Parquet partition and, when a sink URL is configured, to the PostgreSQL
+predictions table as well: every batch is written to both as it is scored, so memory stays bounded
+by `batch_rows`. A re-run of a day replaces that day in both places.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from mlops import lake, registry
 from mlops.config import PipelineConfig
 from mlops.interval import Interval
 from mlops.modeling import model_input, predict_scores
 from mlops.paths import lake_dir
+from mlops.sinks import PostgresSink
 from mlops.stages.ingest import ROW_KEY, raw_dir
 
 PREDICTION_COLUMNS = [
@@ -30,22 +40,37 @@ PREDICTION_COLUMNS = [
 ]
 
 
-DEFAULT_BATCH_ROWS = 100_000
+DEFAULT_BATCH_ROWS = 100_000  # the default of `scoring.batch_rows`
+MAX_WORKERS = 4
+SCORES_URL_ENV = "MLOPS_SCORES_URL"
 
 
 @dataclass(frozen=True)
 class ScoreResult:
     pipeline: str
     interval: str
-    model_version: str
+    model_version: str  # of the last day
     threshold: float
     rows: int
     positive_rate: float
+    versions: dict[str, str] = field(default_factory=dict)  # day -> model version
+    sink: str | None = None  # the SQL table written too, password masked
+    sink_rows: int = 0
 
 
 def predictions_dir(pipeline: str):
     """Folder of prediction partitions, one per day."""
     return lake_dir(pipeline) / "predictions"
+
+
+def resolve_sink_url(cfg: PipelineConfig, url: str | None = None) -> str | None:
+    """The sink's SQLAlchemy URL: `url`, else `scoring.sink_url`, else env MLOPS_SCORES_URL; None: Parquet only."""
+    return url or cfg.scoring.sink_url or os.environ.get(SCORES_URL_ENV) or None
+
+
+def day_bounds(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The data interval [start, end) of one day, in UTC."""
+    return pd.Timestamp(day, tz="UTC"), pd.Timestamp(day + dt.timedelta(days=1), tz="UTC")
 
 
 def resolve_model(cfg: PipelineConfig, day: dt.date, model_version: str | None = None) -> registry.VersionRef:
@@ -58,6 +83,15 @@ def resolve_model(cfg: PipelineConfig, day: dt.date, model_version: str | None =
     return ref
 
 
+def default_workers() -> int:
+    """Batches predicted at once: the CPUs this process may use, at most MAX_WORKERS."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cpus))
+
+
 def score_batches(
     cfg: PipelineConfig,
     model,
@@ -65,15 +99,22 @@ def score_batches(
     day: dt.date,
     batch_rows: int,
     tally: dict[str, int] | None = None,
+    workers: int | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Predictions for one day's partition, batch by batch (counting positives into `tally`)."""
-    start, end = pd.Timestamp(day, tz="UTC"), pd.Timestamp(day + dt.timedelta(days=1), tz="UTC")
+    """Predictions for one day's partition, batch by batch and in order (counting positives into `tally`).
+
+    `workers` threads (default: one per CPU, at most MAX_WORKERS) each predict a whole batch with a
+    single OpenMP thread: batches in parallel beat one batch split across threads (no OpenMP barrier
+    stalls on a busy machine), and reading and writing overlap with prediction. At most
+    `workers + 1` batches are in memory.
+    """
+    start, end = day_bounds(day)
     scored_at = pd.Timestamp.now(tz="UTC").floor("s")
-    for df in lake.iter_partition(raw_dir(cfg.name), day.isoformat(), batch_rows):
+    columns = [ROW_KEY, *cfg.features.all]
+
+    def predict(df: pd.DataFrame) -> pd.DataFrame:
         scores = predict_scores(model, model_input(df, cfg.features))
-        if tally is not None:
-            tally["positives"] += int((scores >= ref.threshold).sum())
-        yield pd.DataFrame(
+        return pd.DataFrame(
             {
                 "pipeline": cfg.name,
                 ROW_KEY: df[ROW_KEY].to_numpy(),
@@ -89,26 +130,77 @@ def score_batches(
             }
         )
 
+    workers = workers or default_workers()
+    pending: deque[Future[pd.DataFrame]] = deque()
+    with ThreadPoolExecutor(workers, "score", initializer=_one_openmp_thread) as pool:
+        try:
+            for df in lake.iter_partition(raw_dir(cfg.name), day.isoformat(), batch_rows, columns=columns):
+                pending.append(pool.submit(predict, df))
+                while len(pending) > workers or (pending and pending[0].done()):
+                    yield _counted(pending.popleft().result(), tally)
+            while pending:
+                yield _counted(pending.popleft().result(), tally)
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _one_openmp_thread() -> None:
+    """Limit the calling worker thread to one OpenMP thread (the limit belongs to the thread)."""
+    threadpool_limits(limits=1, user_api="openmp")
+
+
+def _counted(frame: pd.DataFrame, tally: dict[str, int] | None) -> pd.DataFrame:
+    if tally is not None:
+        tally["positives"] += int(frame["predicted_label"].sum())
+    return frame
+
 
 def score(
-    cfg: PipelineConfig, interval: Interval, model_version: str | None = None, batch_rows: int = DEFAULT_BATCH_ROWS
+    cfg: PipelineConfig,
+    interval: Interval,
+    model_version: str | None = None,
+    batch_rows: int | None = None,
+    sink_url: str | None = None,
 ) -> ScoreResult:
     """Score each day of the interval with the champion of that day (or a pinned version), in batches.
 
-    A re-run replaces that day's predictions; memory stays bounded by `batch_rows`, not the partition.
+    A re-run replaces that day's predictions, in the Parquet partition and (with a sink URL, see
+    `resolve_sink_url`) in the SQL table, whose day is replaced in one transaction. Memory stays
+    bounded by `batch_rows` (default `scoring.batch_rows`), not the partition. The Parquet file is
+    renamed into place just before the SQL transaction commits: should the commit fail, the task
+    fails and its retry makes both agree again.
     """
-    total, positives, models = 0, 0, {}
+    batch_rows = batch_rows or cfg.scoring.batch_rows
+    url = resolve_sink_url(cfg, sink_url)
+    sink = PostgresSink(url, cfg.scoring.table) if url else None
+    total, positives, sink_rows, models, versions = 0, 0, 0, {}, {}
     for day in interval.days():
         ref = resolve_model(cfg, day, model_version)
         if ref.version not in models:
             models[ref.version] = registry.load_sklearn(ref)
         tally = {"positives": 0}
-        manifest = lake.write_partition_stream(
-            score_batches(cfg, models[ref.version], ref, day, batch_rows, tally),
-            predictions_dir(cfg.name),
-            day.isoformat(),
-            {"pipeline": cfg.name, "model_version": ref.version, "threshold": ref.threshold},
-        )
-        total += manifest["row_count"]
+        batches = score_batches(cfg, models[ref.version], ref, day, batch_rows, tally)
+        manifest = {"pipeline": cfg.name, "model_version": ref.version, "threshold": ref.threshold}
+        if sink is None:
+            written = lake.write_partition_stream(batches, predictions_dir(cfg.name), day.isoformat(), manifest)
+        else:
+            with sink.replacing(cfg.name, *day_bounds(day)) as writer:
+                written = lake.write_partition_stream(
+                    writer.tee(batches), predictions_dir(cfg.name), day.isoformat(), manifest
+                )
+            sink_rows += writer.rows
+        total += written["row_count"]
         positives += tally["positives"]
-    return ScoreResult(cfg.name, interval.key, ref.version, ref.threshold, total, positives / total if total else 0.0)
+        versions[day.isoformat()] = ref.version
+    return ScoreResult(
+        cfg.name,
+        interval.key,
+        ref.version,
+        ref.threshold,
+        total,
+        positives / total if total else 0.0,
+        versions,
+        f"{sink.masked_url} table {sink.table}" if sink else None,
+        sink_rows,
+    )

@@ -1,0 +1,70 @@
+"""`mlops up`: Airflow standalone, the MLflow UI and the SMTP sink answer, and Ctrl-C stops every process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import subprocess
+import time
+
+import psutil
+import pytest
+import requests
+
+from mlops.mailsink import free_port
+from mlops.stack import bin_path, http_ok, wait_until
+
+pytestmark = pytest.mark.system
+
+
+def test_mlops_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
+    ports = {"airflow": free_port(), "mlflow": free_port(), "smtp": free_port()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_", "PYTEST_"))}
+    env["MLOPS_HOME"] = str(tmp_path / "home")
+    cmd = [bin_path("mlops"), "up", "--airflow-port", str(ports["airflow"]), "--mlflow-port", str(ports["mlflow"])]
+    cmd += ["--smtp-port", str(ports["smtp"])]
+    log = tmp_path / "up.log"
+    started = time.monotonic()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    children: list[psutil.Process] = []
+    try:
+        wait_until(lambda: "ready in" in log.read_text(), 150, "mlops up", [])
+        ready = time.monotonic() - started
+        assert http_ok(f"http://127.0.0.1:{ports['airflow']}/api/v2/monitor/health")()
+        health = requests.get(f"http://127.0.0.1:{ports['airflow']}/api/v2/monitor/health", timeout=10).json()
+        assert health["metadatabase"]["status"] == "healthy", health
+        assert http_ok(f"http://127.0.0.1:{ports['mlflow']}/health")()
+        assert requests.get(f"http://127.0.0.1:{ports['mlflow']}/", timeout=10).status_code == 200
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as smtp:
+            assert smtp.noop()[0] == 250
+        text = log.read_text()
+        assert f"http://localhost:{ports['airflow']}" in text and str(tmp_path / "home" / "mail") in text
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2
+
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to `mlops up`
+        assert proc.wait(120) == 0, log.read_text()[-3000:]
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not [p for p in alive if _live(p)], f"left behind: {alive}"
+        print(f"mlops up: ready in {ready:.0f} s, stopped in {time.monotonic() - stopping:.0f} s", flush=True)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        for p in children:
+            if _live(p):
+                p.kill()
+
+
+def _live(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -1,0 +1,192 @@
+"""Scoring into PostgreSQL and prediction monitoring, with a model trained once per module (real MLflow).
+
+The model trains on 2013-01-01..2013-01-08 (3 days train, 2 calibration, 2 evaluation).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from mlops import lake, registry
+from mlops.config import Evaluation, Scoring
+from mlops.interval import Interval
+from mlops.modeling import model_input, predict_scores
+from mlops.sinks import COLUMNS
+from mlops.stages.assemble import assemble
+from mlops.stages.evaluate import evaluate
+from mlops.stages.ingest import build_day, ingest, raw_dir
+from mlops.stages.monitor import GATING_ROWS, monitor_predictions, monitoring_dir, read_monitoring
+from mlops.stages.recalibrate import recalibrate
+from mlops.stages.score import SCORES_URL_ENV, predictions_dir, score
+from mlops.stages.train import train
+
+WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 8))
+NORMAL = Interval.parse("2013-01-08")  # the day after the training window
+SHIFTED = Interval.parse("2013-01-09")  # an upstream change lowercases every category code
+SMALL = Interval.parse("2013-01-10")  # the same change on a day of only a few rows
+
+
+def with_scoring(cfg, **changes):
+    return cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update=changes)})
+
+
+@pytest.fixture(scope="module")
+def cfg(small_cfg):
+    """A quick training setup, scoring with wide positive-rate action limits."""
+    training = small_cfg.training.model_copy(update={"window_days": 7, "calibration_days": 2, "evaluation_days": 2})
+    return small_cfg.model_copy(
+        update={
+            "training": training,
+            "evaluation": Evaluation(bootstrap_samples=0),
+            "scoring": Scoring(positive_rate=(0.02, 0.98)),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def model(module_home, cfg):
+    """Version 1: trained, given a threshold and evaluated (its evaluation scores are the reference)."""
+    assembled = assemble(cfg, WINDOW)
+    trained = train(cfg, assembled.key, WINDOW)
+    recalibrate(cfg, assembled.key, WINDOW, trained.version)
+    evaluation = evaluate(cfg, assembled.key, WINDOW, trained.version)
+    return {"ref": registry.version(cfg.name, trained.version), "evaluation_rows": evaluation.rows}
+
+
+@pytest.fixture(scope="module")
+def scored(model, cfg):
+    """The normal day, ingested and scored with version 1 (Parquet only)."""
+    ingest(cfg, NORMAL)
+    return score(cfg, NORMAL, model["ref"].version)
+
+
+@pytest.fixture(scope="module")
+def shifted(model, cfg):
+    """A day whose category codes all arrive lowercased (unknown to the model), scored with version 1."""
+    df = build_day(cfg, SHIFTED.start)
+    df = df.assign(**{c: df[c].str.lower() for c in cfg.features.categorical})
+    lake.write_partition(df, raw_dir(cfg.name), SHIFTED.key, {"pipeline": cfg.name, "lowercased": True})
+    return score(cfg, SHIFTED, model["ref"].version)
+
+
+def read_sql(url: str, table: str) -> pd.DataFrame:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql(f"SELECT {', '.join(COLUMNS)} FROM {table} ORDER BY row_key", conn)
+    finally:
+        engine.dispose()
+
+
+def assert_same_rows(sql: pd.DataFrame, parquet: pd.DataFrame) -> None:
+    assert len(sql) == len(parquet)
+    parquet = parquet.sort_values("row_key").reset_index(drop=True)
+    sql = sql.astype({"predicted_label": "int8"})
+    for column in ("data_interval_start", "data_interval_end", "scored_at"):
+        sql[column] = sql[column].dt.tz_convert("UTC").astype(parquet[column].dtype)
+    pd.testing.assert_frame_equal(sql, parquet, check_dtype=False)
+    assert (sql.score.to_numpy() == parquet.score.to_numpy()).all()
+
+
+# scoring into PostgreSQL
+
+
+def test_score_writes_the_same_rows_to_parquet_and_postgresql(model, cfg, postgres_url, monkeypatch):
+    table_cfg = with_scoring(cfg, table="scored_flights")
+    monkeypatch.setenv(SCORES_URL_ENV, postgres_url)
+    ingest(cfg, NORMAL)
+    first = score(table_cfg, NORMAL, model["ref"].version, batch_rows=200)  # several batches
+    parquet = lake.read_partition(predictions_dir(cfg.name), NORMAL.key)
+    raw = lake.read_partition(raw_dir(cfg.name), NORMAL.key)
+    assert parquet.row_key.tolist() == raw.row_key.tolist()  # batches predicted in parallel, written in order
+    expected = predict_scores(registry.load_sklearn(model["ref"]), model_input(raw, cfg.features))
+    assert (parquet.score.to_numpy() == expected).all()
+    assert first.rows == first.sink_rows == len(parquet) > 200
+    assert first.sink is not None and "scored_flights" in first.sink
+    assert_same_rows(read_sql(postgres_url, "scored_flights"), parquet)
+
+    monkeypatch.delenv(SCORES_URL_ENV)  # the re-run finds the URL in the config instead
+    again = score(with_scoring(table_cfg, sink_url=postgres_url), NORMAL, model["ref"].version)
+    stored = read_sql(postgres_url, "scored_flights")
+    assert again.sink_rows == len(stored) == first.rows
+    assert not stored.duplicated(["pipeline", "row_key", "data_interval_start"]).any()
+    assert_same_rows(stored, lake.read_partition(predictions_dir(cfg.name), NORMAL.key))
+
+
+# monitoring
+
+
+def test_a_normal_day_passes_and_is_stored(scored, model, cfg):
+    report = monitor_predictions(cfg, NORMAL)
+    assert report.success and not report.failed
+    assert [c["check"] for c in report.checks] == ["score_psi_vs_evaluation", "positive_rate"]
+    day = report.days[NORMAL.key]
+    assert day["model_version"] == model["ref"].version
+    assert day["reference_rows"] == model["evaluation_rows"]  # the version's own evaluation scores
+    assert day["score_psi"] < cfg.scoring.score_psi_error
+    parquet = lake.read_partition(predictions_dir(cfg.name), NORMAL.key)
+    assert day["rows"] == report.rows == len(parquet)
+    assert day["positive_rate"] == pytest.approx(parquet.predicted_label.mean())
+    assert sum(day["fractions"]) == pytest.approx(1.0)
+    assert read_monitoring(cfg.name, NORMAL.key) == json.loads(json.dumps(report.to_dict(), default=str))
+
+
+def test_a_positive_rate_outside_the_action_limits_is_an_error(scored, cfg):
+    report = monitor_predictions(with_scoring(cfg, positive_rate=(0.9, 1.0)), NORMAL)
+    assert not report.success
+    assert [(c["check"], c["severity"]) for c in report.failed] == [("positive_rate", "error")]
+    assert report.failed[0]["observed"] == round(scored.positive_rate, 4)
+    assert "positive_rate on 2013-01-08 (version 1)" in report.summary()
+    stored = read_monitoring(cfg.name, NORMAL.key)
+    assert stored["success"] is False and stored["checks"][1]["expected"]["between"] == [0.9, 1.0]
+
+
+def test_a_shifted_score_distribution_is_an_error(shifted, cfg):
+    report = monitor_predictions(cfg, SHIFTED)
+    assert [(c["check"], c["severity"]) for c in report.failed] == [("score_psi_vs_evaluation", "error")]
+    assert report.failed[0]["observed"] > cfg.scoring.score_psi_error
+    assert read_monitoring(cfg.name, SHIFTED.key)["success"] is False
+    assert (monitoring_dir(cfg.name) / f"{NORMAL.key}.json").exists()  # other reports stay
+
+    warn_only = monitor_predictions(with_scoring(cfg, score_psi_error=None), SHIFTED)
+    assert warn_only.success
+    assert [(c["check"], c["severity"]) for c in warn_only.warnings] == [("score_psi_vs_evaluation", "warning")]
+
+
+def test_a_breach_on_a_day_of_few_rows_only_warns(model, cfg):
+    df = build_day(cfg, SMALL.start).head(GATING_ROWS // 2)
+    df = df.assign(**{c: df[c].str.lower() for c in cfg.features.categorical})
+    lake.write_partition(df, raw_dir(cfg.name), SMALL.key, {"pipeline": cfg.name})
+    score(cfg, SMALL, model["ref"].version)
+    report = monitor_predictions(with_scoring(cfg, positive_rate=(0.9, 1.0)), SMALL)
+    assert report.success
+    assert {(c["check"], c["severity"]) for c in report.warnings} == {
+        ("score_psi_vs_evaluation", "warning"),
+        ("positive_rate", "warning"),
+    }
+
+
+def test_the_operators_score_then_fail_on_a_breach(scored, cfg, postgres_url, tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops.operators.data import MonitorOperator, ScoreOperator
+
+    breached = with_scoring(cfg, positive_rate=(0.9, 1.0), sink_conn_id="mlops_scores", table="operator_scores")
+    (tmp_path / "flights.yaml").write_text(yaml.safe_dump(breached.model_dump(mode="json")))
+    monkeypatch.setenv("MLOPS_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_SCORES", postgres_url.replace("postgresql+psycopg2://", "postgresql://"))
+    context = {"params": {"model_version": "1", "start": "2013-01-08", "end": "2013-01-09"}, "run_id": "test"}
+    written = ScoreOperator(task_id="score", pipeline="flights").execute(context)
+    parquet = lake.read_partition(predictions_dir(cfg.name), NORMAL.key)
+    assert written["rows"] == written["sink_rows"] == len(parquet)
+    assert_same_rows(read_sql(postgres_url, "operator_scores"), parquet)  # through the Airflow connection
+    with pytest.raises(AirflowFailException, match=r"positive_rate on 2013-01-08 .*observed 0\.\d+"):
+        MonitorOperator(task_id="monitor", pipeline="flights").execute(context)
+    assert read_monitoring(cfg.name, NORMAL.key)["success"] is False
+    assert_same_rows(read_sql(postgres_url, "operator_scores"), parquet)  # monitoring does not undo scoring
