@@ -83,8 +83,10 @@ def main() -> None:
     reference = profile(resampled_partition(cfg, 200_000), cfg.features.categorical, cfg.features.numeric)
     suite = gx_checks.build_suite(cfg, n_days=args.rows // 900)
     gx_checks.run_suite(suite, df.head(10_000), data_docs=False)  # warm-up
-    print(f"partition: {len(df):,} rows, {len(df.columns)} columns, {size / 2**20:.0f} MiB in memory; "
-          f"suite: {len(suite.expectations)} expectations; {len(cfg.features.all)} features compared")
+    print(
+        f"partition: {len(df):,} rows, {len(df.columns)} columns, {size / 2**20:.0f} MiB in memory; "
+        f"suite: {len(suite.expectations)} expectations; {len(cfg.features.all)} features compared"
+    )
 
     def validate_once():
         checks = gx_checks.run_suite(suite, df, data_docs=False)
@@ -113,10 +115,14 @@ def main() -> None:
     print(f"GX suite:        {gx_seconds:6.2f} s  ({gx_failed} of {len(checks)} failed)")
     print(f"drift and skew:  {drift_seconds:6.2f} s  ({len(shift)} shift checks)")
     print(f"total:           {total:6.2f} s  (target <= 5 s)")
-    print(f"plain pandas:    {pandas_seconds:6.2f} s for the same suite ({pandas_failed} failed): "
-          f"GX takes {gx_seconds / pandas_seconds:.1f}x")
-    print(f"peak memory added by validation: {(peak - base) / 2**20:.0f} MiB = "
-          f"{(peak - base) / size:.2f}x the partition (target <= 2x)")
+    print(
+        f"plain pandas:    {pandas_seconds:6.2f} s for the same suite ({pandas_failed} failed): "
+        f"GX takes {gx_seconds / pandas_seconds:.1f}x"
+    )
+    print(
+        f"peak memory added by validation: {(peak - base) / 2**20:.0f} MiB = "
+        f"{(peak - base) / size:.2f}x the partition (target <= 2x)"
+    )
 
 
 if __name__ == "__main__":
