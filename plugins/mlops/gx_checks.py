@@ -78,8 +78,11 @@ def build_suite(cfg: PipelineConfig, n_days: int = 1, key: str | None = None):
     v = cfg.validation
     suite = gx.ExpectationSuite(name=f"{cfg.name}_{key}" if key else f"{cfg.name}_partition")
     committed = suite_path(cfg.name)
+    typed: set[str] = set()  # columns whose type the committed suite already checks
     if committed.exists():
         for e in json.loads(committed.read_text())["expectations"]:
+            if e["type"] == "expect_column_values_to_be_of_type":
+                typed.add(e["kwargs"]["column"])
             kwargs = dict(e["kwargs"])
             if e["type"] == ROW_COUNT:
                 kwargs = {k: (val * n_days if isinstance(val, int | float) else val) for k, val in kwargs.items()}
@@ -94,9 +97,11 @@ def build_suite(cfg: PipelineConfig, n_days: int = 1, key: str | None = None):
     suite.add_expectation(E.ExpectColumnValuesToBeUnique(column="row_key"))
     suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=cfg.target.column, mostly=v.label_completeness))
     for col in cfg.features.categorical:
-        suite.add_expectation(E.ExpectColumnValuesToBeOfType(column=col, type_="str"))
+        if col not in typed:
+            suite.add_expectation(E.ExpectColumnValuesToBeOfType(column=col, type_="str"))
     for col in cfg.features.numeric:
-        suite.add_expectation(E.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMERIC_TYPES))
+        if col not in typed:
+            suite.add_expectation(E.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMERIC_TYPES))
     for col in v.not_null:
         suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=col))
     for col, (low, high) in v.ranges.items():

@@ -62,7 +62,6 @@ def test_a_normal_day_passes(mlops_home, flights_cfg):
         "expect_column_values_to_be_between",
         "expect_column_values_to_be_in_set",
         "expect_column_values_to_be_of_type",
-        "expect_column_values_to_be_in_type_list",
     } <= kinds
     assert all(c["severity"] == "error" for c in report.checks)
     assert report.summary().startswith("0 of") and "(flights 2013-02-01)" in report.summary()
