@@ -151,3 +151,20 @@ def test_weekly_retrain_skips_failed_days_and_compares_with_the_champion(first_m
     champion = registry.version_by_alias("flights", "champion")
     expected = decision["version"] if decision["promoted"] else first_model.xcoms["train"]["version"]
     assert champion.version == expected
+
+
+def test_rollback_dag_restores_a_version_and_records_it(first_model):
+    """The manual flights_rollback DAG gives the champion alias back to the version its param names."""
+    from mlops import audit
+
+    first = first_model.xcoms["train"]["version"]
+    outcome = runs.run("flights_rollback", Interval.parse("2013-02-11"), {"version": first, "reason": "e2e test"})
+    assert outcome.succeeded, outcome.tasks
+    assert outcome.xcoms["rollback"] == {"champion": first}
+    assert registry.version_by_alias("flights", "champion").version == first
+    event = audit.history("flights")[-1]
+    assert event["event"] == "rollback" and event["version"] == first and event["reasons"] == ["e2e test"]
+
+    missing = runs.run("flights_rollback", Interval.parse("2013-02-11"), {"version": "999"})
+    assert missing.tasks == {"rollback": "failed"}
+    assert registry.version_by_alias("flights", "champion").version == first
