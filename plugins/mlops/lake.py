@@ -109,7 +109,8 @@ def iter_partition(
     path = partition_path(dataset_dir, key)
     if not path.exists():
         raise FileNotFoundError(f"partition {key!r} not found: {path}")
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+    # pre_buffer=False: the default keeps every read row group cached until the loop ends
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_rows, columns=columns):
         yield batch.to_pandas()
 
 

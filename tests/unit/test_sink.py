@@ -50,7 +50,8 @@ def batches(frame: pd.DataFrame, size: int = 300) -> list[pd.DataFrame]:
 
 @pytest.fixture
 def table(request) -> str:
-    return f"predictions_{request.node.name.removeprefix('test_')[:40]}"
+    """A table of the test's own (the name's end keeps the parameter's id)."""
+    return "p_" + re.sub(r"\W+", "_", request.node.name.removeprefix("test_"))[-55:]
 
 
 @pytest.fixture
