@@ -277,6 +277,13 @@ class Schedules(_Strict):
     daily: str = "0 0 * * *"
     retrain: str = "0 0 * * 1"
     start_date: dt.date
+    end_date: dt.date | None = None  # the last day a scheduled run covers (a replayed dataset ends)
+
+    @model_validator(mode="after")
+    def _order(self) -> Schedules:
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError("'end_date' must not be before 'start_date'")
+        return self
 
 
 class Alerts(_Strict):

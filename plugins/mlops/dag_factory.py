@@ -1,4 +1,5 @@
-"""Build each pipeline's Airflow DAGs from its config: `<name>_daily` and `<name>_retrain`.
+"""Build each pipeline's Airflow DAGs from its config: `<name>_daily`, `<name>_retrain`, `<name>_rollback`
+and `<name>_rescore`.
 
 Cheap to import and to call: only Airflow's authoring API and the operators' light modules.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
+from mlops.assets import champion_asset, champion_changes
 from mlops.config import REPO_ROOT, PipelineConfig, load_all
 from mlops.operators import (
     AssembleTrainingWindowOperator,
@@ -18,6 +20,7 @@ from mlops.operators import (
     MonitorOperator,
     PromoteOperator,
     RecalibrateOperator,
+    RescoreOperator,
     RollbackOperator,
     ScoreOperator,
     TrainOperator,
@@ -27,7 +30,8 @@ from mlops.operators import (
 MAIL_TEMPLATE = REPO_ROOT / "include" / "templates" / "failure_mail.html"
 MAIL_SUBJECT = (
     "{{ dag.dag_id }}.{{ ti.task_id }} failed"
-    "{% if data_interval_start %} for {{ data_interval_start.strftime('%Y-%m-%d') }}"
+    "{% if data_interval_start is defined and data_interval_start %}"
+    " for {{ data_interval_start.strftime('%Y-%m-%d') }}"
     "{% if data_interval_end and (data_interval_end - data_interval_start).days > 1 %}"
     "..{{ data_interval_end.strftime('%Y-%m-%d') }}{% endif %}{% endif %}"
     "{% set first = (exception | string).splitlines()[0] if exception is defined and exception else '' %}"
@@ -65,6 +69,12 @@ def _common(cfg: PipelineConfig, kind: str) -> dict:
     }
 
 
+def _scheduled(cfg: PipelineConfig) -> dict:
+    """DAG arguments of the cron-scheduled DAGs: no scheduled run after `schedules.end_date`."""
+    end = cfg.schedules.end_date
+    return {"end_date": dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC) if end else None}
+
+
 def daily_dag(cfg: PipelineConfig) -> DAG:
     """ingest -> validate -> score -> monitor, one run per day."""
     with DAG(
@@ -72,6 +82,7 @@ def daily_dag(cfg: PipelineConfig) -> DAG:
         description=f"{cfg.name}: ingest, validate and score one day. {cfg.description}",
         schedule=CronDataIntervalTimetable(cfg.schedules.daily, timezone="UTC"),
         max_active_runs=4,
+        **_scheduled(cfg),
         **_common(cfg, "daily"),
         params={
             "start": Param(
@@ -101,6 +112,7 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
         description=f"{cfg.name}: train a challenger on the latest window and promote it if it passes the gates.",
         schedule=CronDataIntervalTimetable(cfg.schedules.retrain, timezone="UTC"),
         max_active_runs=1,
+        **_scheduled(cfg),
         **_common(cfg, "retrain"),
         params={
             "window_start": Param(
@@ -133,7 +145,11 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
         recalibrate = RecalibrateOperator(task_id="recalibrate", pipeline=cfg.name, train_task_id="train")
         evaluate = EvaluateOperator(task_id="evaluate", pipeline=cfg.name, train_task_id="train")
         promote = PromoteOperator(
-            task_id="promote", pipeline=cfg.name, train_task_id="train", evaluate_task_id="evaluate"
+            task_id="promote",
+            pipeline=cfg.name,
+            train_task_id="train",
+            evaluate_task_id="evaluate",
+            outlets=[champion_changes(cfg.name)],
         )
         assemble >> validate >> train >> recalibrate >> evaluate >> promote
     return dag
@@ -157,7 +173,25 @@ def rollback_dag(cfg: PipelineConfig) -> DAG:
             "reason": Param("", type="string", description="Why (recorded in the audit trail)"),
         },
     ) as dag:
-        RollbackOperator(task_id="rollback", pipeline=cfg.name)
+        RollbackOperator(task_id="rollback", pipeline=cfg.name, outlets=[champion_changes(cfg.name)])
+    return dag
+
+
+def rescore_dag(cfg: PipelineConfig) -> DAG:
+    """rescore -> monitor, whenever the champion changes (an event on the champion asset)."""
+    with DAG(
+        dag_id=f"{cfg.name}_rescore",
+        description=f"{cfg.name}: score the latest scored day again with a new champion.",
+        schedule=[champion_asset(cfg.name)],
+        max_active_runs=1,
+        **_common(cfg, "rescore"),
+        params={
+            "day": Param(None, description="Day to re-score (YYYY-MM-DD); empty: the latest scored day", **DATE_PARAM),
+        },
+    ) as dag:
+        rescore = RescoreOperator(task_id="rescore", pipeline=cfg.name)
+        monitor = MonitorOperator(task_id="monitor", pipeline=cfg.name, score_task_id="rescore")
+        rescore >> monitor
     return dag
 
 
@@ -165,6 +199,6 @@ def build_all(config_dir: str | Path | None = None) -> dict[str, DAG]:
     """Every DAG of every pipeline config, by dag_id."""
     dags: dict[str, DAG] = {}
     for cfg in load_all(config_dir):
-        for dag in (daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg)):
+        for dag in (daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg), rescore_dag(cfg)):
             dags[dag.dag_id] = dag
     return dags

@@ -40,7 +40,7 @@ def test_task_chains(dagbag):
 
 
 def test_every_task_is_a_stage_operator_with_retries_and_failure_mail(dagbag):
-    for dag_id in ("flights_daily", "flights_retrain"):
+    for dag_id in ("flights_daily", "flights_retrain", "flights_rollback", "flights_rescore"):
         for task in dagbag.dags[dag_id].tasks:
             assert isinstance(task, PipelineOperator), task.task_id
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
@@ -49,9 +49,23 @@ def test_every_task_is_a_stage_operator_with_retries_and_failure_mail(dagbag):
             assert any(isinstance(cb, FailureMailNotifier) for cb in callbacks), f"{dag_id}.{task.task_id}"
 
 
-def test_real_daily_and_weekly_data_intervals(dagbag):
+def test_a_new_champion_triggers_the_rescore_dag(dagbag):
+    """Promote and rollback report to the alias whose events land on the asset the rescore DAG waits for."""
+    for dag_id, task_id in (("flights_retrain", "promote"), ("flights_rollback", "rollback")):
+        outlets = dagbag.dags[dag_id].get_task(task_id).outlets
+        assert [o.name for o in outlets] == ["flights_champion_changes"], (dag_id, outlets)
+    rescore = dagbag.dags["flights_rescore"]
+    assert [asset.name for asset in rescore.timetable.asset_condition.objects] == ["flights_champion"]
+    assert rescore.get_task("rescore").downstream_task_ids == {"monitor"}
+    assert set(rescore.params.keys()) == {"day"}
+
+
+def test_real_daily_and_weekly_data_intervals_within_the_data(dagbag):
+    """Cron data intervals from 2013-01-01; no scheduled run after the replayed data ends (2013-12-31)."""
     for dag_id in ("flights_daily", "flights_retrain"):
-        assert isinstance(dagbag.dags[dag_id].timetable, CronDataIntervalTimetable)
+        dag = dagbag.dags[dag_id]
+        assert isinstance(dag.timetable, CronDataIntervalTimetable)
+        assert (dag.start_date.date().isoformat(), dag.end_date.date().isoformat()) == ("2013-01-01", "2013-12-31")
 
 
 def test_each_dag_file_imports_fast_and_light():

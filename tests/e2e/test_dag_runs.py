@@ -153,6 +153,41 @@ def test_weekly_retrain_skips_failed_days_and_compares_with_the_champion(first_m
     assert champion.version == expected
 
 
+def test_a_new_champion_rescores_the_latest_scored_day(first_model):
+    """flights_rescore (scheduled on the champion asset) scores the last scored day with today's champion."""
+    champion = registry.version_by_alias("flights", "champion")
+    day = lake.list_partitions(predictions_dir("flights"))[-1]
+    before = lake.read_partition(predictions_dir("flights"), day)
+    assert set(before.model_version) != {champion.version}, "the weekly retrain was to promote a new champion"
+
+    outcome = runs.run("flights_rescore", Interval.parse("2013-02-11"))
+
+    assert outcome.succeeded, outcome.tasks
+    assert outcome.xcoms["rescore"]["interval"] == day
+    assert outcome.xcoms["rescore"]["model_version"] == champion.version
+    after = lake.read_partition(predictions_dir("flights"), day)
+    assert set(after.model_version) == {champion.version} and set(after.threshold) == {champion.threshold}
+    assert sorted(after.row_key) == sorted(before.row_key)
+    assert outcome.xcoms["monitor"]["interval"] == day
+    assert {e["extra"]["event"] for e in champion_events()} >= {"promotion"}
+
+
+def champion_events() -> list[dict]:
+    """The events Airflow recorded on the asset `flights_champion`, oldest first."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        found = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == "flights_champion")
+            .order_by(AssetEvent.id)
+        ).all()
+        return [{"extra": e.extra, "dag_id": e.source_dag_id, "task_id": e.source_task_id} for e in found]
+
+
 def test_rollback_dag_restores_a_version_and_records_it(first_model):
     """The manual flights_rollback DAG gives the champion alias back to the version its param names."""
     from mlops import audit
@@ -164,6 +199,11 @@ def test_rollback_dag_restores_a_version_and_records_it(first_model):
     assert registry.version_by_alias("flights", "champion").version == first
     event = audit.history("flights")[-1]
     assert event["event"] == "rollback" and event["version"] == first and event["reasons"] == ["e2e test"]
+    assert champion_events()[-1] == {
+        "extra": {"version": first, "event": "rollback"},
+        "dag_id": "flights_rollback",
+        "task_id": "rollback",
+    }
 
     missing = runs.run("flights_rollback", Interval.parse("2013-02-11"), {"version": "999"})
     assert missing.tasks == {"rollback": "failed"}

@@ -113,6 +113,11 @@ class Stack:
             print(f"--- {log}")
             print("\n".join(log.read_text(errors="replace").splitlines()[-15:]))
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """The text of every attempt's log of one task, as the worker wrote it."""
+        logs = sorted(self.airflow_home.glob(f"logs/dag_id={dag_id}/run_id={run_id}/task_id={task_id}/attempt=*.log"))
+        return "\n".join(log.read_text(errors="replace") for log in logs)
+
     def mails(self, *words: str) -> list:
         return [m for m in self.sink.messages if all(w in str(m["Subject"]) for w in words)]
 
@@ -180,9 +185,6 @@ def airflow_stack(executor: str = "LocalExecutor", preload: bool = False) -> Ite
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-            # the data is of 2013: the cron schedule would add a run for yesterday; runs here are
-            # triggered or backfilled only
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
             "AIRFLOW__API__WORKERS": "1",

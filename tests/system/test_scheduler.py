@@ -1,13 +1,15 @@
 """System test: the DAGs under a real Airflow deployment (scheduler, dag-processor, api-server on
 PostgreSQL), a real MLflow server on PostgreSQL and a real SMTP server, driven through the REST API v2.
 
-LocalExecutor: retrain, one daily run, a week's backfill and the blizzard day. CeleryExecutor (Redis and
+LocalExecutor: a run without dates, retrain, two daily runs triggered from the API, a week's backfill
+that must reproduce them, and the blizzard day. CeleryExecutor (Redis and
 one worker): retrain and one daily run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import pandas as pd
@@ -15,8 +17,9 @@ import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
+from mlops import lake
 from mlops.stack import wait_until
-from tests.system.airflow_stack import Stack, airflow_stack
+from tests.system.airflow_stack import TERMINAL, Stack, airflow_stack
 
 pytestmark = pytest.mark.system
 
@@ -31,7 +34,7 @@ def _days(first: str, last: str) -> list[str]:
 def _wait_for_dags(stack: Stack) -> None:
     def parsed() -> bool:
         found = {d["dag_id"] for d in stack.api.get("/dags", dag_id_pattern="flights")["dags"]}
-        return {"flights_daily", "flights_retrain", "flights_rollback"} <= found
+        return {"flights_daily", "flights_retrain", "flights_rollback", "flights_rescore"} <= found
 
     wait_until(parsed, 180, "the flights DAGs to be parsed", stack.services)
 
@@ -51,12 +54,38 @@ def _retrain_and_check_champion(stack: Stack) -> str:
     return champion.version
 
 
-def _daily(stack: Stack, day: str, conf: dict | None = None) -> tuple[str, str]:
-    """Trigger flights_daily for the day `day` (logical date: the next day); returns (run_id, state)."""
-    end = dt.date.fromisoformat(day) + dt.timedelta(days=1)
+def _daily(stack: Stack, day: str, by_params: bool = False) -> tuple[str, str]:
+    """Trigger flights_daily for the day `day`; returns (run_id, state).
+
+    By default with the logical date of the next midnight (Airflow infers the interval that ends there);
+    `by_params`: without a logical date, the day given by the `start` and `end` params (as from the UI).
+    """
+    end = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
     run_id = f"daily_{day}"
-    stack.api.trigger("flights_daily", run_id, f"{end.isoformat()}T00:00:00Z", conf or {})
+    if by_params:
+        stack.api.trigger("flights_daily", run_id, None, {"start": day, "end": end})
+    else:
+        stack.api.trigger("flights_daily", run_id, f"{end}T00:00:00Z", {})
     return run_id, stack.wait_run("flights_daily", run_id, 300)
+
+
+def _outputs(stack: Stack, day: str) -> dict:
+    """What a daily run leaves for `day`, without what names the run or its time."""
+    lake_dir = stack.home / "lake" / "flights"
+    report = json.loads((lake_dir / "validation" / f"{day}.json").read_text())
+    predictions = pd.read_parquet(lake_dir / "predictions" / f"{day}.parquet").drop(columns="scored_at")
+    return {
+        "raw digest": lake.read_manifest(lake_dir / "raw", day)["content_digest"],
+        "validation": {k: report[k] for k in ("rows", "checks", "shifts", "references", "success")},
+        "shift scores digest": lake.read_manifest(lake_dir / "shift_scores", day)["content_digest"],
+        "predictions": predictions.sort_values("row_key", ignore_index=True),
+    }
+
+
+def _assert_same_outputs(original: dict, again: dict, day: str) -> None:
+    for key in ("raw digest", "validation", "shift scores digest"):
+        assert original[key] == again[key], f"{day}: the backfill gave another {key}"
+    pd.testing.assert_frame_equal(original["predictions"], again["predictions"], obj=f"{day} predictions")
 
 
 def _check_predictions(stack: Stack, days: list[str]) -> int:
@@ -108,12 +137,48 @@ def test_local_executor_retrain_daily_backfill_and_blizzard():
         assert r.status_code == 400, r.text
         assert "model_kind" in r.text
 
-        _unpause(stack, "flights_retrain", "flights_daily")
+        _unpause(stack, "flights_retrain", "flights_daily", "flights_rescore")
+
+        # no logical date and no dates in the params: the first task fails with a clear message
+        stack.api.trigger("flights_daily", "no_dates", None, {})
+        assert stack.wait_run("flights_daily", "no_dates", 180) == "failed"
+        assert stack.api.tasks("flights_daily", "no_dates")["ingest"] == "failed"
+        log = stack.task_log("flights_daily", "no_dates", "ingest")
+        assert "has no data interval (triggered without a logical date)" in log, log[-2000:]
+        assert "KeyError" not in log
+        # and the failure mail still goes out, its subject without a day
+        wait_until(lambda: stack.mails("flights_daily.ingest failed"), 60, "the no-dates mail", stack.services)
+        assert (
+            str(stack.mails("flights_daily.ingest failed")[0]["Subject"])
+            == "[mlops] flights: flights_daily.ingest failed"
+        )
+
         version = _retrain_and_check_champion(stack)
 
-        run_id, state = _daily(stack, "2013-01-22", {"start": "2013-01-22", "end": "2013-01-23"})
-        assert state == "success"
-        assert set(stack.api.tasks("flights_daily", run_id).values()) == {"success"}
+        # the new champion is an event on the asset flights_champion, which starts flights_rescore; with
+        # nothing scored yet, it has nothing to do
+        def rescored() -> list[dict]:
+            runs = stack.api.get("/dags/flights_rescore/dagRuns")["dag_runs"]
+            return [run for run in runs if run["state"] in TERMINAL]
+
+        wait_until(rescored, 180, "the rescore run started by the new champion", stack.services)
+        run = rescored()[0]
+        assert run["run_type"] == "asset_triggered" and run["state"] == "success", run
+        assert stack.api.tasks("flights_rescore", run["dag_run_id"]) == {"rescore": "skipped", "monitor": "skipped"}
+
+        # the original daily runs, triggered from the API without a logical date: the days are params
+        for day in ("2013-01-23", "2013-01-24"):
+            run_id, state = _daily(stack, day, by_params=True)
+            assert state == "success"
+            assert set(stack.api.tasks("flights_daily", run_id).values()) == {"success"}
+        original = _outputs(stack, "2013-01-24")
+
+        # the validate task links to the MLflow run holding its report (operator extra link)
+        links = stack.api.get("/dags/flights_daily/dagRuns/daily_2013-01-24/taskInstances/validate/links")
+        report_run = json.loads((stack.home / "lake" / "flights" / "validation" / "2013-01-24.json").read_text())[
+            "mlflow_run_id"
+        ]
+        assert report_run and links["extra_links"]["MLflow run"].endswith(f"/#/runs/{report_run}"), links
 
         # a week's backfill, one run at a time: concurrent validate tasks race on the shared Great
         # Expectations file context (ExpectationSuite refresh fails with a TypeError)
@@ -121,7 +186,7 @@ def test_local_executor_retrain_daily_backfill_and_blizzard():
             "/backfills",
             {
                 "dag_id": "flights_daily",
-                "from_date": "2013-01-23T00:00:00Z",
+                "from_date": "2013-01-24T00:00:00Z",
                 "to_date": "2013-01-30T00:00:00Z",
                 "max_active_runs": 1,
             },
@@ -140,14 +205,11 @@ def test_local_executor_retrain_daily_backfill_and_blizzard():
             stack.dump("flights_daily", run_id)
         assert not failed, failed
         backfilled = sorted(run["data_interval_start"][:10] for run in runs)
-        # Airflow 3.3 gives the 7 intervals [Jan 24, Jan 25) .. [Jan 30, Jan 31) (run ids: the intervals' ends)
-        assert len(backfilled) == 7 and backfilled == _days(backfilled[0], backfilled[-1]), backfilled
-        assert set(backfilled) <= set(_days("2013-01-23", "2013-01-30")), backfilled
-        first = min(runs, key=lambda run: run["data_interval_start"])
-        print(
-            f"system: backfill 2013-01-23..2013-01-30: {len(runs)} runs, first {first['dag_run_id']} "
-            f"logical {first['logical_date']} interval {first['data_interval_start']}..{first['data_interval_end']}"
-        )
+        # a backfill run's logical date is its interval's start: Jan 24 .. Jan 30
+        assert backfilled == _days("2013-01-24", "2013-01-30"), backfilled
+        # the backfill of Jan 24 gives what the original run gave: partition, validation, predictions
+        _assert_same_outputs(original, _outputs(stack, "2013-01-24"), "2013-01-24")
+        print(f"system: backfill 2013-01-24..2013-01-30: {len(runs)} runs; 2013-01-24 same as the original run")
 
         # the blizzard: half the flights cancelled, validation fails, nothing is scored, a mail goes out
         run_id, state = _daily(stack, "2013-02-08")
@@ -158,13 +220,16 @@ def test_local_executor_retrain_daily_backfill_and_blizzard():
         assert not (stack.home / "lake" / "flights" / "predictions" / "2013-02-08.parquet").exists()
         wait_until(lambda: stack.mails("flights", "2013-02-08"), 60, "the alert mail", stack.services)
 
-        rows = _check_predictions(stack, ["2013-01-22", *backfilled])
+        rows = _check_predictions(stack, ["2013-01-23", *backfilled])
+        # unpaused all along, yet no scheduled run: the DAGs end with the data (schedules.end_date)
+        for dag_id in ("flights_daily", "flights_retrain"):
+            assert stack.api.get(f"/dags/{dag_id}/dagRuns", run_type="scheduled")["total_entries"] == 0, dag_id
         champion = MlflowClient(tracking_uri=stack.mlflow_uri).get_model_version_by_alias("flights", "champion")
         assert champion.version == version
         assert stack.mails("flights", "2013-02-08")
         print(
             f"system (LocalExecutor): {time.monotonic() - started:.0f} s in all, "
-            f"{time.monotonic() - ready:.0f} s of runs; {1 + len(runs) + 1} daily runs, {rows} predictions, "
+            f"{time.monotonic() - ready:.0f} s of runs; {3 + len(runs) + 1} daily runs, {rows} predictions, "
             f"{len(stack.sink.messages)} mails",
             flush=True,
         )

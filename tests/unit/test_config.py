@@ -133,6 +133,7 @@ INVALID = {
     "join_without_keys": (_set(["joins", 0, "keys"], None), ["joins.0", "'keys'"]),
     "min_precision_zero": (_set(["threshold", "min_precision"], 0), ["threshold.min_precision"]),
     "unknown_model_kind": (_set(["training", "model", "kind"], "xgboost"), ["training.model.kind"]),
+    "end_before_start": (_set(["schedules", "end_date"], "2012-12-31"), ["schedules", "'end_date' must not be"]),
 }
 
 

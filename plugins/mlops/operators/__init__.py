@@ -1,6 +1,12 @@
 """One Airflow operator per stage. Light at import: stage code is imported inside `execute`."""
 
-from mlops.operators.data import IngestOperator, MonitorOperator, ScoreOperator, ValidateOperator
+from mlops.operators.data import (
+    IngestOperator,
+    MonitorOperator,
+    RescoreOperator,
+    ScoreOperator,
+    ValidateOperator,
+)
 from mlops.operators.model import (
     AssembleTrainingWindowOperator,
     EvaluateOperator,
@@ -17,6 +23,7 @@ __all__ = [
     "MonitorOperator",
     "PromoteOperator",
     "RecalibrateOperator",
+    "RescoreOperator",
     "RollbackOperator",
     "ScoreOperator",
     "TrainOperator",

@@ -1,11 +1,13 @@
-"""Operators of the data stages: ingest, validate, score."""
+"""Operators of the data stages: ingest, validate, score (and re-score), monitor."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops.interval import Interval
 from mlops.links import XCOM_KEY, MlflowRunLink
 from mlops.operators.base import PipelineOperator
 
@@ -103,19 +105,24 @@ class ScoreOperator(PipelineOperator):
     Predictions go to Parquet and, with a sink configured, to the SQL table.
     """
 
+    def target(self, context: Any, cfg) -> tuple[Interval, str | None]:
+        """The interval to score and the pinned model version (None: the champion of each day)."""
+        return self.interval(context), (context.get("params") or {}).get("model_version")
+
     def execute(self, context: Any) -> dict[str, Any]:
         from mlops.sinks import SinkConfigError
         from mlops.stages.score import score
 
-        pinned = (context.get("params") or {}).get("model_version")
-        cfg, interval = self.config(), self.interval(context)
+        cfg = self.config()
+        interval, pinned = self.target(context, cfg)
         skip_if_empty(cfg, interval)
         try:
             result = score(cfg, interval, pinned, sink_url=sink_url(cfg))
         except (LookupError, SinkConfigError) as exc:  # retrying will not help
             raise AirflowFailException(str(exc)) from None
         self.log.info(
-            "scored %d rows with version %s at threshold %.4f%s",
+            "scored %s: %d rows with version %s at threshold %.4f%s",
+            result.interval,
             result.rows,
             result.model_version,
             result.threshold,
@@ -130,17 +137,47 @@ class ScoreOperator(PipelineOperator):
         }
 
 
+class RescoreOperator(ScoreOperator):
+    """Score one day again with the current champion: param `day`, else the latest day scored so far.
+
+    Runs when the champion changes (the `<name>_rescore` DAG is scheduled on the champion asset); its
+    predictions replace that day's, in Parquet and in the SQL table.
+    """
+
+    def target(self, context: Any, cfg) -> tuple[Interval, str | None]:
+        from mlops import registry
+        from mlops.stages.score import latest_scored_day
+
+        day = (context.get("params") or {}).get("day")
+        day = dt.date.fromisoformat(day) if day else latest_scored_day(cfg.name)
+        if day is None:
+            raise AirflowSkipException(f"{cfg.name}: no day has been scored yet, nothing to re-score")
+        champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
+        if champion is None:
+            raise AirflowFailException(f"{cfg.name} has no champion to re-score with")
+        return Interval(day, day + dt.timedelta(days=1)), champion.version
+
+
 class MonitorOperator(PipelineOperator):
     """Watch the interval's predictions: score drift against the model's evaluation, positive-rate limits.
 
     An error-level breach fails the task without retries, which sends the alert mail; the predictions
-    written by `score` stay as they are (monitoring alerts, it does not undo).
+    written by `score` stay as they are (monitoring alerts, it does not undo). With `score_task_id`, the
+    interval is the one that task scored, else the run's.
     """
+
+    def __init__(self, *, score_task_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.score_task_id = score_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         from mlops.stages.monitor import monitor_predictions
 
-        cfg, interval = self.config(), self.interval(context)
+        cfg = self.config()
+        if self.score_task_id:  # the interval the upstream task scored
+            interval = Interval.parse(self.pulled(context, self.score_task_id)["interval"])
+        else:
+            interval = self.interval(context)
         skip_if_empty(cfg, interval)
         report = monitor_predictions(cfg, interval)
         for check in report.warnings:

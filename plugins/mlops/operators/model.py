@@ -6,6 +6,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops.assets import announce_champion
 from mlops.links import XCOM_KEY, MlflowRunLink
 from mlops.operators.base import PipelineOperator
 
@@ -126,7 +127,7 @@ class EvaluateOperator(_AfterTraining):
 
 
 class PromoteOperator(_AfterTraining):
-    """Move the `champion` alias to the challenger when every gate passes."""
+    """Move the `champion` alias to the challenger when every gate passes (an event on the champion asset)."""
 
     def __init__(self, *, evaluate_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -152,6 +153,8 @@ class PromoteOperator(_AfterTraining):
         )
         for reason in decision.reasons:
             self.log.info(reason)
+        if decision.promoted:
+            announce_champion(context, self.pipeline, decision.challenger_version, "promotion")
         return {
             "promoted": decision.promoted,
             "passed": decision.passed,
@@ -162,7 +165,7 @@ class PromoteOperator(_AfterTraining):
 
 
 class RollbackOperator(PipelineOperator):
-    """Give the champion alias back to param `version` (default: the previous champion)."""
+    """Give the champion alias back to param `version` (default: the previous champion); an asset event."""
 
     def execute(self, context: Any) -> dict[str, Any]:
         from mlops.stages.promote import rollback
@@ -178,4 +181,5 @@ class RollbackOperator(PipelineOperator):
         except (LookupError, ValueError) as exc:
             raise AirflowFailException(str(exc)) from None
         self.log.info("champion of %s is now version %s", self.pipeline, version)
+        announce_champion(context, self.pipeline, version, "rollback")
         return {"champion": version}

@@ -63,6 +63,12 @@ def predictions_dir(pipeline: str):
     return lake_dir(pipeline) / "predictions"
 
 
+def latest_scored_day(pipeline: str) -> dt.date | None:
+    """The last day that has predictions, or None when nothing was scored yet."""
+    days = lake.list_partitions(predictions_dir(pipeline))
+    return dt.date.fromisoformat(days[-1]) if days else None
+
+
 def resolve_sink_url(cfg: PipelineConfig, url: str | None = None) -> str | None:
     """The sink's SQLAlchemy URL: `url`, else `scoring.sink_url`, else env MLOPS_SCORES_URL; None: Parquet only."""
     return url or cfg.scoring.sink_url or os.environ.get(SCORES_URL_ENV) or None
