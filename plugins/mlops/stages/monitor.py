@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from mlops import lake, registry
+from mlops.checks import CheckOutcomes
 from mlops.config import PipelineConfig
 from mlops.drift import profile, psi
 from mlops.interval import Interval
@@ -40,7 +41,7 @@ READ_ROWS = 1_000_000
 
 
 @dataclass
-class MonitorReport:
+class MonitorReport(CheckOutcomes):
     """Monitoring of one scored interval; `failed` lists the error-level breaches."""
 
     pipeline: str
@@ -49,18 +50,6 @@ class MonitorReport:
     checks: list[dict[str, Any]]
     days: dict[str, dict[str, Any]]  # day -> version, rows, positive rate, score PSI and its bins
     monitored_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [c for c in self.checks if not c["success"] and c["severity"] == "error"]
-
-    @property
-    def warnings(self) -> list[dict[str, Any]]:
-        return [c for c in self.checks if not c["success"] and c["severity"] == "warning"]
-
-    @property
-    def success(self) -> bool:
-        return not self.failed
 
     def summary(self) -> str:
         """One line per error-level breach, for logs and the alert mail."""
@@ -74,9 +63,6 @@ class MonitorReport:
                 f"expected {shorten(c['expected'])}"
             )
         return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "success": self.success}
 
 
 def monitoring_dir(pipeline: str) -> Path:

@@ -11,13 +11,14 @@ shift scores are kept (one Parquet file per interval) whether or not anything fa
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from mlops import lake
+from mlops.checks import CheckOutcomes
 from mlops.config import PipelineConfig, ShiftCheck
 from mlops.drift import compare, profile
 from mlops.gx_checks import build_suite, run_suite
@@ -38,7 +39,7 @@ class Reference:
 
 
 @dataclass
-class ValidationReport:
+class ValidationReport(CheckOutcomes):
     """Outcome of validating one interval; `failed` lists the checks that stop the chain."""
 
     pipeline: str
@@ -50,18 +51,6 @@ class ValidationReport:
     report_path: str | None = None  # the HTML report, when published
     mlflow_run_id: str | None = None  # the MLflow run holding it, when published
     validated_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [c for c in self.checks if not c["success"] and c["severity"] == "error"]
-
-    @property
-    def warnings(self) -> list[dict[str, Any]]:
-        return [c for c in self.checks if not c["success"] and c["severity"] == "warning"]
-
-    @property
-    def success(self) -> bool:
-        return not self.failed
 
     def summary(self) -> str:
         """One line per failed check, for logs and alert mail."""
@@ -76,9 +65,6 @@ class ValidationReport:
         if self.mlflow_run_id:
             lines.append(f"MLflow run: {mlflow_run_url(self.mlflow_run_id)}")
         return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "success": self.success}
 
 
 def mlflow_run_url(run_id: str) -> str:
