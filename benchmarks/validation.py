@@ -44,7 +44,8 @@ def pandas_checks(df: pd.DataFrame, suite) -> int:
             continue
         name = e.configuration.type
         if name == "expect_column_values_to_not_be_null":
-            ok = s.notna().mean() >= (kw.get("mostly") or 1.0)
+            mostly = kw.get("mostly")
+            ok = s.notna().mean() >= (1.0 if mostly is None else mostly)
         elif name == "expect_column_values_to_be_between":
             present = s.dropna()
             ok = bool(((present >= kw["min_value"]) & (present <= kw["max_value"])).all())
