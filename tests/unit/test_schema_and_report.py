@@ -43,6 +43,8 @@ def test_inferred_suite_is_reviewable_and_robust(inferred):
     label = _by_type(inferred, "expect_column_values_to_not_be_null", "arr_delay")[0]
     assert 0.5 < label["kwargs"]["mostly"] < 1.0  # a tolerance, tighter than the blizzard's 51% missing
     assert not _by_type(inferred, "expect_column_values_to_not_be_null", "dep_time")  # leakage: types only
+    # a column that is sometimes all missing gets no null bound rather than one that can never fail
+    assert all(e["kwargs"].get("mostly", 1.0) > 0 for e in inferred["expectations"])
     temp = _by_type(inferred, "expect_column_values_to_be_between", "temp")[0]
     assert temp["kwargs"]["min_value"] < temp["meta"]["observed"][0]
 
@@ -53,6 +55,7 @@ def test_the_committed_suite_is_part_of_validation(flights_cfg):
     kinds = [e.expectation_type if hasattr(e, "expectation_type") else e.configuration.type for e in suite.expectations]
     assert len(kinds) >= len(committed["expectations"])
     assert committed["meta"]["inferred_by"] == "mlops infer-schema"
+    assert all(e["kwargs"].get("mostly", 1.0) > 0 for e in committed["expectations"])
     multi = build_suite(flights_cfg, n_days=7)
     rows = [
         e.configuration.kwargs
