@@ -105,7 +105,7 @@ class ScoreOperator(PipelineOperator):
     Predictions go to Parquet and, with a sink configured, to the SQL table.
     """
 
-    def target(self, context: Any, cfg) -> tuple[Interval, str | None]:
+    def target(self, context: Any) -> tuple[Interval, str | None]:
         """The interval to score and the pinned model version (None: the champion of each day)."""
         return self.interval(context), (context.get("params") or {}).get("model_version")
 
@@ -114,7 +114,7 @@ class ScoreOperator(PipelineOperator):
         from mlops.stages.score import score
 
         cfg = self.config()
-        interval, pinned = self.target(context, cfg)
+        interval, pinned = self.target(context)
         skip_if_empty(cfg, interval)
         try:
             result = score(cfg, interval, pinned, sink_url=sink_url(cfg))
@@ -144,17 +144,17 @@ class RescoreOperator(ScoreOperator):
     predictions replace that day's, in Parquet and in the SQL table.
     """
 
-    def target(self, context: Any, cfg) -> tuple[Interval, str | None]:
+    def target(self, context: Any) -> tuple[Interval, str | None]:
         from mlops import registry
         from mlops.stages.score import latest_scored_day
 
         day = (context.get("params") or {}).get("day")
-        day = dt.date.fromisoformat(day) if day else latest_scored_day(cfg.name)
+        day = dt.date.fromisoformat(day) if day else latest_scored_day(self.pipeline)
         if day is None:
-            raise AirflowSkipException(f"{cfg.name}: no day has been scored yet, nothing to re-score")
-        champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
+            raise AirflowSkipException(f"{self.pipeline}: no day has been scored yet, nothing to re-score")
+        champion = registry.version_by_alias(self.pipeline, registry.CHAMPION)
         if champion is None:
-            raise AirflowFailException(f"{cfg.name} has no champion to re-score with")
+            raise AirflowFailException(f"{self.pipeline} has no champion to re-score with")
         return Interval(day, day + dt.timedelta(days=1)), champion.version
 
 
