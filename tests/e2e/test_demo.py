@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
 
 from mlops.stack import bin_path
+from tests.system.airflow_stack import base_env
 
 pytestmark = pytest.mark.e2e
 
@@ -18,8 +18,7 @@ BLIZZARD = ("2013-02-08", "2013-02-09")
 
 def _mlops(*args: str, home) -> subprocess.CompletedProcess:
     """The `mlops` console script in a fresh process, with nothing of this test session's settings."""
-    drop = ("AIRFLOW", "MLFLOW_", "MLOPS_", "PYTEST_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)} | {"MLOPS_HOME": str(home)}
+    env = base_env() | {"MLOPS_HOME": str(home)}
     return subprocess.run([bin_path("mlops"), *args], env=env, capture_output=True, text=True, timeout=900, check=False)
 
 

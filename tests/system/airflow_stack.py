@@ -122,7 +122,7 @@ class Stack:
         return [m for m in self.sink.messages if all(w in str(m["Subject"]) for w in words)]
 
 
-def _base_env() -> dict[str, str]:
+def base_env() -> dict[str, str]:
     """This process's environment without the test session's Airflow/MLflow/mlops settings."""
     drop = ("AIRFLOW", "MLFLOW_", "MLOPS_", "PYTEST_")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
@@ -154,7 +154,7 @@ def airflow_stack(executor: str = "LocalExecutor", preload: bool = False) -> Ite
 
         mlflow_port, api_port = free_port(), free_port()
         stack.mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
-        base = _base_env()
+        base = base_env()
         mlflow = stack.service(
             "mlflow",
             [
