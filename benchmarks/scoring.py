@@ -51,7 +51,7 @@ def peak_rss_mb() -> float:
 
 def config():
     """The flights pipeline, training on the 31 days of January (17 train, 7 calibration, 7 evaluation)."""
-    from mlops.config import Evaluation, load_pipeline
+    from mlops.core.config import Evaluation, load_pipeline
 
     cfg = load_pipeline("flights")
     training = cfg.training.model_copy(update={"window_days": 31, "calibration_days": 7, "evaluation_days": 7})
@@ -60,8 +60,8 @@ def config():
 
 def january():
     """The ingested January rows."""
-    from mlops.interval import Interval
-    from mlops.stages.ingest import read_interval
+    from mlops.core.interval import Interval
+    from mlops.io.datasets import read_interval
 
     return read_interval(config(), Interval(*JANUARY))
 
@@ -70,7 +70,7 @@ def resampled(source, rows: int, seed: int, tag: str):
     """`rows` rows drawn from `source` with replacement, each with a new unique row key."""
     import numpy as np
 
-    from mlops.stages.ingest import ROW_KEY
+    from mlops.core.features import ROW_KEY
 
     picks = np.random.default_rng(seed).integers(0, len(source), rows)
     out = source.iloc[picks].reset_index(drop=True)
@@ -86,8 +86,8 @@ def resampled_batches(source, rows: int, batch_rows: int, tag: str) -> Iterator:
 
 def train_model(cfg):
     """Ingest January, then assemble, train and recalibrate with the pipeline's stages."""
-    from mlops import registry
-    from mlops.interval import Interval
+    from mlops.core.interval import Interval
+    from mlops.io import registry
     from mlops.stages.assemble import assemble
     from mlops.stages.ingest import ingest
     from mlops.stages.recalibrate import recalibrate
@@ -103,10 +103,10 @@ def train_model(cfg):
 
 def bench_throughput(cfg, ref, source, rows: int, batch_rows: int, repeats: int) -> dict:
     """(a) rows/s of the scoring path and of bare predict_proba on the same rows."""
-    from mlops import lake, registry
-    from mlops.modeling import model_input
-    from mlops.stages.ingest import raw_dir
-    from mlops.stages.score import predictions_dir, score_batches
+    from mlops.core.modeling import model_input
+    from mlops.io import lake, registry
+    from mlops.io.paths import predictions_dir, raw_dir
+    from mlops.stages.score import score_batches
 
     model = registry.load_sklearn(ref)
     df = resampled(source, rows, 0, "t")
@@ -140,9 +140,10 @@ def bench_copy(cfg, url: str, rows: int, batch_rows: int) -> dict:
     """(c) rows/s of replacing an interval in PostgreSQL with `rows` predictions (first load, then a re-run)."""
     import pandas as pd
 
-    from mlops import lake
-    from mlops.sinks import PostgresSink, encode_binary
-    from mlops.stages.score import day_bounds, predictions_dir
+    from mlops.io import lake
+    from mlops.io.paths import predictions_dir
+    from mlops.io.sinks import PostgresSink, encode_binary
+    from mlops.stages.score import day_bounds
 
     scored = lake.read_partition(predictions_dir(cfg.name), THROUGHPUT_DAY.isoformat())
     copies = -(-rows // len(scored))
@@ -177,7 +178,7 @@ def bench_big(home: Path, url: str, version: str, batch_rows: int) -> dict:
     """
     import threading
 
-    from mlops.interval import Interval
+    from mlops.core.interval import Interval
     from mlops.stages.score import score
 
     cfg = config()
@@ -211,8 +212,8 @@ def bench_big(home: Path, url: str, version: str, batch_rows: int) -> dict:
 
 def build_big(cfg, source, rows: int, batch_rows: int) -> dict:
     """Write the big day's raw partition batch by batch."""
-    from mlops import lake
-    from mlops.stages.ingest import raw_dir
+    from mlops.io import lake
+    from mlops.io.paths import raw_dir
 
     started = time.perf_counter()
     written = lake.write_partition_stream(

@@ -70,9 +70,9 @@ def main() -> None:
     os.environ.setdefault("MLOPS_HOME", tempfile.mkdtemp(prefix="mlops-bench-"))
 
     t = time.perf_counter()
-    from mlops import gx_checks
-    from mlops.config import load_pipeline
-    from mlops.drift import compare, profile
+    from mlops.core.config import load_pipeline
+    from mlops.core.drift import compare, profile
+    from mlops.io import gx_checks
     from mlops.stages.validate import shift_checks
 
     cfg = load_pipeline("flights")

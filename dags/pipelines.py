@@ -1,5 +1,5 @@
-"""Airflow DAGs of every pipeline under config/pipelines/, built by mlops.dag_factory."""
+"""Airflow DAGs of every pipeline under config/pipelines/, built by mlops.airflow.dag_factory."""
 
-from mlops.dag_factory import build_all
+from mlops.airflow.dag_factory import build_all
 
 globals().update(build_all())

@@ -2,7 +2,7 @@
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlops.links import MlflowRunLink
+from mlops.airflow.links import MlflowRunLink
 
 
 class MlopsPlugin(AirflowPlugin):

@@ -22,13 +22,13 @@ for _var in (
 ):
     os.environ.pop(_var, None)
 
-from mlops import airflow_env  # noqa: E402  (must follow the environment above)
+from mlops.airflow import environment as airflow_env  # noqa: E402  (must follow the environment above)
 
 airflow_env.configure()
 
-from mlops.config import load_pipeline  # noqa: E402
-from mlops.interval import Interval  # noqa: E402
-from mlops.mailsink import MailSink  # noqa: E402
+from mlops.core.config import load_pipeline  # noqa: E402
+from mlops.core.interval import Interval  # noqa: E402
+from mlops.local.mailsink import MailSink  # noqa: E402
 
 pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.http_server"]
 
@@ -88,6 +88,6 @@ def date(text: str) -> dt.date:
 @pytest.fixture(scope="session")
 def airflow_db():
     """A fresh Airflow metadata database (SQLite), created once per session."""
-    from mlops import runs
+    from mlops.local import runs
 
     runs.init_db(reset=True)

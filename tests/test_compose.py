@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from mlops.config import REPO_ROOT
+from mlops.core.config import REPO_ROOT
 from tests.system.airflow_stack import CELERY_SETTINGS
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())

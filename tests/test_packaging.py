@@ -6,7 +6,7 @@ import importlib.metadata
 import re
 import tomllib
 
-from mlops.config import REPO_ROOT
+from mlops.core.config import REPO_ROOT
 
 KEY_PACKAGES = ["apache-airflow", "great-expectations", "mlflow", "pandas", "scikit-learn", "sqlalchemy"]
 

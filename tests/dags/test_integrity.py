@@ -11,9 +11,9 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
 
-from mlops.config import REPO_ROOT
-from mlops.notify import FailureMailNotifier
-from mlops.operators.base import PipelineOperator
+from mlops.airflow.notify import FailureMailNotifier
+from mlops.airflow.operators.base import PipelineOperator
+from mlops.core.config import REPO_ROOT
 
 DAGS_FOLDER = REPO_ROOT / "dags"
 HEAVY = ["pandas", "numpy", "sklearn", "mlflow", "great_expectations", "pyarrow", "scipy"]

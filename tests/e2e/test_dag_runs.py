@@ -11,11 +11,14 @@ import mlflow.artifacts
 import pandas as pd
 import pytest
 
-from mlops import airflow_env, lake, registry, runs
-from mlops.interval import Interval
-from mlops.mailsink import MailSink, body_text
-from mlops.stages.ingest import build_day, raw_dir
-from mlops.stages.score import PREDICTION_COLUMNS, predictions_dir
+from mlops.airflow import environment as airflow_env
+from mlops.core.interval import Interval
+from mlops.io import lake, registry
+from mlops.io.paths import predictions_dir, raw_dir
+from mlops.local import runs
+from mlops.local.mailsink import MailSink, body_text
+from mlops.stages.ingest import build_day
+from mlops.stages.score import PREDICTION_COLUMNS
 
 pytestmark = pytest.mark.e2e
 FIRST_WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
@@ -190,7 +193,7 @@ def champion_events() -> list[dict]:
 
 def test_rollback_dag_restores_a_version_and_records_it(first_model):
     """The manual flights_rollback DAG gives the champion alias back to the version its param names."""
-    from mlops import audit
+    from mlops.io import audit
 
     first = first_model.xcoms["train"]["version"]
     outcome = runs.run("flights_rollback", Interval.parse("2013-02-11"), {"version": first, "reason": "e2e test"})

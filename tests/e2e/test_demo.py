@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from mlops.stack import bin_path
+from mlops.local.stack import bin_path
 from tests.system.airflow_stack import base_env
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 from threadpoolctl import threadpool_limits
 
-from mlops import registry, runs
-from mlops.interval import Interval
+from mlops.core.interval import Interval
+from mlops.io import registry
+from mlops.local import runs
 
 pytestmark = pytest.mark.e2e
 WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))

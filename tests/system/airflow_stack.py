@@ -22,10 +22,10 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from mlops import airflow_env
-from mlops.config import REPO_ROOT
-from mlops.mailsink import MailSink, free_port
-from mlops.stack import Service, bin_path, http_ok, wait_until
+from mlops.airflow import environment as airflow_env
+from mlops.core.config import REPO_ROOT
+from mlops.local.mailsink import MailSink, free_port
+from mlops.local.stack import Service, bin_path, http_ok, wait_until
 from tests.fixtures.postgres import Cluster, start_cluster
 
 TERMINAL = {"success", "failed"}

@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
-from mlops import lake
-from mlops.stack import wait_until
+from mlops.io import lake
+from mlops.local.stack import wait_until
 from tests.system.airflow_stack import TERMINAL, Stack, airflow_stack
 
 pytestmark = pytest.mark.system

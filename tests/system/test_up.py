@@ -12,8 +12,8 @@ import psutil
 import pytest
 import requests
 
-from mlops.mailsink import free_port
-from mlops.stack import bin_path, http_ok, wait_until
+from mlops.local.mailsink import free_port
+from mlops.local.stack import bin_path, http_ok, wait_until
 
 pytestmark = pytest.mark.system
 

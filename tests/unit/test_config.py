@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from mlops.config import REPO_ROOT, ConfigError, load_all, load_config, load_pipeline
+from mlops.core.config import REPO_ROOT, ConfigError, load_all, load_config, load_pipeline
 
 FLIGHTS_YAML = REPO_ROOT / "config" / "pipelines" / "flights.yaml"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops import drift
+from mlops.core import drift
 from mlops.stages.ingest import build_day
 
 

@@ -17,9 +17,10 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from mlops.config import Evaluation
-from mlops.features import labels
-from mlops.stages.evaluate import OVERALL, SLICE_COLUMNS, evaluate_slices, slice_metrics
+from mlops.core.config import Evaluation
+from mlops.core.features import labels
+from mlops.core.metrics import OVERALL
+from mlops.stages.evaluate import SLICE_COLUMNS, evaluate_slices, slice_metrics
 from mlops.stages.ingest import build_day
 
 SLICES = ["carrier", "origin", "hour_band", "dest_region"]

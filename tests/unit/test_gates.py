@@ -25,17 +25,20 @@ from sklearn.metrics import (
 )
 from threadpoolctl import threadpool_limits
 
-from mlops import audit, registry
-from mlops.config import Evaluation, Gate, Model, Promotion, Threshold
-from mlops.features import labels
-from mlops.interval import Interval
-from mlops.metrics import bootstrap_indices
-from mlops.modeling import model_input, predict_scores
-from mlops.stages.assemble import assemble, read_training_set
-from mlops.stages.evaluate import COMPARISON_COLUMNS, OVERALL, SLICE_COLUMNS, evaluate, worst_slices
+from mlops.core.config import Evaluation, Gate, Model, Promotion, Threshold
+from mlops.core.features import labels
+from mlops.core.interval import Interval
+from mlops.core.metrics import OVERALL, bootstrap_indices
+from mlops.core.modeling import model_input, predict_scores
+from mlops.core.splits import split_frame, split_window
+from mlops.io import audit, registry
+from mlops.io.datasets import read_training_set
+from mlops.stages.assemble import assemble
+from mlops.stages.evaluate import COMPARISON_COLUMNS, SLICE_COLUMNS, evaluate, worst_slices
+from mlops.stages.ingest import ingest_missing
 from mlops.stages.promote import judge, load_evaluation, promote
 from mlops.stages.recalibrate import InfeasibleThresholdError, recalibrate
-from mlops.stages.train import split_frame, split_window, train
+from mlops.stages.train import train
 
 WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
 NAN = float("nan")
@@ -225,6 +228,7 @@ def cfg(small_cfg):
 
 @pytest.fixture(scope="module")
 def assembled(module_home, cfg):
+    ingest_missing(cfg, WINDOW)
     return assemble(cfg, WINDOW)
 
 

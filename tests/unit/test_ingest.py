@@ -7,12 +7,15 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from mlops import lake
-from mlops.interval import Interval
-from mlops.modeling import model_input
-from mlops.sources import SourceError
-from mlops.sources.nycflights13 import load_table
-from mlops.stages.ingest import ROW_KEY, ingest, raw_dir, read_interval
+from mlops.core.features import ROW_KEY
+from mlops.core.interval import Interval
+from mlops.core.modeling import model_input
+from mlops.io import lake
+from mlops.io.datasets import read_interval
+from mlops.io.paths import raw_dir
+from mlops.io.sources import SourceError
+from mlops.io.sources.nycflights13 import load_table
+from mlops.stages.ingest import ingest
 
 JOINED = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 JOINED += ["plane_year", "plane_seats", "plane_engines", "dest_tzone"]

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from mlops.interval import Interval
+from mlops.core.interval import Interval
 
 
 def test_parse_one_day():

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mlops import lake
+from mlops.io import lake
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from mlops.config import Model
-from mlops.features import labels
-from mlops.metrics import ALL_METRICS, bootstrap_indices, bootstrap_metrics, interval, point_metrics
-from mlops.modeling import build_estimator, model_input, predict_scores
+from mlops.core.config import Model
+from mlops.core.features import labels
+from mlops.core.metrics import ALL_METRICS, bootstrap_indices, bootstrap_metrics, interval, point_metrics
+from mlops.core.modeling import build_estimator, model_input, predict_scores
 from mlops.stages.ingest import build_day
 
 THRESHOLD = 0.3

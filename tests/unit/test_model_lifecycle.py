@@ -16,18 +16,21 @@ import pytest
 from sklearn.metrics import brier_score_loss
 from threadpoolctl import threadpool_limits
 
-from mlops import audit, registry
-from mlops.cli import main
-from mlops.config import Evaluation, Gate, Promotion
-from mlops.features import labels
-from mlops.interval import Interval
-from mlops.lake import content_digest
-from mlops.modeling import model_input, predict_scores
-from mlops.stages.assemble import assemble, read_training_set
+from mlops.core.config import Evaluation, Gate, Promotion
+from mlops.core.features import labels
+from mlops.core.interval import Interval
+from mlops.core.modeling import model_input, predict_scores
+from mlops.core.splits import split_frame, split_window
+from mlops.io import audit, registry
+from mlops.io.datasets import read_training_set
+from mlops.io.lake import content_digest
+from mlops.local.cli import main
+from mlops.stages.assemble import assemble
 from mlops.stages.evaluate import evaluate
+from mlops.stages.ingest import ingest_missing
 from mlops.stages.promote import promote, promotion_allowed, rollback
 from mlops.stages.recalibrate import recalibrate
-from mlops.stages.train import code_digest, fingerprint, fit, split_frame, split_window, train
+from mlops.stages.train import code_digest, fingerprint, fit, train
 
 WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
 AFTER_WINDOW = dt.date(2013, 1, 25)
@@ -88,6 +91,7 @@ def cfg(small_cfg):
 
 @pytest.fixture(scope="module")
 def assembled(module_home, cfg):
+    ingest_missing(cfg, WINDOW)
     return assemble(cfg, WINDOW)
 
 

@@ -10,18 +10,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops import audit, lake, paths, registry
-from mlops.config import Gate, Promotion
-from mlops.features import labels
-from mlops.interval import Interval
-from mlops.modeling import model_input, predict_scores
-from mlops.stages.assemble import assemble, read_training_set, training_dir
-from mlops.stages.evaluate import OVERALL, SLICE_COLUMNS, evaluate
-from mlops.stages.ingest import build_day, ingest, raw_dir
+from mlops.core.config import Gate, Promotion
+from mlops.core.features import labels
+from mlops.core.interval import Interval
+from mlops.core.metrics import OVERALL
+from mlops.core.modeling import model_input, predict_scores
+from mlops.core.splits import split_frame, split_window
+from mlops.io import audit, lake, paths, registry
+from mlops.io.datasets import read_training_set
+from mlops.io.paths import predictions_dir, raw_dir, training_dir
+from mlops.io.registry import load_reference
+from mlops.stages.assemble import assemble
+from mlops.stages.evaluate import SLICE_COLUMNS, evaluate
+from mlops.stages.ingest import build_day, ingest, ingest_missing
 from mlops.stages.promote import promote, rollback
 from mlops.stages.recalibrate import choose_threshold, recalibrate
-from mlops.stages.score import PREDICTION_COLUMNS, predictions_dir, score
-from mlops.stages.train import load_reference, split_frame, split_window, train
+from mlops.stages.score import PREDICTION_COLUMNS, score
+from mlops.stages.train import train
 from mlops.stages.validate import validate
 
 WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
@@ -56,6 +61,7 @@ def assembled(store, small_cfg):
     ingest(small_cfg, Interval(PASSING_DAY, PASSING_DAY + dt.timedelta(days=1)))
     passed = validate(small_cfg, Interval(PASSING_DAY, PASSING_DAY + dt.timedelta(days=1)), references={})
     assert not failed.success and passed.success
+    ingest_missing(small_cfg, WINDOW)
     return assemble(small_cfg, WINDOW)
 
 

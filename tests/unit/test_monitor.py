@@ -13,17 +13,18 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from mlops import lake, registry
-from mlops.config import Evaluation, Scoring
-from mlops.interval import Interval
-from mlops.modeling import model_input, predict_scores
-from mlops.sinks import COLUMNS
+from mlops.core.config import Evaluation, Scoring
+from mlops.core.interval import Interval
+from mlops.core.modeling import model_input, predict_scores
+from mlops.io import lake, registry
+from mlops.io.paths import monitoring_dir, predictions_dir, raw_dir
+from mlops.io.sinks import COLUMNS
 from mlops.stages.assemble import assemble
 from mlops.stages.evaluate import evaluate
-from mlops.stages.ingest import build_day, ingest, raw_dir
-from mlops.stages.monitor import GATING_ROWS, monitor_predictions, monitoring_dir, read_monitoring
+from mlops.stages.ingest import build_day, ingest, ingest_missing
+from mlops.stages.monitor import GATING_ROWS, monitor_predictions, read_monitoring
 from mlops.stages.recalibrate import recalibrate
-from mlops.stages.score import SCORES_URL_ENV, predictions_dir, score
+from mlops.stages.score import SCORES_URL_ENV, score
 from mlops.stages.train import train
 
 WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 8))
@@ -52,6 +53,7 @@ def cfg(small_cfg):
 @pytest.fixture(scope="module")
 def model(module_home, cfg):
     """Version 1: trained, given a threshold and evaluated (its evaluation scores are the reference)."""
+    ingest_missing(cfg, WINDOW)
     assembled = assemble(cfg, WINDOW)
     trained = train(cfg, assembled.key, WINDOW)
     recalibrate(cfg, assembled.key, WINDOW, trained.version)
@@ -175,7 +177,7 @@ def test_a_breach_on_a_day_of_few_rows_only_warns(model, cfg):
 def test_the_operators_score_then_fail_on_a_breach(scored, cfg, postgres_url, tmp_path, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops.operators.data import MonitorOperator, ScoreOperator
+    from mlops.airflow.operators.data import MonitorOperator, ScoreOperator
 
     breached = with_scoring(cfg, positive_rate=(0.9, 1.0), sink_conn_id="mlops_scores", table="operator_scores")
     (tmp_path / "flights.yaml").write_text(yaml.safe_dump(breached.model_dump(mode="json")))

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score, fbeta_score, precision_score, recall_score
 
-from mlops.config import Model, Threshold
-from mlops.features import labels
-from mlops.modeling import build_estimator, model_input, predict_scores
+from mlops.core.config import Model, Threshold
+from mlops.core.features import labels
+from mlops.core.modeling import build_estimator, model_input, predict_scores
 from mlops.stages.ingest import build_day
 from mlops.stages.recalibrate import InfeasibleThresholdError, choose_threshold
 

@@ -8,18 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from mlops import registry
-from mlops.gx_checks import build_suite, data_docs_index, suite_path
-from mlops.interval import Interval
-from mlops.schema import infer_schema
-from mlops.stages.ingest import ingest
-from mlops.stages.validate import DRIFT, previous_partition, shift_history, validate
+from mlops.core.interval import Interval
+from mlops.io import registry
+from mlops.io.datasets import shift_history
+from mlops.io.gx_checks import build_suite, data_docs_index, suite_path
+from mlops.io.schema import infer_schema
+from mlops.stages.ingest import ingest, ingest_missing
+from mlops.stages.validate import DRIFT, previous_partition, validate
 
 REFERENCE = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 15))
 
 
 @pytest.fixture
 def inferred(mlops_home, flights_cfg, tmp_path):
+    ingest_missing(flights_cfg, REFERENCE)
     path = infer_schema(flights_cfg, REFERENCE, tmp_path / "flights.json")
     return json.loads(path.read_text())
 

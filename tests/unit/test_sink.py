@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mlops.sinks import COLUMNS, PostgresSink, SinkConfigError, SinkError
+from mlops.io.sinks import COLUMNS, PostgresSink, SinkConfigError, SinkError
 from mlops.stages.ingest import build_day
 from mlops.stages.score import PREDICTION_COLUMNS, day_bounds
 

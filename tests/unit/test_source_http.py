@@ -10,13 +10,14 @@ import time
 import pandas as pd
 import pytest
 
-from mlops import lake
-from mlops.config import Source
-from mlops.interval import Interval
-from mlops.sources import SourceError
-from mlops.sources.http import HttpSource
-from mlops.sources.nycflights13 import load_table
-from mlops.stages.ingest import build_day, ingest, raw_dir
+from mlops.core.config import Source
+from mlops.core.interval import Interval
+from mlops.io import lake
+from mlops.io.paths import raw_dir
+from mlops.io.sources import SourceError
+from mlops.io.sources.http import HttpSource
+from mlops.io.sources.nycflights13 import load_table
+from mlops.stages.ingest import build_day, ingest
 
 DAY = "2013-02-01"
 TABLES = ("weather", "planes", "airports")

@@ -11,13 +11,14 @@ import pytest
 import sqlalchemy as sa
 from psycopg2 import sql as pgsql
 
-from mlops import lake
-from mlops.config import Source
-from mlops.interval import Interval
-from mlops.sources import SourceError, SourceSchemaError
-from mlops.sources.nycflights13 import load_table
-from mlops.sources.sql import SqlSource
-from mlops.stages.ingest import build_day, ingest, raw_dir
+from mlops.core.config import Source
+from mlops.core.interval import Interval
+from mlops.io import lake
+from mlops.io.paths import raw_dir
+from mlops.io.sources import SourceError, SourceSchemaError
+from mlops.io.sources.nycflights13 import load_table
+from mlops.io.sources.sql import SqlSource
+from mlops.stages.ingest import build_day, ingest
 from tests.fixtures.postgres import _free_port
 
 DAY = "2013-02-01"

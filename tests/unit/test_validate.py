@@ -6,22 +6,14 @@ import datetime as dt
 
 import pytest
 
-from mlops import lake
-from mlops.config import Limit, ShiftCheck
-from mlops.drift import profile
-from mlops.interval import Interval
-from mlops.stages.ingest import build_day, ingest, raw_dir
-from mlops.stages.validate import (
-    DRIFT,
-    SKEW,
-    Reference,
-    read_report,
-    results_dir,
-    scores_dir,
-    shift_checks,
-    shift_history,
-    validate,
-)
+from mlops.core.config import Limit, ShiftCheck
+from mlops.core.drift import profile
+from mlops.core.interval import Interval
+from mlops.io import lake
+from mlops.io.datasets import read_report, shift_history
+from mlops.io.paths import raw_dir, shift_scores_dir, validation_dir
+from mlops.stages.ingest import build_day, ingest
+from mlops.stages.validate import DRIFT, SKEW, Reference, shift_checks, validate
 
 DAY = Interval.parse("2013-02-01")
 
@@ -171,7 +163,7 @@ def test_row_count_bounds_scale_with_days(mlops_home, flights_cfg):
 def test_report_is_written_and_replaced_on_rerun(mlops_home, flights_cfg, good_day):
     write_day(_unknown_origin(good_day.copy()))
     first = validate(flights_cfg, DAY, references={})
-    path = results_dir("flights") / "2013-02-01.json"
+    path = validation_dir("flights") / "2013-02-01.json"
     assert path.is_file() and path.is_relative_to(mlops_home)
     stored = read_report("flights", "2013-02-01")
     assert stored["success"] is False and stored["interval"] == "2013-02-01" and stored["rows"] == first.rows
@@ -181,7 +173,7 @@ def test_report_is_written_and_replaced_on_rerun(mlops_home, flights_cfg, good_d
     validate(flights_cfg, DAY, references={})
     again = read_report("flights", "2013-02-01")
     assert again["success"] is True
-    assert sorted(p.name for p in results_dir("flights").iterdir()) == ["2013-02-01.json"]
+    assert sorted(p.name for p in validation_dir("flights").iterdir()) == ["2013-02-01.json"]
 
 
 def test_missing_report_reads_as_none(mlops_home):
@@ -214,7 +206,7 @@ def test_default_references_compare_with_the_previous_day(fresh_store, flights_c
     assert row["value"].item() == pytest.approx(drift["distance"]["psi"])
     validate(flights_cfg, DAY)
     assert len(shift_history("flights")) == len(history)  # a re-run replaces its scores
-    assert lake.list_partitions(scores_dir("flights")) == ["2013-02-01"]
+    assert lake.list_partitions(shift_scores_dir("flights")) == ["2013-02-01"]
 
 
 def test_first_day_has_no_drift_reference(fresh_store, flights_cfg):

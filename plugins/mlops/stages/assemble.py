@@ -5,14 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import pandas as pd
-
-from mlops import lake
-from mlops.config import PipelineConfig
-from mlops.interval import Interval
-from mlops.paths import lake_dir
-from mlops.stages.ingest import ingest, raw_dir, read_interval
-from mlops.stages.validate import read_report
+from mlops.core.config import PipelineConfig
+from mlops.core.interval import Interval
+from mlops.io import lake
+from mlops.io.datasets import missing_days, read_interval, read_report
+from mlops.io.paths import training_dir
 
 
 @dataclass(frozen=True)
@@ -31,22 +28,23 @@ class TrainingSet:
         return self.window.key
 
 
-def training_dir(pipeline: str):
-    """Folder of assembled training windows."""
-    return lake_dir(pipeline) / "training"
-
-
 def training_window(cfg: PipelineConfig, interval: Interval) -> Interval:
     """The `window_days` days that end where the retrain run's data interval ends."""
     return Interval(interval.end - dt.timedelta(days=cfg.training.window_days), interval.end)
 
 
 def assemble(cfg: PipelineConfig, window: Interval, run_id: str | None = None) -> TrainingSet:
-    """Ingest days missing from the lake, drop days whose daily validation failed, write the window."""
-    present = set(lake.list_partitions(raw_dir(cfg.name)))
-    for day in window.days():
-        if day.isoformat() not in present:
-            ingest(cfg, Interval(day, day + dt.timedelta(days=1)), run_id)
+    """Drop days whose daily validation failed and write the window (ingest missing days first).
+
+    Raises FileNotFoundError naming the pipeline and days when a day of the window has no
+    partition: `stages.ingest.ingest_missing` ingests them (the assemble task does so first).
+    """
+    if missing := missing_days(cfg, window):
+        shown = ", ".join(d.isoformat() for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise FileNotFoundError(
+            f"pipeline {cfg.name!r}, training window {window}: {len(missing)} day(s) not ingested ({shown}); "
+            "ingest them first (stages.ingest.ingest_missing)"
+        )
     excluded = {}
     for day in window.days():
         report = read_report(cfg.name, day.isoformat())
@@ -64,8 +62,3 @@ def assemble(cfg: PipelineConfig, window: Interval, run_id: str | None = None) -
         {"pipeline": cfg.name, "window": [window.start, window.end], "excluded": excluded, "airflow_run_id": run_id},
     )
     return TrainingSet(cfg.name, window, [d.isoformat() for d in days], excluded, len(df), manifest["content_digest"])
-
-
-def read_training_set(pipeline: str, key: str) -> pd.DataFrame:
-    """The assembled training window of key `key`."""
-    return lake.read_partition(training_dir(pipeline), key)

@@ -16,18 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops import registry
-from mlops.config import CROSS, LOWER_IS_BETTER, Evaluation, PipelineConfig
-from mlops.features import labels
-from mlops.metrics import bootstrap_indices, bootstrap_metrics, interval, point_metrics
-from mlops.modeling import model_input, predict_scores
-from mlops.stages.assemble import read_training_set
-from mlops.stages.ingest import ROW_KEY
-from mlops.stages.train import split_frame, split_window
+from mlops.core.config import CROSS, LOWER_IS_BETTER, Evaluation, PipelineConfig
+from mlops.core.features import ROW_KEY, labels
+from mlops.core.metrics import OVERALL, bootstrap_indices, bootstrap_metrics, interval, point_metrics
+from mlops.core.modeling import model_input, predict_scores
+from mlops.core.splits import split_frame, split_window
+from mlops.io import registry
+from mlops.io.datasets import read_training_set
 
 SLICE_COLUMNS = ["slice_feature", "slice_value", "model", "metric", "value", "n", "ci_low", "ci_high"]
 COMPARISON_COLUMNS = ["slice_feature", "slice_value", "metric", "difference", "ci_low", "ci_high", "n"]
-OVERALL = "overall"
 WORST_SLICE_METRICS = ("roc_auc", "pr_auc", "recall", "precision")
 
 
@@ -116,7 +114,7 @@ def worst_slices(metrics: pd.DataFrame, min_slice_size: int) -> dict[str, dict[s
 
 def evaluate(cfg: PipelineConfig, training_key: str, window, challenger_version: str) -> EvaluationResult:
     """Score the evaluation window with challenger and champion; log metrics, artifacts and plots to the run."""
-    from mlops.plots import evaluation_plots
+    from mlops.reporting.plots import evaluation_plots
 
     challenger = registry.version(cfg.name, challenger_version)
     champion = registry.version_by_alias(cfg.name, registry.CHAMPION)

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlops import lake
-from mlops.config import PipelineConfig, Source
-from mlops.features import apply_joins, derive, row_keys
-from mlops.interval import Interval
-from mlops.paths import lake_dir
-from mlops.sources import DataSource, SourceError, check_columns, open_source, typed_empty
-
-ROW_KEY = "row_key"
+from mlops.core.config import PipelineConfig, Source
+from mlops.core.features import ROW_KEY, apply_joins, derive, row_keys
+from mlops.core.interval import Interval
+from mlops.io import lake
+from mlops.io.datasets import missing_days
+from mlops.io.paths import raw_dir
+from mlops.io.sources import DataSource, SourceError, check_columns, open_source, typed_empty
 
 
 @dataclass(frozen=True)
@@ -25,11 +24,6 @@ class IngestResult:
     interval: Interval
     partitions: dict[str, int]  # partition key -> row count
     digests: dict[str, str]  # partition key -> content digest
-
-
-def raw_dir(pipeline: str):
-    """Folder of the ingested partitions."""
-    return lake_dir(pipeline) / "raw"
 
 
 def add_date_column(df: pd.DataFrame, src: Source, day: dt.date) -> pd.DataFrame:
@@ -94,12 +88,9 @@ def ingest(cfg: PipelineConfig, interval: Interval, run_id: str | None = None, u
     return IngestResult(cfg.name, interval, partitions, digests)
 
 
-def read_interval(cfg: PipelineConfig, interval: Interval, days: list[dt.date] | None = None) -> pd.DataFrame:
-    """Concatenate the ingested partitions of the interval's days (or of `days`)."""
-    frames = [lake.read_partition(raw_dir(cfg.name), d.isoformat()) for d in (days or interval.days())]
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-
-
-def is_empty(cfg: PipelineConfig, day: dt.date) -> bool:
-    """Whether the day's partition was recorded empty (the source had no rows, on_empty: empty)."""
-    return bool(lake.read_manifest(raw_dir(cfg.name), day.isoformat()).get("empty"))
+def ingest_missing(cfg: PipelineConfig, window: Interval, run_id: str | None = None) -> list[str]:
+    """Ingest the days of `window` that have no partition yet; returns their keys (for assemble, infer-schema)."""
+    days = missing_days(cfg, window)
+    for day in days:
+        ingest(cfg, Interval(day, day + dt.timedelta(days=1)), run_id)
+    return [d.isoformat() for d in days]

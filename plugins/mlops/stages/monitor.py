@@ -19,20 +19,17 @@ import datetime as dt
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlops import lake, registry
-from mlops.checks import CheckOutcomes
-from mlops.config import PipelineConfig
-from mlops.drift import profile, psi
-from mlops.interval import Interval
-from mlops.paths import lake_dir
-from mlops.stages.score import predictions_dir
-from mlops.stages.validate import shorten
+from mlops.core.checks import CheckOutcomes, shorten
+from mlops.core.config import PipelineConfig
+from mlops.core.drift import profile, psi
+from mlops.core.interval import Interval
+from mlops.io import lake, registry
+from mlops.io.paths import monitoring_dir, predictions_dir
 
 EVALUATION_SCORES = "evaluation/eval_predictions.parquet"
 SCORE_COLUMN = "challenger_score"  # in the version's own run, the challenger is that version
@@ -63,11 +60,6 @@ class MonitorReport(CheckOutcomes):
                 f"expected {shorten(c['expected'])}"
             )
         return "\n".join(lines)
-
-
-def monitoring_dir(pipeline: str) -> Path:
-    """Folder of monitoring reports, one JSON per scored interval."""
-    return lake_dir(pipeline) / "monitoring"
 
 
 def evaluation_scores(ref: registry.VersionRef) -> np.ndarray | None:

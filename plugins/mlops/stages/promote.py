@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from mlops import audit, registry
-from mlops.config import LOWER_IS_BETTER, Gate, PipelineConfig
-from mlops.paths import mlops_home
-from mlops.stages.evaluate import OVERALL
+from mlops.core.config import LOWER_IS_BETTER, Gate, PipelineConfig
+from mlops.core.metrics import OVERALL
+from mlops.io import audit, registry
+from mlops.io.paths import mlops_home
 
 
 @dataclass(frozen=True)

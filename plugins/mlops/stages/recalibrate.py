@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from mlops import registry
-from mlops.config import PipelineConfig, Threshold
-from mlops.features import labels
-from mlops.modeling import model_input, predict_scores
-from mlops.stages.assemble import read_training_set
-from mlops.stages.train import split_frame, split_window
+from mlops.core.config import PipelineConfig, Threshold
+from mlops.core.features import labels
+from mlops.core.modeling import model_input, predict_scores
+from mlops.core.splits import split_frame, split_window
+from mlops.io import registry
+from mlops.io.datasets import read_training_set
 
 
 class InfeasibleThresholdError(ValueError):

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from mlops import lake, registry
-from mlops.config import PipelineConfig
-from mlops.interval import Interval
-from mlops.modeling import model_input, predict_scores
-from mlops.paths import lake_dir
-from mlops.sinks import PostgresSink
-from mlops.stages.ingest import ROW_KEY, raw_dir
+from mlops.core.config import PipelineConfig
+from mlops.core.features import ROW_KEY
+from mlops.core.interval import Interval
+from mlops.core.modeling import model_input, predict_scores
+from mlops.io import lake, registry
+from mlops.io.paths import predictions_dir, raw_dir
+from mlops.io.sinks import PostgresSink
 
 PREDICTION_COLUMNS = [
     "pipeline",
@@ -56,17 +56,6 @@ class ScoreResult:
     versions: dict[str, str] = field(default_factory=dict)  # day -> model version
     sink: str | None = None  # the SQL table written too, password masked
     sink_rows: int = 0
-
-
-def predictions_dir(pipeline: str):
-    """Folder of prediction partitions, one per day."""
-    return lake_dir(pipeline) / "predictions"
-
-
-def latest_scored_day(pipeline: str) -> dt.date | None:
-    """The last day that has predictions, or None when nothing was scored yet."""
-    days = lake.list_partitions(predictions_dir(pipeline))
-    return dt.date.fromisoformat(days[-1]) if days else None
 
 
 def resolve_sink_url(cfg: PipelineConfig, url: str | None = None) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import importlib.metadata
 import json
@@ -15,27 +14,20 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlops import registry
-from mlops.config import REPO_ROOT, PipelineConfig
-from mlops.drift import profile
-from mlops.features import labels
-from mlops.interval import Interval
-from mlops.lake import content_digest
-from mlops.metrics import point_metrics
-from mlops.modeling import build_estimator, model_input, predict_scores
-from mlops.stages.assemble import read_training_set, training_dir
+from mlops.core.config import REPO_ROOT, PipelineConfig
+from mlops.core.drift import profile
+from mlops.core.features import labels
+from mlops.core.interval import Interval
+from mlops.core.metrics import point_metrics
+from mlops.core.modeling import build_estimator, model_input, predict_scores
+from mlops.core.splits import Split, split_frame, split_window
+from mlops.io import registry
+from mlops.io.datasets import read_training_set
+from mlops.io.lake import content_digest
+from mlops.io.paths import training_dir
 
 PIP_REQUIREMENTS = ["scikit-learn", "pandas", "numpy", "cloudpickle"]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class Split:
-    """Time-ordered windows: train, then calibration, then evaluation (the most recent days)."""
-
-    train: Interval
-    calibration: Interval
-    evaluation: Interval
 
 
 @dataclass(frozen=True)
@@ -48,30 +40,6 @@ class TrainResult:
     metrics: dict[str, float]
     fingerprint: str
     skipped: bool = False  # True: an identical training (data, config, code) was found and reused
-
-
-def split_window(cfg: PipelineConfig, window: Interval) -> Split:
-    """Cut the window into train | calibration | evaluation by date."""
-    t = cfg.training
-    evaluation_start = window.end - dt.timedelta(days=t.evaluation_days)
-    calibration_start = evaluation_start - dt.timedelta(days=t.calibration_days)
-    if calibration_start <= window.start:
-        raise ValueError(
-            f"window {window} is too short for {t.calibration_days} calibration and {t.evaluation_days} evaluation days"
-        )
-    return Split(
-        Interval(window.start, calibration_start),
-        Interval(calibration_start, evaluation_start),
-        Interval(evaluation_start, window.end),
-    )
-
-
-def split_frame(df: pd.DataFrame, cfg: PipelineConfig, part: Interval) -> pd.DataFrame:
-    """Rows of `df` whose date falls in `part`, with a known label."""
-    dates = df[cfg.source.date_column]
-    mask = (dates >= pd.Timestamp(part.start)) & (dates < pd.Timestamp(part.end))
-    out = df.loc[mask]
-    return out.loc[labels(out, cfg.target).notna()]
 
 
 def code_digest() -> str:
@@ -227,14 +195,6 @@ def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics)
     )
     registry.client().set_registered_model_alias(cfg.name, registry.CHALLENGER, version)
     return run.info.run_id, version
-
-
-def load_reference(run_id: str) -> dict:
-    """The training-data profile logged with a training run."""
-    registry.client()
-    import mlflow.artifacts
-
-    return json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/reference/profile.json"))
 
 
 def _git_commit() -> str:

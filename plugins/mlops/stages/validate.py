@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mlops import lake
-from mlops.checks import CheckOutcomes
-from mlops.config import PipelineConfig, ShiftCheck
-from mlops.drift import compare, profile
-from mlops.gx_checks import build_suite, run_suite
-from mlops.interval import Interval
-from mlops.paths import lake_dir
-from mlops.stages.ingest import raw_dir, read_interval
+from mlops.core.checks import CheckOutcomes, shorten
+from mlops.core.config import PipelineConfig, ShiftCheck
+from mlops.core.drift import compare, profile
+from mlops.core.interval import Interval
+from mlops.io import lake
+from mlops.io.datasets import read_interval, read_training_set
+from mlops.io.gx_checks import build_suite, run_suite
+from mlops.io.paths import mlflow_run_url, raw_dir, shift_scores_dir, validation_dir
 
 DRIFT, SKEW = "drift", "skew"
 AGAINST = {DRIFT: "previous_partition", SKEW: "training_data"}
@@ -65,30 +64,6 @@ class ValidationReport(CheckOutcomes):
         if self.mlflow_run_id:
             lines.append(f"MLflow run: {mlflow_run_url(self.mlflow_run_id)}")
         return "\n".join(lines)
-
-
-def mlflow_run_url(run_id: str) -> str:
-    """Link to a run in the MLflow UI (`$MLOPS_MLFLOW_UI_URL`, default http://localhost:5000)."""
-    import os
-
-    base = os.environ.get("MLOPS_MLFLOW_UI_URL", "http://localhost:5000").rstrip("/")
-    return f"{base}/#/runs/{run_id}"
-
-
-def shorten(value: Any, width: int = 240) -> str:
-    """A value's text, cut to `width` characters for one-line messages."""
-    text = str(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def results_dir(pipeline: str) -> Path:
-    """Folder of validation reports, one JSON per interval."""
-    return lake_dir(pipeline) / "validation"
-
-
-def scores_dir(pipeline: str) -> Path:
-    """Folder of the shift-score series: one Parquet file per interval, every feature and metric."""
-    return lake_dir(pipeline) / "shift_scores"
 
 
 def shift_checks(
@@ -139,13 +114,12 @@ def previous_partition(cfg: PipelineConfig, interval: Interval) -> Reference | N
 
 def champion_training_data(cfg: PipelineConfig, day: dt.date) -> Reference | None:
     """The training-data profile of the champion of `day` (see registry.champion_for)."""
-    from mlops import registry
-    from mlops.stages.train import load_reference
+    from mlops.io import registry
 
     champion = registry.champion_for(cfg.name, day)
     if champion is None:
         return None
-    return Reference(f"training data of {cfg.name} v{champion.version}", load_reference(champion.run_id))
+    return Reference(f"training data of {cfg.name} v{champion.version}", registry.load_reference(champion.run_id))
 
 
 def validate_frame(
@@ -174,13 +148,13 @@ def validate_frame(
     names = {kind: (ref.name if ref else None) for kind, ref in references.items()}
     report = ValidationReport(cfg.name, key, len(df), checks, shifts, names)
     if publish:
-        from mlops.report import log_to_mlflow, write_report
+        from mlops.reporting.report import log_to_mlflow, write_report
 
         profiles = {kind: ref.profile for kind, ref in references.items() if ref is not None}
         html_path = write_report(report.to_dict(), df, profiles)
         report.report_path = str(html_path)
         report.mlflow_run_id = log_to_mlflow(report.to_dict(), html_path)
-    lake.write_json(results_dir(cfg.name) / f"{key}.json", report.to_dict())
+    lake.write_json(validation_dir(cfg.name) / f"{key}.json", report.to_dict())
     _write_scores(cfg.name, key, report)
     return report
 
@@ -195,7 +169,7 @@ def _write_scores(pipeline: str, key: str, report: ValidationReport) -> None:
     frame = pd.DataFrame(
         rows, columns=["pipeline", "interval", "comparison", "reference", "feature", "metric", "value", "rows"]
     )
-    lake.write_partition(frame, scores_dir(pipeline), key, {"pipeline": pipeline, "interval": key})
+    lake.write_partition(frame, shift_scores_dir(pipeline), key, {"pipeline": pipeline, "interval": key})
 
 
 def validate(
@@ -225,23 +199,8 @@ def validate_training_set(
     publish: bool = False,
 ) -> ValidationReport:
     """Validate an assembled training window (skew against the current champion's training data)."""
-    from mlops.stages.assemble import read_training_set
-
     if references is None:
         window = Interval.parse(training_key)
         references = {SKEW: champion_training_data(cfg, window.end)}
     df = read_training_set(cfg.name, training_key)
     return validate_frame(cfg, df, f"training-{training_key}", n_days, references, data_docs, publish)
-
-
-def read_report(pipeline: str, key: str) -> dict[str, Any] | None:
-    """The stored validation report of an interval key, if any."""
-    path = results_dir(pipeline) / f"{key}.json"
-    return lake.read_json(path) if path.exists() else None
-
-
-def shift_history(pipeline: str) -> pd.DataFrame:
-    """Every stored shift score, for plotting drift over time."""
-    keys = lake.list_partitions(scores_dir(pipeline))
-    frames = [lake.read_partition(scores_dir(pipeline), k) for k in keys]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

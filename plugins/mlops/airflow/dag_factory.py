@@ -1,0 +1,204 @@
+"""Build each pipeline's Airflow DAGs from its config: `<name>_daily`, `<name>_retrain`, `<name>_rollback`
+and `<name>_rescore`.
+
+Cheap to import and to call: only Airflow's authoring API and the operators' light modules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+from mlops.airflow.assets import champion_asset, champion_changes
+from mlops.airflow.operators import (
+    AssembleTrainingWindowOperator,
+    EvaluateOperator,
+    IngestOperator,
+    MonitorOperator,
+    PromoteOperator,
+    RecalibrateOperator,
+    RescoreOperator,
+    RollbackOperator,
+    ScoreOperator,
+    TrainOperator,
+    ValidateOperator,
+)
+from mlops.core.config import REPO_ROOT, PipelineConfig, load_all
+
+MAIL_TEMPLATE = REPO_ROOT / "include" / "templates" / "failure_mail.html"
+MAIL_SUBJECT = (
+    "{{ dag.dag_id }}.{{ ti.task_id }} failed"
+    "{% if data_interval_start is defined and data_interval_start %}"
+    " for {{ data_interval_start.strftime('%Y-%m-%d') }}"
+    "{% if data_interval_end and (data_interval_end - data_interval_start).days > 1 %}"
+    "..{{ data_interval_end.strftime('%Y-%m-%d') }}{% endif %}{% endif %}"
+    "{% set first = (exception | string).splitlines()[0] if exception is defined and exception else '' %}"
+    "{% if ' checks failed (' in first %}: {{ first.split(' (')[0] }}{% endif %}"
+)
+DATE_PARAM = {"type": ["null", "string"], "format": "date"}
+
+
+def failure_notifier(cfg: PipelineConfig):
+    """Mail to the pipeline's alert list when a task fails (SMTP connection `smtp_default`)."""
+    from mlops.airflow.notify import FailureMailNotifier
+
+    html = MAIL_TEMPLATE.read_text().replace("__PIPELINE__", cfg.name)
+    return FailureMailNotifier(to=cfg.alerts.email, subject=f"[mlops] {cfg.name}: {MAIL_SUBJECT}", html_content=html)
+
+
+def default_args(cfg: PipelineConfig) -> dict:
+    return {
+        "owner": cfg.owner_email or "mlops",
+        "retries": cfg.alerts.retries,
+        "retry_delay": dt.timedelta(seconds=cfg.alerts.retry_delay_seconds),
+        "on_failure_callback": [failure_notifier(cfg)],
+    }
+
+
+def _common(cfg: PipelineConfig, kind: str) -> dict:
+    """DAG arguments every DAG of a pipeline shares."""
+    docs = Path(__file__).with_name("dag_docs.md").read_text()
+    return {
+        "start_date": dt.datetime.combine(cfg.schedules.start_date, dt.time(), tzinfo=dt.UTC),
+        "catchup": False,
+        "default_args": default_args(cfg),
+        "tags": ["mlops", cfg.name, kind],
+        "doc_md": next((f"## {part}" for part in docs.split("## ")[1:] if part.startswith(kind)), None),
+    }
+
+
+def _scheduled(cfg: PipelineConfig) -> dict:
+    """DAG arguments of the cron-scheduled DAGs: no scheduled run after `schedules.end_date`."""
+    end = cfg.schedules.end_date
+    return {"end_date": dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC) if end else None}
+
+
+def daily_dag(cfg: PipelineConfig) -> DAG:
+    """ingest -> validate -> score -> monitor, one run per day."""
+    with DAG(
+        dag_id=f"{cfg.name}_daily",
+        description=f"{cfg.name}: ingest, validate and score one day. {cfg.description}",
+        schedule=CronDataIntervalTimetable(cfg.schedules.daily, timezone="UTC"),
+        max_active_runs=4,
+        **_scheduled(cfg),
+        **_common(cfg, "daily"),
+        params={
+            "start": Param(
+                None, description="First day to process (YYYY-MM-DD); empty: the run's data interval", **DATE_PARAM
+            ),
+            "end": Param(None, description="Day after the last day to process (exclusive)", **DATE_PARAM),
+            "model_version": Param(
+                None,
+                type=["null", "string"],
+                pattern=r"^[0-9]+$",
+                description="Score with this registered version instead of the champion",
+            ),
+        },
+    ) as dag:
+        ingest = IngestOperator(task_id="ingest", pipeline=cfg.name)
+        validate = ValidateOperator(task_id="validate", pipeline=cfg.name)
+        score = ScoreOperator(task_id="score", pipeline=cfg.name)
+        monitor = MonitorOperator(task_id="monitor", pipeline=cfg.name)
+        ingest >> validate >> score >> monitor
+    return dag
+
+
+def retrain_dag(cfg: PipelineConfig) -> DAG:
+    """assemble -> validate -> train -> recalibrate -> evaluate -> promote, weekly."""
+    with DAG(
+        dag_id=f"{cfg.name}_retrain",
+        description=f"{cfg.name}: train a challenger on the latest window and promote it if it passes the gates.",
+        schedule=CronDataIntervalTimetable(cfg.schedules.retrain, timezone="UTC"),
+        max_active_runs=1,
+        **_scheduled(cfg),
+        **_common(cfg, "retrain"),
+        params={
+            "window_start": Param(
+                None, description="Train on this window instead (first day, YYYY-MM-DD)", **DATE_PARAM
+            ),
+            "window_end": Param(None, description="End of that window (exclusive)", **DATE_PARAM),
+            "force_retrain": Param(
+                False, type="boolean", description="Train even when data, config and code are unchanged"
+            ),
+            "allow_promotion": Param(
+                None,
+                type=["null", "boolean"],
+                description="Let a passing challenger become champion. Empty: yes, except in backfill runs",
+            ),
+            "model_kind": Param(
+                cfg.training.model.kind,
+                enum=["hist_gradient_boosting", "logistic_regression"],
+                description="Kind of model to train",
+            ),
+            "threshold_policy": Param(
+                cfg.threshold.policy,
+                enum=["max_f1", "recall_at_precision"],
+                description="How to choose the decision threshold",
+            ),
+        },
+    ) as dag:
+        assemble = AssembleTrainingWindowOperator(task_id="assemble", pipeline=cfg.name)
+        validate = ValidateOperator(task_id="validate", pipeline=cfg.name, training_task_id="assemble")
+        train = TrainOperator(task_id="train", pipeline=cfg.name, assemble_task_id="assemble")
+        recalibrate = RecalibrateOperator(task_id="recalibrate", pipeline=cfg.name, train_task_id="train")
+        evaluate = EvaluateOperator(task_id="evaluate", pipeline=cfg.name, train_task_id="train")
+        promote = PromoteOperator(
+            task_id="promote",
+            pipeline=cfg.name,
+            train_task_id="train",
+            evaluate_task_id="evaluate",
+            outlets=[champion_changes(cfg.name)],
+        )
+        assemble >> validate >> train >> recalibrate >> evaluate >> promote
+    return dag
+
+
+def rollback_dag(cfg: PipelineConfig) -> DAG:
+    """Manual only: give the champion alias back to an earlier version."""
+    with DAG(
+        dag_id=f"{cfg.name}_rollback",
+        description=f"{cfg.name}: restore an earlier champion (default: previous_champion).",
+        schedule=None,
+        max_active_runs=1,
+        **_common(cfg, "rollback"),
+        params={
+            "version": Param(
+                None,
+                type=["null", "string"],
+                pattern=r"^[0-9]+$",
+                description="Version to restore; empty: the previous champion",
+            ),
+            "reason": Param("", type="string", description="Why (recorded in the audit trail)"),
+        },
+    ) as dag:
+        RollbackOperator(task_id="rollback", pipeline=cfg.name, outlets=[champion_changes(cfg.name)])
+    return dag
+
+
+def rescore_dag(cfg: PipelineConfig) -> DAG:
+    """rescore -> monitor, whenever the champion changes (an event on the champion asset)."""
+    with DAG(
+        dag_id=f"{cfg.name}_rescore",
+        description=f"{cfg.name}: score the latest scored day again with a new champion.",
+        schedule=[champion_asset(cfg.name)],
+        max_active_runs=1,
+        **_common(cfg, "rescore"),
+        params={
+            "day": Param(None, description="Day to re-score (YYYY-MM-DD); empty: the latest scored day", **DATE_PARAM),
+        },
+    ) as dag:
+        rescore = RescoreOperator(task_id="rescore", pipeline=cfg.name)
+        monitor = MonitorOperator(task_id="monitor", pipeline=cfg.name, score_task_id="rescore")
+        rescore >> monitor
+    return dag
+
+
+def build_all(config_dir: str | Path | None = None) -> dict[str, DAG]:
+    """Every DAG of every pipeline config, by dag_id."""
+    dags: dict[str, DAG] = {}
+    for cfg in load_all(config_dir):
+        for dag in (daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg), rescore_dag(cfg)):
+            dags[dag.dag_id] = dag
+    return dags

@@ -1,0 +1,31 @@
+"""One Airflow operator per stage. Light at import: stage code is imported inside `execute`."""
+
+from mlops.airflow.operators.data import (
+    IngestOperator,
+    MonitorOperator,
+    RescoreOperator,
+    ScoreOperator,
+    ValidateOperator,
+)
+from mlops.airflow.operators.model import (
+    AssembleTrainingWindowOperator,
+    EvaluateOperator,
+    PromoteOperator,
+    RecalibrateOperator,
+    RollbackOperator,
+    TrainOperator,
+)
+
+__all__ = [
+    "AssembleTrainingWindowOperator",
+    "EvaluateOperator",
+    "IngestOperator",
+    "MonitorOperator",
+    "PromoteOperator",
+    "RecalibrateOperator",
+    "RescoreOperator",
+    "RollbackOperator",
+    "ScoreOperator",
+    "TrainOperator",
+    "ValidateOperator",
+]

@@ -1,0 +1,193 @@
+"""Operators of the data stages: ingest, validate, score (and re-score), monitor."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops.airflow.links import XCOM_KEY, MlflowRunLink
+from mlops.airflow.operators.base import PipelineOperator
+from mlops.core.interval import Interval
+
+
+class IngestOperator(PipelineOperator):
+    """Ingest the data interval's partitions (replacing earlier ones)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.ingest import ingest
+
+        cfg = self.config()
+        result = ingest(cfg, self.interval(context), context.get("run_id"), url=source_url(cfg))
+        self.log.info("ingested %s partitions: %s", len(result.partitions), result.partitions)
+        return {"interval": result.interval.key, "partitions": result.partitions}
+
+
+def source_url(cfg) -> str | None:
+    """The SQLAlchemy URL of a SQL source's Airflow connection (`source.conn_id`), if it has one."""
+    if cfg.source.kind != "sql" or not cfg.source.conn_id:
+        return None
+    from airflow.sdk import BaseHook
+
+    uri = BaseHook.get_connection(cfg.source.conn_id).get_uri()
+    for prefix in ("postgres://", "postgresql://"):
+        if uri.startswith(prefix):
+            return "postgresql+psycopg2://" + uri[len(prefix) :]
+    return uri
+
+
+class ValidateOperator(PipelineOperator):
+    """Validate the interval's partitions, or the training window assembled upstream.
+
+    A failed check fails the task without retries (the data will not change) and so sends the alert.
+    """
+
+    operator_extra_links = (MlflowRunLink(),)
+
+    def __init__(self, *, training_task_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.training_task_id = training_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.validate import validate, validate_training_set
+
+        cfg = self.config()
+        if self.training_task_id:
+            assembled = self.pulled(context, self.training_task_id)
+            report = validate_training_set(cfg, assembled["training_key"], len(assembled["days"]), publish=True)
+        else:
+            interval = self.interval(context)
+            skip_if_empty(cfg, interval)
+            report = validate(cfg, interval, data_docs=True, publish=True)
+        context["ti"].xcom_push(key=XCOM_KEY, value=report.mlflow_run_id)
+        for check in report.warnings:
+            self.log.warning("warning %s [%s]: observed %s", check["check"], check["column"], check["observed"])
+        if not report.success:
+            raise AirflowFailException(report.summary())
+        self.log.info("%s: %d checks passed, %d warnings", report.interval, len(report.checks), len(report.warnings))
+        return {
+            "interval": report.interval,
+            "checks": len(report.checks),
+            "warnings": len(report.warnings),
+            "report": report.report_path,
+            "mlflow_run_id": report.mlflow_run_id,
+        }
+
+
+def skip_if_empty(cfg, interval) -> None:
+    """Skip the task (and so the stages after it) when every partition of the interval is empty."""
+    from mlops.io.datasets import is_empty
+
+    if all(is_empty(cfg, day) for day in interval.days()):
+        raise AirflowSkipException(f"{cfg.name} {interval.key}: the source had no rows (recorded as empty)")
+
+
+def sink_url(cfg) -> str | None:
+    """The SQLAlchemy URL of the predictions sink's Airflow connection (`scoring.sink_conn_id`), if any.
+
+    Without a connection, scoring falls back to `scoring.sink_url`, then env MLOPS_SCORES_URL.
+    """
+    if not cfg.scoring.sink_conn_id:
+        return None
+    from airflow.sdk import BaseHook
+
+    uri = BaseHook.get_connection(cfg.scoring.sink_conn_id).get_uri()
+    for prefix in ("postgres://", "postgresql://"):
+        if uri.startswith(prefix):
+            return "postgresql+psycopg2://" + uri[len(prefix) :]
+    return uri
+
+
+class ScoreOperator(PipelineOperator):
+    """Score the interval with the champion of each day (or the version pinned by param `model_version`).
+
+    Predictions go to Parquet and, with a sink configured, to the SQL table.
+    """
+
+    def target(self, context: Any) -> tuple[Interval, str | None]:
+        """The interval to score and the pinned model version (None: the champion of each day)."""
+        return self.interval(context), (context.get("params") or {}).get("model_version")
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.io.sinks import SinkConfigError
+        from mlops.stages.score import score
+
+        cfg = self.config()
+        interval, pinned = self.target(context)
+        skip_if_empty(cfg, interval)
+        try:
+            result = score(cfg, interval, pinned, sink_url=sink_url(cfg))
+        except (LookupError, SinkConfigError) as exc:  # retrying will not help
+            raise AirflowFailException(str(exc)) from None
+        self.log.info(
+            "scored %s: %d rows with version %s at threshold %.4f%s",
+            result.interval,
+            result.rows,
+            result.model_version,
+            result.threshold,
+            f"; {result.sink_rows} rows to {result.sink}" if result.sink else "",
+        )
+        return {
+            "interval": result.interval,
+            "rows": result.rows,
+            "model_version": result.model_version,
+            "threshold": result.threshold,
+            "sink_rows": result.sink_rows,
+        }
+
+
+class RescoreOperator(ScoreOperator):
+    """Score one day again with the current champion: param `day`, else the latest day scored so far.
+
+    Runs when the champion changes (the `<name>_rescore` DAG is scheduled on the champion asset); its
+    predictions replace that day's, in Parquet and in the SQL table.
+    """
+
+    def target(self, context: Any) -> tuple[Interval, str | None]:
+        from mlops.io import registry
+        from mlops.io.datasets import latest_scored_day
+
+        day = (context.get("params") or {}).get("day")
+        day = dt.date.fromisoformat(day) if day else latest_scored_day(self.pipeline)
+        if day is None:
+            raise AirflowSkipException(f"{self.pipeline}: no day has been scored yet, nothing to re-score")
+        champion = registry.version_by_alias(self.pipeline, registry.CHAMPION)
+        if champion is None:
+            raise AirflowFailException(f"{self.pipeline} has no champion to re-score with")
+        return Interval(day, day + dt.timedelta(days=1)), champion.version
+
+
+class MonitorOperator(PipelineOperator):
+    """Watch the interval's predictions: score drift against the model's evaluation, positive-rate limits.
+
+    An error-level breach fails the task without retries, which sends the alert mail; the predictions
+    written by `score` stay as they are (monitoring alerts, it does not undo). With `score_task_id`, the
+    interval is the one that task scored, else the run's.
+    """
+
+    def __init__(self, *, score_task_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.score_task_id = score_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.monitor import monitor_predictions
+
+        cfg = self.config()
+        if self.score_task_id:  # the interval the upstream task scored
+            interval = Interval.parse(self.pulled(context, self.score_task_id)["interval"])
+        else:
+            interval = self.interval(context)
+        skip_if_empty(cfg, interval)
+        report = monitor_predictions(cfg, interval)
+        for check in report.warnings:
+            self.log.warning(
+                "warning %s on %s: observed %s, expected %s",
+                check["check"],
+                check["day"],
+                check["observed"],
+                check["expected"],
+            )
+        if not report.success:
+            raise AirflowFailException(report.summary())
+        return {"interval": interval.key, "checks": len(report.checks), "warnings": len(report.warnings)}

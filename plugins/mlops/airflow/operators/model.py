@@ -1,0 +1,187 @@
+"""Operators of the model stages: assemble, train, recalibrate, evaluate, promote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops.airflow.assets import announce_champion
+from mlops.airflow.links import XCOM_KEY, MlflowRunLink
+from mlops.airflow.operators.base import PipelineOperator
+
+WINDOW_PARAMS = {"start_param": "window_start", "end_param": "window_end"}
+
+
+def _window(interval_key: str):
+    from mlops.core.interval import Interval
+
+    return Interval.parse(interval_key)
+
+
+class AssembleTrainingWindowOperator(PipelineOperator):
+    """Assemble the training window that ends with the run's data interval (or params window_start/end)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.assemble import assemble, training_window
+        from mlops.stages.ingest import ingest_missing
+
+        cfg = self.config()
+        params = context.get("params") or {}
+        interval = self.interval(context, **WINDOW_PARAMS)
+        window = interval if params.get("window_start") else training_window(cfg, interval)
+        ingest_missing(cfg, window, context.get("run_id"))
+        ts = assemble(cfg, window, context.get("run_id"))
+        self.log.info("training window %s: %d rows, excluded %s", ts.key, ts.rows, ts.excluded or "nothing")
+        return {"training_key": ts.key, "days": ts.days, "excluded": ts.excluded, "rows": ts.rows}
+
+
+class TrainOperator(PipelineOperator):
+    """Train a challenger on the assembled window and register it."""
+
+    operator_extra_links = (MlflowRunLink(),)
+
+    def __init__(self, *, assemble_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.assemble_task_id = assemble_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.train import train
+
+        params = context.get("params") or {}
+        cfg = self.config()
+        if params.get("model_kind"):
+            cfg = cfg.with_model_kind(params["model_kind"])
+        assembled = self.pulled(context, self.assemble_task_id)
+        window = _window(assembled["training_key"])
+        force = bool(params.get("force_retrain"))
+        result = train(cfg, assembled["training_key"], window, context.get("run_id"), force=force)
+        context["ti"].xcom_push(key=XCOM_KEY, value=result.run_id)
+        if result.skipped:
+            self.log.info(
+                "inputs unchanged since version %s: training skipped (set force_retrain to train anyway)",
+                result.version,
+            )
+        else:
+            self.log.info("registered %s version %s (run %s)", result.model_name, result.version, result.run_id)
+        return {
+            "run_id": result.run_id,
+            "version": result.version,
+            "training_key": result.training_key,
+            "skipped": result.skipped,
+            "fingerprint": result.fingerprint,
+        }
+
+
+class _AfterTraining(PipelineOperator):
+    def __init__(self, *, train_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.train_task_id = train_task_id
+
+    def trained(self, context: Any) -> dict[str, Any]:
+        """The train task's result; skips this task when training was skipped."""
+        trained = self.pulled(context, self.train_task_id)
+        if trained.get("skipped"):
+            raise AirflowSkipException(f"training skipped: version {trained['version']} was trained on the same inputs")
+        return trained
+
+
+class RecalibrateOperator(_AfterTraining):
+    """Choose the challenger's decision threshold on the calibration window."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.recalibrate import InfeasibleThresholdError, recalibrate
+
+        cfg = self.config()
+        trained = self.trained(context)
+        policy_name = (context.get("params") or {}).get("threshold_policy")
+        policy = cfg.threshold.model_copy(update={"policy": policy_name}) if policy_name else None
+        try:
+            choice = recalibrate(
+                cfg, trained["training_key"], _window(trained["training_key"]), trained["version"], policy
+            )
+        except InfeasibleThresholdError as exc:
+            raise AirflowFailException(str(exc)) from None
+        self.log.info(
+            "threshold %.4f by %s (precision %.3f, recall %.3f)",
+            choice.threshold,
+            choice.policy,
+            choice.precision,
+            choice.recall,
+        )
+        return {"threshold": choice.threshold, "policy": choice.policy}
+
+
+class EvaluateOperator(_AfterTraining):
+    """Evaluate challenger and champion per slice on the same evaluation rows."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.evaluate import evaluate
+
+        trained = self.trained(context)
+        result = evaluate(self.config(), trained["training_key"], _window(trained["training_key"]), trained["version"])
+        self.log.info("evaluation on %d rows: %s", result.rows, result.overall)
+        return {
+            "overall": result.overall,
+            "champion_version": result.champion_version,
+            "worst_slices": result.worst_slices,
+        }
+
+
+class PromoteOperator(_AfterTraining):
+    """Move the `champion` alias to the challenger when every gate passes (an event on the champion asset)."""
+
+    def __init__(self, *, evaluate_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.evaluate_task_id = evaluate_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.promote import promote, promotion_allowed
+
+        trained = self.trained(context)
+        evaluated = self.pulled(context, self.evaluate_task_id)
+        allowed = (context.get("params") or {}).get("allow_promotion")
+        run_type = getattr(context.get("dag_run"), "run_type", None)
+        run_type = str(getattr(run_type, "value", run_type) or "unknown")  # scheduled, manual, backfill, ...
+        allowed, blocked = promotion_allowed(allowed, run_type)
+        decision = promote(
+            self.config(),
+            trained["version"],
+            allow_promotion=allowed,
+            blocked_reason=blocked,
+            evaluated_champion=evaluated["champion_version"],
+            triggered_by=run_type,
+            airflow_run_id=context.get("run_id"),
+        )
+        for reason in decision.reasons:
+            self.log.info(reason)
+        if decision.promoted:
+            announce_champion(context, self.pipeline, decision.challenger_version, "promotion")
+        return {
+            "promoted": decision.promoted,
+            "passed": decision.passed,
+            "version": decision.challenger_version,
+            "previous_champion": decision.champion_version,
+            "reasons": decision.reasons,
+        }
+
+
+class RollbackOperator(PipelineOperator):
+    """Give the champion alias back to param `version` (default: the previous champion); an asset event."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.promote import rollback
+
+        params = context.get("params") or {}
+        try:
+            version = rollback(
+                self.config(),
+                params.get("version"),
+                triggered_by=f"dag {context.get('run_id')}",
+                reason=params.get("reason") or "",
+            )
+        except (LookupError, ValueError) as exc:
+            raise AirflowFailException(str(exc)) from None
+        self.log.info("champion of %s is now version %s", self.pipeline, version)
+        announce_champion(context, self.pipeline, version, "rollback")
+        return {"champion": version}

@@ -1,0 +1,90 @@
+"""The `mlops` command line: demo, up, status, rollback, history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlops", description="MLOps pipelines on Apache Airflow and MLflow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the whole chain on the bundled flights of 2013")
+    demo.add_argument("--pipeline", default="flights")
+    demo.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
+    up = sub.add_parser("up", help="run Airflow, the MLflow UI and a mail sink locally until Ctrl-C")
+    up.add_argument("--airflow-port", type=int, default=8080)
+    up.add_argument("--mlflow-port", type=int, default=5000)
+    up.add_argument("--smtp-port", type=int, default=8025)
+    st = sub.add_parser("status", help="champion, last intervals and open alerts per pipeline")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    rb = sub.add_parser("rollback", help="give the champion alias back to an earlier version")
+    rb.add_argument("pipeline")
+    rb.add_argument("--to-version", help="version to restore (default: previous_champion)")
+    rb.add_argument("--reason", default="")
+    infer = sub.add_parser("infer-schema", help="profile a reference window and write the pipeline's GX suite")
+    infer.add_argument("pipeline")
+    infer.add_argument("--start", required=True, help="first day of the reference window (YYYY-MM-DD)")
+    infer.add_argument("--end", required=True, help="day after the last day (exclusive)")
+    infer.add_argument("--output", help="where to write the suite (default: include/gx/expectations/<pipeline>.json)")
+    hist = sub.add_parser("history", help="the audit trail of promotions and rollbacks")
+    hist.add_argument("pipeline")
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        from mlops.local.demo import run_demo
+
+        return run_demo(args.pipeline, quiet=not args.verbose)
+    if args.command == "up":
+        from mlops.local.stack import up as stack_up
+
+        return stack_up(mlflow_port=args.mlflow_port, airflow_port=args.airflow_port, smtp_port=args.smtp_port)
+    if args.command == "status":
+        from mlops.core.config import load_all
+        from mlops.local.status import status
+
+        report = status(load_all())
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            for name, s in report["pipelines"].items():
+                print(
+                    f"{name}: champion v{s['champion']['version']} threshold {s['champion']['threshold']}; "
+                    f"ingested {s['last_ingested']}, validated {s['last_validated']}, scored {s['last_scored']}; "
+                    f"{len(s['open_alerts'])} open alerts"
+                )
+        return 0
+    if args.command == "rollback":
+        from mlops.core.config import load_pipeline
+        from mlops.stages.promote import rollback
+
+        version = rollback(load_pipeline(args.pipeline), args.to_version, triggered_by="cli", reason=args.reason)
+        print(f"{args.pipeline}: champion is now version {version}")
+        return 0
+    if args.command == "infer-schema":
+        import datetime as dt
+        from pathlib import Path
+
+        from mlops.core.config import load_pipeline
+        from mlops.core.interval import Interval
+        from mlops.io.schema import infer_schema
+        from mlops.stages.ingest import ingest_missing
+
+        cfg = load_pipeline(args.pipeline)
+        window = Interval(dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end))
+        ingest_missing(cfg, window)
+        path = infer_schema(cfg, window, Path(args.output) if args.output else None)
+        print(f"wrote {path}: review the diff and commit it")
+        return 0
+    if args.command == "history":
+        from mlops.io.audit import history
+
+        for event in history(args.pipeline):
+            print(json.dumps(event))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
