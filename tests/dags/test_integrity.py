@@ -9,10 +9,10 @@ import sys
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from airflow.sdk import CronDataIntervalTimetable
 
 from mlops.airflow.notify import FailureMailNotifier
 from mlops.airflow.operators.base import PipelineOperator
+from mlops.airflow.timetables import EndingCronDataIntervalTimetable
 from mlops.core.config import REPO_ROOT
 
 DAGS_FOLDER = REPO_ROOT / "dags"
@@ -64,8 +64,9 @@ def test_real_daily_and_weekly_data_intervals_within_the_data(dagbag):
     """Cron data intervals from 2013-01-01; no scheduled run after the replayed data ends (2013-12-31)."""
     for dag_id in ("flights_daily", "flights_retrain"):
         dag = dagbag.dags[dag_id]
-        assert isinstance(dag.timetable, CronDataIntervalTimetable)
-        assert (dag.start_date.date().isoformat(), dag.end_date.date().isoformat()) == ("2013-01-01", "2013-12-31")
+        assert isinstance(dag.timetable, EndingCronDataIntervalTimetable)
+        assert dag.start_date.date().isoformat() == "2013-01-01"
+        assert dag.timetable.end.date().isoformat() == "2013-12-31"
 
 
 def test_each_dag_file_imports_fast_and_light():

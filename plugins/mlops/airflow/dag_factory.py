@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, Param
 
 from mlops.airflow.assets import champion_asset, champion_changes
 from mlops.airflow.operators import (
@@ -25,6 +25,7 @@ from mlops.airflow.operators import (
     TrainOperator,
     ValidateOperator,
 )
+from mlops.airflow.timetables import EndingCronDataIntervalTimetable
 from mlops.core.config import REPO_ROOT, PipelineConfig, load_all
 
 MAIL_TEMPLATE = REPO_ROOT / "include" / "templates" / "failure_mail.html"
@@ -69,10 +70,16 @@ def _common(cfg: PipelineConfig, kind: str) -> dict:
     }
 
 
-def _scheduled(cfg: PipelineConfig) -> dict:
-    """DAG arguments of the cron-scheduled DAGs: no scheduled run after `schedules.end_date`."""
+def _schedule(cfg: PipelineConfig, cron: str) -> EndingCronDataIntervalTimetable:
+    """Real data intervals on `cron` (UTC); no scheduled run after `schedules.end_date` (the data ends).
+
+    Not the DAG's `end_date`: tasks would inherit it, and a run triggered after it would succeed with no
+    task at all. With the end in the timetable, such a run fails at its first task, naming the date.
+    """
     end = cfg.schedules.end_date
-    return {"end_date": dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC) if end else None}
+    return EndingCronDataIntervalTimetable(
+        cron, "UTC", dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC) if end else None
+    )
 
 
 def daily_dag(cfg: PipelineConfig) -> DAG:
@@ -80,9 +87,8 @@ def daily_dag(cfg: PipelineConfig) -> DAG:
     with DAG(
         dag_id=f"{cfg.name}_daily",
         description=f"{cfg.name}: ingest, validate and score one day. {cfg.description}",
-        schedule=CronDataIntervalTimetable(cfg.schedules.daily, timezone="UTC"),
+        schedule=_schedule(cfg, cfg.schedules.daily),
         max_active_runs=4,
-        **_scheduled(cfg),
         **_common(cfg, "daily"),
         params={
             "start": Param(
@@ -110,9 +116,8 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
     with DAG(
         dag_id=f"{cfg.name}_retrain",
         description=f"{cfg.name}: train a challenger on the latest window and promote it if it passes the gates.",
-        schedule=CronDataIntervalTimetable(cfg.schedules.retrain, timezone="UTC"),
+        schedule=_schedule(cfg, cfg.schedules.retrain),
         max_active_runs=1,
-        **_scheduled(cfg),
         **_common(cfg, "retrain"),
         params={
             "window_start": Param(

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+from pathlib import Path
 
 from mlops.core.config import REPO_ROOT
 from mlops.io.paths import mlops_home
@@ -44,3 +46,73 @@ def configure(parallelism: int = 4) -> dict[str, str]:
     set_now = {k: v for k, v in wanted.items() if k not in os.environ}
     os.environ.update(set_now)
     return set_now
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def stack_environment(
+    *,
+    home: Path,
+    database_url: str,
+    scores_url: str,
+    api_host: str,
+    api_port: int,
+    mlflow_url: str,
+    smtp: str,
+    parallelism: int = 4,
+    preload: bool = True,
+    all_admins: bool = True,
+) -> dict[str, str]:
+    """The environment of every Airflow process of the local stack (`mlops up`, `mlops replay`).
+
+    A clean copy of this process's environment (no Airflow/MLflow/mlops settings of another deployment)
+    plus: metadata in PostgreSQL (`database_url`), LocalExecutor, this repository's DAGs and plugins,
+    loopback-only API, INFO task logs, DAGs unpaused at creation, the predictions sink (`scores_url`),
+    MLflow through its server at `mlflow_url` (also the base of extra links and mail links), the SMTP
+    connection `smtp`, and with `preload` the task libraries imported once per Airflow process.
+    The Fernet key is kept in `$AIRFLOW_HOME/fernet.key` so stored connections survive restarts.
+    """
+    airflow_home = home / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    key_file = airflow_home / "fernet.key"
+    if not key_file.exists():
+        from cryptography.fernet import Fernet
+
+        key_file.write_text(Fernet.generate_key().decode())
+        key_file.chmod(0o600)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_"))}
+    env = {
+        **base,
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__FERNET_KEY": key_file.read_text().strip(),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": os.environ.get(
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", str(all_admins)
+        ),
+        "AIRFLOW__API__HOST": api_host,
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__BASE_URL": f"http://{'localhost' if api_host in LOOPBACK else api_host}:{api_port}",
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        "AIRFLOW_CONN_SMTP_DEFAULT": smtp,
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_TRACKING_URI": mlflow_url.replace("localhost", "127.0.0.1"),
+        "MLOPS_MLFLOW_UI_URL": mlflow_url,
+        "MLOPS_HOME": str(home),
+        "MLOPS_SCORES_URL": scores_url,
+    }
+    if preload:
+        env.update({"MLOPS_PRELOAD": "1", "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False"})
+    return env

@@ -1,4 +1,4 @@
-"""The `mlops` command line: demo, up, status, rollback, history."""
+"""The `mlops` command line: demo, up, replay, airflow, status, rollback, history, infer-schema."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--airflow-port", type=int, default=8080)
     up.add_argument("--mlflow-port", type=int, default=5000)
     up.add_argument("--smtp-port", type=int, default=8025)
+    up.add_argument("--host", default="127.0.0.1", help="address to bind Airflow and MLflow (default loopback)")
+    rp = sub.add_parser("replay", help="operate a pipeline over a range of days under the real scheduler")
+    rp.add_argument("pipeline")
+    rp.add_argument("--start", default="2013-01-01", help="first day (YYYY-MM-DD); default 2013-01-01")
+    rp.add_argument("--end", default="2014-01-01", help="day after the last day (exclusive); default 2014-01-01")
+    rp.add_argument("--reprocess", action="store_true", help="run the same backfills again over the kept state")
+    rp.add_argument("--max-active-runs", type=int, default=4, help="daily runs at once (default 4)")
+    af = sub.add_parser("airflow", help="run the airflow CLI against the running local stack (mlops up)")
+    af.add_argument("args", nargs=argparse.REMAINDER)
     st = sub.add_parser("status", help="champion, last intervals and open alerts per pipeline")
     st.add_argument("--json", action="store_true", help="print JSON")
     rb = sub.add_parser("rollback", help="give the champion alias back to an earlier version")
@@ -39,7 +48,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from mlops.local.stack import up as stack_up
 
-        return stack_up(mlflow_port=args.mlflow_port, airflow_port=args.airflow_port, smtp_port=args.smtp_port)
+        return stack_up(
+            mlflow_port=args.mlflow_port, airflow_port=args.airflow_port, smtp_port=args.smtp_port, host=args.host
+        )
+    if args.command == "replay":
+        import datetime as dt
+
+        from mlops.local.replay import replay
+        from mlops.reporting.replay import summary_lines
+
+        data = replay(
+            args.pipeline,
+            dt.date.fromisoformat(args.start),
+            dt.date.fromisoformat(args.end),
+            reprocess=args.reprocess,
+            max_active_runs=args.max_active_runs,
+        )
+        print("\n".join(summary_lines(data)))
+        return 0
+    if args.command == "airflow":
+        from mlops.local.stack import run_airflow_cli
+
+        return run_airflow_cli(args.args)
     if args.command == "status":
         from mlops.core.config import load_all
         from mlops.local.status import status

@@ -29,8 +29,13 @@ class TrainingSet:
 
 
 def training_window(cfg: PipelineConfig, interval: Interval) -> Interval:
-    """The `window_days` days that end where the retrain run's data interval ends."""
-    return Interval(interval.end - dt.timedelta(days=cfg.training.window_days), interval.end)
+    """The `window_days` days that end where the retrain run's data interval ends.
+
+    The window never starts before `schedules.start_date`: until the pipeline has `window_days` days
+    of history, it grows with each retrain (an expanding window), then slides.
+    """
+    start = max(interval.end - dt.timedelta(days=cfg.training.window_days), cfg.schedules.start_date)
+    return Interval(start, interval.end)
 
 
 def assemble(cfg: PipelineConfig, window: Interval, run_id: str | None = None) -> TrainingSet:

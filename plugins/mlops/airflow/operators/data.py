@@ -19,7 +19,10 @@ class IngestOperator(PipelineOperator):
         from mlops.stages.ingest import ingest
 
         cfg = self.config()
-        result = ingest(cfg, self.interval(context), context.get("run_id"), url=source_url(cfg))
+        interval = self.interval(context)
+        self.check_within_data(cfg, interval, context)
+        self.record_note(context, f"{cfg.name} {interval.key}")
+        result = ingest(cfg, interval, context.get("run_id"), url=source_url(cfg))
         self.log.info("ingested %s partitions: %s", len(result.partitions), result.partitions)
         return {"interval": result.interval.key, "partitions": result.partitions}
 

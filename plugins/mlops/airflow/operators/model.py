@@ -30,6 +30,8 @@ class AssembleTrainingWindowOperator(PipelineOperator):
         params = context.get("params") or {}
         interval = self.interval(context, **WINDOW_PARAMS)
         window = interval if params.get("window_start") else training_window(cfg, interval)
+        self.check_within_data(cfg, window, context)
+        self.record_note(context, f"{cfg.name} training window {window.key}")
         ingest_missing(cfg, window, context.get("run_id"))
         ts = assemble(cfg, window, context.get("run_id"))
         self.log.info("training window %s: %d rows, excluded %s", ts.key, ts.rows, ts.excluded or "nothing")

@@ -1,0 +1,465 @@
+"""`mlops replay`: operate a pipeline over a range of days under the real scheduler, as a team would.
+
+It starts the local stack (`LocalStack`: PostgreSQL, MLflow server, SMTP sink, Airflow api-server,
+scheduler, dag-processor, triggerer; LocalExecutor; preloaded task libraries) on a folder of its own,
+`$MLOPS_HOME/replay/<pipeline>`, and drives Airflow through its REST API only:
+
+1. a first retrain on the month before `start` (its params give the window), or, when the source has
+   no data there, on the first month of the range; promotion allowed. The days of that bootstrap
+   window are training data of the first champion: they are reported as skipped, never scored.
+2. then, in time order, a backfill of the daily DAG over the days up to the end of each retrain
+   interval, followed by a backfill of the retrain DAG for that interval (promotion allowed), so each
+   week's retrain sees the days before it and each day is scored by the champion of that day.
+
+The year report (`$MLOPS_HOME/reports/<pipeline>-replay.{json,html}`, also logged to MLflow) gives per
+day the outcome, per retrain the decision and its reasons, the champion's realized ROC AUC per week
+and month (predictions joined with the labels in the lake by row key), the alert mails, wall time
+and the per-run overhead of Airflow. `reprocess=True` runs the same backfills again over the kept
+state (`reprocess_behavior: completed`) and reports whether every partition, validation report and
+prediction came out identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPORT_NAME = "{pipeline}-replay"
+BACKFILL_TIMEOUT = 3600.0
+
+
+@dataclass
+class ReplayPlan:
+    """What a replay runs, in order: the bootstrap window, then (daily days, retrain logical date) steps."""
+
+    bootstrap: tuple[dt.date, dt.date]
+    steps: list[tuple[str, dt.date, dt.date]] = field(default_factory=list)  # (dag kind, first, last)
+    bootstrap_days: list[dt.date] = field(default_factory=list)  # days of the range used to bootstrap
+
+
+def month_before(day: dt.date) -> dt.date:
+    return (day.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+
+
+def month_after(day: dt.date) -> dt.date:
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def plan(start: dt.date, end: dt.date, retrain_weekday: int, has_data_before: bool) -> ReplayPlan:
+    """The order of backfills for days [start, end) with weekly retrains starting on `retrain_weekday`.
+
+    A retrain's data interval is the week [M, M + 7) that starts on that weekday; it runs once the
+    daily runs of that week are done. Retrains whose week ends before the bootstrap window does are
+    left out (their window would lie before the data).
+    """
+    if end <= start:
+        raise ValueError(f"empty replay range {start}..{end}")
+    bootstrap = (month_before(start), start) if has_data_before else (start, min(month_after(start), end))
+    out = ReplayPlan(bootstrap)
+    first_daily = max(start, bootstrap[1])
+    out.bootstrap_days = [start + dt.timedelta(days=i) for i in range((first_daily - start).days)]
+    day = first_daily
+    monday = bootstrap[1] - dt.timedelta(days=(bootstrap[1].weekday() - retrain_weekday) % 7)
+    while monday + dt.timedelta(days=7) <= end:
+        week_end = monday + dt.timedelta(days=7)
+        if week_end > bootstrap[1]:
+            if day < week_end:
+                out.steps.append(("daily", day, week_end - dt.timedelta(days=1)))
+                day = week_end
+            out.steps.append(("retrain", monday, monday))
+        monday = week_end
+    if day < end:
+        out.steps.append(("daily", day, end - dt.timedelta(days=1)))
+    return out
+
+
+def replay(
+    pipeline: str,
+    start: dt.date,
+    end: dt.date,
+    reprocess: bool = False,
+    max_active_runs: int = 4,
+    home: Path | None = None,
+    echo=print,
+) -> dict[str, Any]:
+    """Replay `pipeline` over [start, end) under the real scheduler; returns the year report's data.
+
+    Raises RuntimeError naming the run or backfill when Airflow refuses or loses one.
+    """
+    from mlops.core.config import load_pipeline
+    from mlops.io.paths import mlops_home
+    from mlops.local.mailsink import free_port
+    from mlops.local.stack import LocalStack
+
+    cfg = load_pipeline(pipeline)
+    reports_dir = mlops_home() / "reports"
+    home = Path(home or mlops_home() / "replay" / pipeline).resolve()
+    previous = _read_json(reports_dir / f"{REPORT_NAME.format(pipeline=pipeline)}.json") if reprocess else None
+    if not reprocess and home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
+    retrain_weekday = _cron_weekday(cfg.schedules.retrain)
+    the_plan = plan(start, end, retrain_weekday, _source_has_day(cfg, month_before(start)))
+    started = time.monotonic()
+    stack = LocalStack(home, free_port(), free_port(), free_port())
+    with stack:
+        echo(f"replay {pipeline}: stack up in {time.monotonic() - started:.0f} s ({stack.airflow_url})")
+        driver = _Driver(stack, pipeline, max_active_runs, reprocess, echo)
+        driver.wait_for_dags()
+        driver.set_paused(f"{pipeline}_rescore", True)  # a replay scores each day with the champion of that day
+        for dag in ("daily", "retrain"):
+            driver.set_paused(f"{pipeline}_{dag}", False)
+        b0, b1 = the_plan.bootstrap
+        if not reprocess:
+            driver.bootstrap(b0, b1)
+        for kind, first, last in the_plan.steps:
+            driver.backfill(kind, first, last)
+        wall = time.monotonic() - started
+        data = _collect(cfg, stack, driver, the_plan, start, end, wall)
+        if previous is not None:
+            data["reprocess_check"] = _compare(previous.get("digests", {}), data["digests"])
+        from mlops.reporting.replay import log_to_mlflow, write_html
+
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        json_path = reports_dir / f"{REPORT_NAME.format(pipeline=pipeline)}.json"
+        json_path.write_text(json.dumps(data, indent=2, default=str))
+        html_path = write_html(data, reports_dir / f"{REPORT_NAME.format(pipeline=pipeline)}.html")
+        data["mlflow_run_id"] = log_to_mlflow(data, json_path, html_path)
+        json_path.write_text(json.dumps(data, indent=2, default=str))
+    return data
+
+
+class _Driver:
+    """Issues the replay's triggers and backfills through the REST API and waits for them."""
+
+    def __init__(self, stack, pipeline: str, max_active_runs: int, reprocess: bool, echo) -> None:
+        self.stack, self.api, self.pipeline = stack, stack.api, pipeline
+        self.max_active_runs, self.reprocess, self.echo = max_active_runs, reprocess, echo
+        self.runs: list[dict[str, Any]] = []  # every run the replay made, with its kind
+
+    def wait_for_dags(self) -> None:
+        from mlops.local.stack import wait_until
+
+        wanted = {f"{self.pipeline}_{k}" for k in ("daily", "retrain", "rescore")}
+
+        def parsed() -> bool:
+            found = {d["dag_id"] for d in self.api.get("/dags", dag_id_pattern=self.pipeline, limit=100)["dags"]}
+            return wanted <= found
+
+        wait_until(parsed, 300, f"the {self.pipeline} DAGs to be parsed", self.stack.services)
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        r = self.api.patch(f"/dags/{dag_id}", {"is_paused": paused})
+        if r.status_code != 200:
+            raise RuntimeError(f"cannot {'pause' if paused else 'unpause'} {dag_id}: HTTP {r.status_code} {r.text}")
+
+    def bootstrap(self, first: dt.date, end: dt.date) -> None:
+        dag_id = f"{self.pipeline}_retrain"
+        run_id = f"replay_bootstrap_{first}_{end}"
+        conf = {"window_start": first.isoformat(), "window_end": end.isoformat(), "allow_promotion": True}
+        t0 = time.monotonic()
+        self.api.trigger(dag_id, run_id, None, conf)
+        state = self._wait_run(dag_id, run_id, 1800)
+        self.runs.append({"kind": "bootstrap", "dag_id": dag_id, "run_id": run_id, "state": state})
+        self.echo(f"bootstrap retrain on {first}..{end}: {state} in {time.monotonic() - t0:.0f} s")
+        if state != "success":
+            raise RuntimeError(f"the bootstrap retrain {run_id} ended {state}: {self.api.tasks(dag_id, run_id)}")
+
+    def backfill(self, kind: str, first: dt.date, last: dt.date) -> None:
+        dag_id = f"{self.pipeline}_{kind}"
+        body = {
+            "dag_id": dag_id,
+            "from_date": f"{first.isoformat()}T00:00:00Z",
+            "to_date": f"{last.isoformat()}T00:00:00Z",
+            "max_active_runs": self.max_active_runs if kind == "daily" else 1,
+            "reprocess_behavior": "completed" if self.reprocess else "none",
+            "dag_run_conf": {"allow_promotion": True} if kind == "retrain" else {},
+        }
+        t0 = time.monotonic()
+        r = self.api.post("/backfills", body)
+        if r.status_code != 200:
+            raise RuntimeError(f"backfill of {dag_id} {first}..{last} refused: HTTP {r.status_code} {r.text}")
+        backfill_id = r.json()["id"]
+        from mlops.local.stack import wait_until
+
+        wait_until(
+            lambda: self.api.get(f"/backfills/{backfill_id}")["completed_at"] is not None,
+            BACKFILL_TIMEOUT,
+            f"backfill {backfill_id} of {dag_id} {first}..{last}",
+            self.stack.services,
+        )
+        runs = [
+            run
+            for run in self.api.runs(dag_id, run_type="backfill")
+            if first.isoformat() <= run["logical_date"][:10] <= last.isoformat()
+        ]
+        states = [run["state"] for run in runs]
+        self.runs += [{"kind": kind, **run} for run in runs]
+        self.echo(
+            f"{kind} {first}..{last}: {states.count('success')} of {len(states)} runs succeeded "
+            f"in {time.monotonic() - t0:.0f} s"
+        )
+
+    def _wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        from mlops.local.stack import wait_until
+
+        state: list[str] = []
+
+        def ended() -> bool:
+            state[:] = [self.api.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]]
+            return state[0] in ("success", "failed")
+
+        wait_until(ended, timeout, f"{dag_id} run {run_id}", self.stack.services)
+        return state[0]
+
+
+def _collect(cfg, stack, driver: _Driver, the_plan: ReplayPlan, start, end, wall: float) -> dict[str, Any]:
+    """The report's data from the lake, MLflow, the mail sink and Airflow's runs."""
+    import os
+
+    import numpy as np
+
+    from mlops.io import lake
+    from mlops.io.datasets import read_report
+    from mlops.io.paths import predictions_dir, raw_dir
+
+    os.environ["MLFLOW_TRACKING_URI"] = stack.env["MLFLOW_TRACKING_URI"]
+    daily = {run["logical_date"][:10]: run for run in driver.runs if run["kind"] == "daily"}
+    days, labelled = [], []
+    digests: dict[str, dict[str, str]] = {}
+    for i in range((end - start).days):
+        day = (start + dt.timedelta(days=i)).isoformat()
+        entry: dict[str, Any] = {"day": day, "rows": None, "scored_rows": 0, "model_version": None, "reasons": []}
+        if dt.date.fromisoformat(day) in the_plan.bootstrap_days:
+            entry.update(status="skipped", reasons=["training window of the first champion (bootstrap), not scored"])
+            days.append(entry)
+            continue
+        run = daily.get(day)
+        tasks = driver.api.tasks(f"{cfg.name}_daily", run["dag_run_id"]) if run else {}
+        entry["airflow_run"] = run["dag_run_id"] if run else None
+        entry["run_seconds"] = _seconds(run)
+        entry["tasks"] = tasks
+        with contextlib.suppress(Exception):
+            entry["rows"] = lake.read_manifest(raw_dir(cfg.name), day)["row_count"]
+        report = read_report(cfg.name, day)
+        if report is not None:
+            entry["reasons"] += [
+                f"{c['check']}[{c['column']}]: observed {str(c['observed'])[:120]}"
+                for c in report["checks"]
+                if not c["success"] and c["severity"] == "error"
+            ]
+        pred_path = predictions_dir(cfg.name) / f"{day}.parquet"
+        if pred_path.exists() and tasks.get("score") == "success":
+            preds = lake.read_partition(predictions_dir(cfg.name), day)
+            entry["scored_rows"] = len(preds)
+            entry["model_version"] = ",".join(sorted(set(preds["model_version"].astype(str))))
+            raw = lake.read_partition(raw_dir(cfg.name), day)
+            labelled.append(_join_labels(cfg, preds, raw, day))
+            digests[day] = _digests(cfg, day, preds)
+        if run is None:
+            entry.update(status="failed", reasons=["no daily run was created for this day"])
+        elif run["state"] == "success" and entry["scored_rows"]:
+            entry["status"] = "scored"
+        elif run["state"] == "success":
+            entry["status"] = "skipped"
+            entry["reasons"].append("nothing to score: " + ", ".join(f"{t} {s}" for t, s in sorted(tasks.items())))
+        else:
+            entry["status"] = "failed"
+            if not entry["reasons"]:
+                failed = [t for t, s in tasks.items() if s == "failed"]
+                entry["reasons"].append(f"task(s) {', '.join(failed) or '?'} failed: see the task log")
+        days.append(entry)
+    retrains = _retrains(cfg, driver)
+    performance = _realized(labelled)
+    run_seconds = [d["run_seconds"] for d in days if d.get("run_seconds") is not None]
+    task_seconds = [_task_seconds(driver, cfg, d["airflow_run"]) for d in days if d.get("airflow_run")]
+    overhead = [r - t for r, t in zip(run_seconds, task_seconds, strict=False) if t is not None]
+    mails = sorted(p.name for p in (stack.home / "mail").glob("*.eml"))
+    return {
+        "pipeline": cfg.name,
+        "range": [start.isoformat(), end.isoformat()],
+        "bootstrap_window": [the_plan.bootstrap[0].isoformat(), the_plan.bootstrap[1].isoformat()],
+        "wall_seconds": round(wall, 1),
+        "daily_runs": len(daily),
+        "retrain_runs": len(retrains),
+        "counts": {s: sum(d["status"] == s for d in days) for s in ("scored", "failed", "skipped")},
+        "days": days,
+        "retrains": retrains,
+        "realized": performance,
+        "alerts": {"mails": len(mails), "subjects": _subjects(stack.home / "mail")},
+        "per_run": {
+            "median_run_seconds": _median(run_seconds),
+            "median_task_seconds": _median([t for t in task_seconds if t is not None]),
+            "median_overhead_seconds": _median(overhead),
+        },
+        "digests": digests,
+        "machine": {"load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()},
+        "notes": "overhead = run duration (start to end) minus the sum of its task durations; "
+        + f"{np.nan if not overhead else len(overhead)} daily runs measured",
+    }
+
+
+def _join_labels(cfg, preds, raw, day: str):
+    import pandas as pd
+
+    from mlops.core.features import ROW_KEY, labels
+
+    truth = pd.DataFrame({ROW_KEY: raw[ROW_KEY], "label": labels(raw, cfg.target).to_numpy()})
+    out = preds[[ROW_KEY, "score", "model_version"]].merge(truth, on=ROW_KEY, how="left")
+    out["day"] = day
+    return out
+
+
+def _realized(labelled: list) -> dict[str, Any]:
+    """The champion's realized ROC AUC per ISO week and per month, on rows whose label is known."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    if not labelled:
+        return {"weekly": [], "monthly": [], "overall": None}
+    df = pd.concat(labelled, ignore_index=True).dropna(subset=["label"])
+    dates = pd.to_datetime(df["day"])
+    out: dict[str, Any] = {}
+    for name, key in (
+        ("weekly", dates.dt.to_period("W-SUN").dt.start_time.dt.date.astype(str)),
+        ("monthly", dates.dt.strftime("%Y-%m")),
+    ):
+        rows = []
+        for period, part in df.groupby(key):
+            y = part["label"].to_numpy()
+            auc = float(roc_auc_score(y, part["score"])) if 0 < y.sum() < len(y) else None
+            versions = sorted(set(part["model_version"].astype(str)), key=int)
+            rows.append(
+                {
+                    "period": period,
+                    "roc_auc": auc,
+                    "rows": len(part),
+                    "positive_rate": float(y.mean()),
+                    "model_versions": versions,
+                }
+            )
+        out[name] = rows
+    y = df["label"].to_numpy()
+    out["overall"] = float(roc_auc_score(y, df["score"])) if 0 < y.sum() < len(y) else None
+    nd = df[dates.dt.month >= 11]
+    out["november_december"] = (
+        float(roc_auc_score(nd["label"], nd["score"])) if len(nd) and 0 < nd["label"].sum() < len(nd) else None
+    )
+    return out
+
+
+def _retrains(cfg, driver: _Driver) -> list[dict[str, Any]]:
+    out = []
+    for run in driver.runs:
+        if run["kind"] not in ("retrain", "bootstrap"):
+            continue
+        dag_id = f"{cfg.name}_retrain"
+        run_id = run.get("dag_run_id") or run["run_id"]
+        entry: dict[str, Any] = {
+            "run_id": run_id,
+            "kind": run["kind"],
+            "state": run["state"],
+            "interval": run.get("logical_date", "")[:10],
+        }
+        with contextlib.suppress(Exception):
+            promote = driver.api.get(
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/promote/xcomEntries/return_value", deserialize=True
+            )["value"]
+            entry.update(
+                version=promote.get("version"),
+                promoted=promote.get("promoted"),
+                reasons=promote.get("reasons"),
+                champion_before=promote.get("previous_champion"),
+            )
+        with contextlib.suppress(Exception):
+            train = driver.api.get(
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/train/xcomEntries/return_value", deserialize=True
+            )["value"]
+            entry.update(training_window=train.get("training_key"), skipped_training=train.get("skipped"))
+        if "version" not in entry:
+            tasks = driver.api.tasks(dag_id, run_id)
+            entry["reasons"] = [f"task {t} {s}" for t, s in sorted(tasks.items()) if s not in ("success", None)]
+        out.append(entry)
+    return out
+
+
+def _digests(cfg, day: str, preds) -> dict[str, str]:
+    """Digests of what a daily run leaves, without what names the run or the time it ran."""
+    from mlops.io import lake
+    from mlops.io.datasets import read_report
+    from mlops.io.paths import raw_dir
+
+    report = read_report(cfg.name, day) or {}
+    stable = {k: report.get(k) for k in ("rows", "checks", "shifts", "references", "success")}
+    kept = preds.drop(columns=[c for c in ("scored_at", "mlflow_run_id") if c in preds.columns])
+    return {
+        "raw": lake.read_manifest(raw_dir(cfg.name), day)["content_digest"],
+        "validation": hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16],
+        "predictions": lake.content_digest(kept),
+    }
+
+
+def _compare(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> dict[str, Any]:
+    common = sorted(set(before) & set(after))
+    differ = {d: [k for k in after[d] if before[d].get(k) != after[d][k]] for d in common}
+    differ = {d: ks for d, ks in differ.items() if ks}
+    return {"days_compared": len(common), "identical": len(common) - len(differ), "differences": differ}
+
+
+def _task_seconds(driver: _Driver, cfg, run_id: str) -> float | None:
+    with contextlib.suppress(Exception):
+        found = driver.api.get(f"/dags/{cfg.name}_daily/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return sum(float(t["duration"] or 0) for t in found)
+    return None
+
+
+def _seconds(run: dict | None) -> float | None:
+    if not run or not run.get("start_date") or not run.get("end_date"):
+        return None
+    start = dt.datetime.fromisoformat(run["start_date"].replace("Z", "+00:00"))
+    end = dt.datetime.fromisoformat(run["end_date"].replace("Z", "+00:00"))
+    return (end - start).total_seconds()
+
+
+def _subjects(folder: Path) -> list[str]:
+    import email
+    import email.policy
+
+    out = []
+    for path in sorted(folder.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        out.append(str(message["Subject"]))
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    import statistics
+
+    return round(statistics.median(values), 2) if values else None
+
+
+def _cron_weekday(cron: str) -> int:
+    """Python weekday (Monday 0) of a weekly cron such as `0 0 * * 1`."""
+    field_ = cron.split()[4]
+    if not field_.isdigit():
+        raise ValueError(f"schedules.retrain {cron!r}: the replay needs a weekly cron with one day of week")
+    return (int(field_) - 1) % 7
+
+
+def _source_has_day(cfg, day: dt.date) -> bool:
+    from mlops.io.sources import open_source
+
+    with contextlib.suppress(Exception):
+        return len(open_source(cfg.source).read_day(day)) > 0
+    return False
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,136 @@
+"""The year report of `mlops replay`: one HTML page a person reads, and its record in MLflow."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+STATUS_COLOURS = {"scored": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e"}
+
+
+def summary_lines(data: dict[str, Any]) -> list[str]:
+    """The report as plain text lines (printed at the end of a replay)."""
+    c, per_run, realized = data["counts"], data["per_run"], data["realized"]
+    lines = [
+        f"=== replay of {data['pipeline']} {data['range'][0]}..{data['range'][1]}: {data['wall_seconds']:.0f} s ===",
+        f"days: {c['scored']} scored, {c['failed']} failed, {c['skipped']} skipped "
+        f"({data['daily_runs']} daily runs, {data['retrain_runs']} retrains)",
+        f"per daily run: median {per_run['median_run_seconds']} s, of which tasks {per_run['median_task_seconds']} s, "
+        f"Airflow overhead {per_run['median_overhead_seconds']} s",
+        f"realized ROC AUC: overall {_f(realized.get('overall'))}, November-December "
+        f"{_f(realized.get('november_december'))}",
+        "realized ROC AUC per month: "
+        + ", ".join(f"{m['period']} {_f(m['roc_auc'])}" for m in realized.get("monthly", [])),
+        f"alert mails: {data['alerts']['mails']}",
+    ]
+    for r in data["retrains"]:
+        verdict = "promoted" if r.get("promoted") else ("rejected" if r.get("version") else r.get("state"))
+        lines.append(f"  retrain {r['interval'] or r['run_id']}: v{r.get('version')} {verdict}")
+    failed = [d for d in data["days"] if d["status"] == "failed"]
+    for d in failed:
+        lines.append(f"  FAILED {d['day']}: {'; '.join(d['reasons'])[:300]}")
+    if "reprocess_check" in data:
+        rc = data["reprocess_check"]
+        lines.append(f"second replay: {rc['identical']} of {rc['days_compared']} days identical")
+    return lines
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _plot(data: dict[str, Any]) -> str:
+    """A PNG (base64) of the weekly realized ROC AUC and the daily outcomes."""
+    from mlops.reporting.plots import _pyplot
+
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5), sharex=False)
+    weekly = [w for w in data["realized"].get("weekly", []) if w["roc_auc"] is not None]
+    top.plot([w["period"] for w in weekly], [w["roc_auc"] for w in weekly], marker="o")
+    top.set_ylabel("realized ROC AUC")
+    top.set_title("Champion's realized ROC AUC per week")
+    top.tick_params(axis="x", labelrotation=90, labelsize=6)
+    days = data["days"]
+    bottom.bar(
+        range(len(days)), [d["scored_rows"] or 0 for d in days], color=[STATUS_COLOURS[d["status"]] for d in days]
+    )
+    bottom.set_ylabel("scored rows")
+    bottom.set_title("Daily outcome (green scored, red failed, grey skipped)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def write_html(data: dict[str, Any], path: Path) -> Path:
+    """Write the year report page (self-contained: the plot is inline, nothing loads from elsewhere)."""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{d['day']}</td><td style='color:{STATUS_COLOURS[d['status']]}'>{d['status']}</td>"
+        f"<td>{d['rows'] if d['rows'] is not None else ''}</td><td>{d['scored_rows']}</td>"
+        f"<td>{esc(str(d['model_version'] or ''))}</td><td>{esc('; '.join(d['reasons']))}</td></tr>"
+        for d in data["days"]
+    )
+    retrains = "".join(
+        f"<tr><td>{esc(r['interval'] or r['run_id'])}</td><td>{esc(str(r.get('training_window', '')))}</td>"
+        f"<td>{esc(str(r.get('version', '')))}</td><td>{'promoted' if r.get('promoted') else 'not promoted'}</td>"
+        f"<td>{esc('; '.join(r.get('reasons') or []))}</td></tr>"
+        for r in data["retrains"]
+    )
+    months = "".join(
+        f"<tr><td>{m['period']}</td><td>{_f(m['roc_auc'])}</td><td>{m['rows']}</td>"
+        f"<td>{m['positive_rate']:.3f}</td><td>{', '.join(m['model_versions'])}</td></tr>"
+        for m in data["realized"].get("monthly", [])
+    )
+    mails = "".join(f"<li>{esc(s)}</li>" for s in data["alerts"]["subjects"])
+    summary = "".join(f"<li>{esc(line)}</li>" for line in summary_lines(data)[:6])
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Replay of {esc(data["pipeline"])}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style></head><body>
+<h1>Replay of {esc(data["pipeline"])}, {data["range"][0]} to {data["range"][1]}</h1>
+<ul>{summary}</ul>
+<img alt="weekly realized ROC AUC and daily outcomes" src="data:image/png;base64,{_plot(data)}">
+<h2>Realized performance per month</h2>
+<table><tr><th>month</th><th>ROC AUC</th><th>labelled rows</th><th>delay rate</th><th>versions</th></tr>
+{months}</table>
+<h2>Retrains</h2>
+<table><tr><th>interval</th><th>training window</th><th>version</th><th>decision</th><th>reasons</th></tr>
+{retrains}</table>
+<h2>Alert mails ({data["alerts"]["mails"]})</h2><ul>{mails}</ul>
+<h2>Days</h2>
+<table><tr><th>day</th><th>status</th><th>rows</th><th>scored</th><th>version</th><th>reasons</th></tr>{rows}</table>
+</body></html>"""
+    path.write_text(page)
+    return path
+
+
+def log_to_mlflow(data: dict[str, Any], json_path: Path, html_path: Path) -> str:
+    """Log the report (JSON, HTML, headline metrics) as a run of experiment `<pipeline>-replay`."""
+    import mlflow
+
+    from mlops.io import registry
+
+    registry.client()
+    experiment = registry.experiment_id(f"{data['pipeline']}-replay")
+    name = f"replay {data['range'][0]}..{data['range'][1]}"
+    with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
+        metrics = {
+            "wall_seconds": data["wall_seconds"],
+            **{f"days_{k}": float(v) for k, v in data["counts"].items()},
+            **{k: v for k, v in data["per_run"].items() if v is not None},
+        }
+        for key in ("overall", "november_december"):
+            if data["realized"].get(key) is not None:
+                metrics[f"realized_roc_auc_{key}"] = data["realized"][key]
+        mlflow.log_metrics(metrics)
+        for i, week in enumerate(w for w in data["realized"].get("weekly", []) if w["roc_auc"] is not None):
+            mlflow.log_metric("realized_roc_auc_weekly", week["roc_auc"], step=i)
+        mlflow.log_artifact(str(json_path), "replay")
+        mlflow.log_artifact(str(html_path), "replay")
+        mlflow.set_tags({"pipeline": data["pipeline"], "range": json.dumps(data["range"])})
+        return run.info.run_id
