@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import psutil
 import pytest
@@ -17,19 +20,26 @@ pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
-def replayed(tmp_path_factory):
-    """`mlops replay flights --start 2013-02-01 --end 2013-02-15` in a fresh MLOPS_HOME."""
-    home = tmp_path_factory.mktemp("replay-home")
+def replayed():
+    """`mlops replay flights --start 2013-02-01 --end 2013-02-15` in a fresh MLOPS_HOME.
+
+    The home is a `mkdtemp` folder, not pytest's tmp_path: pytest prunes old base temp folders, which
+    would delete a running server's data when another pytest session starts meanwhile.
+    """
+    home = Path(tempfile.mkdtemp(prefix="mlops-replay-"))
     env = {**base_env(), "MLOPS_HOME": str(home)}
     cmd = [bin_path("mlops"), "replay", "flights", "--start", "2013-02-01", "--end", "2013-02-15"]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, check=False)
-    print(out.stdout[-4000:], out.stderr[-4000:])
-    assert out.returncode == 0, out.stderr[-4000:]
-    leftovers = [
-        p.info for p in psutil.process_iter(["pid", "cmdline"]) if str(home) in " ".join(p.info["cmdline"] or [])
-    ]
-    assert not leftovers, f"processes left behind: {leftovers}"
-    return home, json.loads((home / "reports" / "flights-replay.json").read_text()), out.stdout
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, check=False)
+        print(out.stdout[-4000:], out.stderr[-4000:])
+        assert out.returncode == 0, out.stderr[-4000:]
+        leftovers = [
+            p.info for p in psutil.process_iter(["pid", "cmdline"]) if str(home) in " ".join(p.info["cmdline"] or [])
+        ]
+        assert not leftovers, f"processes left behind: {leftovers}"
+        yield home, json.loads((home / "reports" / "flights-replay.json").read_text()), out.stdout
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_every_day_is_scored_or_failed_for_a_named_cause(replayed):
