@@ -59,10 +59,13 @@ class Postgres:
         return self.url(name)
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown); its data stays in `data_dir`."""
+        """Stop the server (fast shutdown); its data stays in `data_dir`. A server already gone is no error."""
         if callable(self._stop):
-            self._stop()
-            self._stop = None
+            stop, self._stop = self._stop, None
+            try:
+                stop()
+            except Exception as exc:  # noqa: BLE001 (reported: the server may have died or been stopped already)
+                print(f"mlops: PostgreSQL in {self.data_dir} did not stop cleanly: {exc}", flush=True)
 
 
 def start_postgres(data_dir: Path) -> Postgres:
