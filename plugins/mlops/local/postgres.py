@@ -64,7 +64,7 @@ class Postgres:
             stop, self._stop = self._stop, None
             try:
                 stop()
-            except Exception as exc:  # noqa: BLE001 (reported: the server may have died or been stopped already)
+            except Exception as exc:
                 print(f"mlops: PostgreSQL in {self.data_dir} did not stop cleanly: {exc}", flush=True)
 
 
