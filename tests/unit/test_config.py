@@ -32,7 +32,7 @@ def test_real_flights_config_loads():
     assert "temp" in cfg.features.numeric and len(cfg.features.numeric) == 16
     assert {"carrier", "origin", "hour_band", "dest_region"} <= set(cfg.slices)
     assert set(cfg.slice_columns) <= set(cfg.features.all) | set(cfg.derived)
-    assert cfg.training.window_days == 35 and cfg.training.model.kind == "hist_gradient_boosting"
+    assert cfg.training.window_days == 182 and cfg.training.model.kind == "hist_gradient_boosting"
     assert [j.table for j in cfg.joins] == ["weather", "planes", "airports"]
     assert cfg.joins[2].left_keys == ["dest"] and cfg.joins[2].right_keys == ["faa"]
     assert cfg.validation.ranges["temp"] == (-20, 115)
