@@ -41,8 +41,9 @@ def add_date_column(df: pd.DataFrame, src: Source, day: dt.date) -> pd.DataFrame
     """Give every row the partition's date column, checked against the day (ms precision: Parquet keeps ms).
 
     With `source.date_columns`, the rows' year, month and day must be the partition's day; else the
-    source's own date column, taken in `source.time_zone` (naive values as they are, aware ones
-    converted), must fall on it. Raises ColumnError otherwise.
+    source's own date column, when it has one, taken in `source.time_zone` (naive values as they are,
+    aware ones converted), must fall on it. Raises ColumnError otherwise. A source without either
+    (a file per day) gives every row the partition's day.
     """
     if src.date_columns:
         parts = {"year": day.year, "month": day.month, "day": day.day}
@@ -55,9 +56,8 @@ def add_date_column(df: pd.DataFrame, src: Source, day: dt.date) -> pd.DataFrame
                     f"{int(wrong.sum())} of {len(df)} rows have {column!r} (source.date_columns.{part}) other than "
                     f"{parts[part]}, e.g. {examples(df.loc[wrong, column])}: the source's rows and its dates disagree"
                 )
+    if src.date_columns or src.date_column not in df.columns:
         df[src.date_column] = pd.Timestamp(day).as_unit("ms")
-    elif src.date_column not in df.columns:
-        raise ColumnError(f"date column {src.date_column!r} (source.date_column) is not in the source's rows")
     else:
         dates = local_dates(df[src.date_column], src.time_zone, src.date_column)
         check_day(dates, day, src.time_zone, src.date_column)
