@@ -18,7 +18,7 @@ from sklearn.metrics import (
 )
 
 from mlops.core.config import Evaluation
-from mlops.core.features import labels
+from mlops.core.features import MISSING_SLICE, labels
 from mlops.core.metrics import OVERALL
 from mlops.stages.evaluate import SLICE_COLUMNS, evaluate_slices, slice_metrics
 from mlops.stages.ingest import build_day
@@ -171,3 +171,16 @@ def test_comparison_of_a_model_with_itself_has_a_zero_width_interval(predictions
     assert (finite.ci_low == 0).all() and (finite.ci_high == 0).all()
     widths = metrics.ci_high - metrics.ci_low
     assert (widths[metrics.metric == "roc_auc"] > 0).all()  # each model alone has a real interval
+
+
+def test_rows_without_a_slice_value_form_their_own_slice(predictions):
+    """Missing values in slice columns (a real carrier code left blank, an unknown hour) used to crash evaluate."""
+    data = predictions.copy()
+    data.loc[data.index[:31], "carrier"] = None
+    data.loc[data.index[100:140], "hour_band"] = np.nan
+    m = slice_metrics(data, ["carrier", "origin x hour_band"], {"challenger": 0.3}, FAST)
+    auc = m[m.metric == "roc_auc"].set_index(["slice_feature", "slice_value"])
+    assert auc.loc[("carrier", MISSING_SLICE), "n"] == 31
+    crossed = auc.loc["origin x hour_band"]
+    assert crossed[crossed.index.str.endswith(f" x {MISSING_SLICE}")].n.sum() == 40
+    assert crossed.n.sum() == auc.loc[("carrier", slice(None)), "n"].sum() == len(data)

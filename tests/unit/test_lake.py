@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from mlops.io import lake
@@ -170,3 +178,146 @@ def test_stream_write_failing_midway_keeps_previous_partition(tmp_path, frame):
     assert files(tmp_path) == ["k.parquet"]
     assert lake.read_manifest(tmp_path, "k") == before
     pd.testing.assert_frame_equal(lake.read_partition(tmp_path, "k"), frame)
+
+
+# verified reads: page checksums, the content digest, and errors that name the file
+
+
+@pytest.fixture
+def floats(tmp_path):
+    """A partition of 2,000 random temperatures (a dictionary page of plain doubles) and its file."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"row_key": [f"k{i:04d}" for i in range(2000)], "temp": rng.normal(size=2000)})
+    lake.write_partition(df, tmp_path, "2013-02-01", {"pipeline": "flights"})
+    return df, lake.partition_path(tmp_path, "2013-02-01")
+
+
+def flipped(path, offset: int) -> bytes:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    return bytes(data)
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
+def test_a_flipped_byte_in_a_data_page_is_caught_naming_the_file(tmp_path, floats, where):
+    df, path = floats
+    column = pq.ParquetFile(path).metadata.row_group(0).column(1)
+    offset = column.dictionary_page_offset + int(where * column.total_compressed_size)
+    path.write_bytes(flipped(path, offset))
+    unverified = pq.read_table(path).to_pandas()
+    assert (unverified["temp"] != df["temp"]).sum() == 1  # what a plain read would silently return
+
+    for read in (
+        lambda: lake.read_partition(tmp_path, "2013-02-01"),
+        lambda: list(lake.iter_partition(tmp_path, "2013-02-01", 500)),
+    ):
+        with pytest.raises(lake.PartitionReadError) as caught:
+            read()
+        assert str(path) in str(caught.value) and "CRC checksum verification failed" in str(caught.value)
+
+
+def test_a_file_whose_content_differs_from_its_manifest_is_refused(tmp_path, floats):
+    df, path = floats
+    manifest = pq.ParquetFile(path).metadata.metadata[lake.MANIFEST_KEY]
+    changed = pa.Table.from_pandas(df.assign(temp=df["temp"].round(1)), preserve_index=False)
+    pq.write_table(changed.replace_schema_metadata({lake.MANIFEST_KEY: manifest}), path, write_page_checksum=True)
+
+    differs = r"content digest \w+\.\.\. differs from its manifest's"
+    with pytest.raises(lake.PartitionReadError, match=differs) as caught:
+        lake.read_partition(tmp_path, "2013-02-01")
+    assert str(path) in str(caught.value)
+    assert lake.read_partition(tmp_path, "2013-02-01", columns=["row_key"]).equals(df[["row_key"]])
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99], ids=["half", "footer-cut"])
+def test_a_truncated_file_names_itself_on_every_read(tmp_path, floats, keep):
+    _, path = floats
+    path.write_bytes(path.read_bytes()[: int(keep * path.stat().st_size)])
+    for read in (
+        lambda: lake.read_partition(tmp_path, "2013-02-01"),
+        lambda: list(lake.iter_partition(tmp_path, "2013-02-01", 500)),
+        lambda: lake.read_manifest(tmp_path, "2013-02-01"),
+    ):
+        with pytest.raises(lake.PartitionReadError, match=re.escape(f"partition '2013-02-01', file {path}")):
+            read()
+
+
+def test_stream_partitions_verify_their_digest_batch_by_batch(tmp_path):
+    stamps = pd.Series(pd.Timestamp(dt.date(2013, 2, 1)).tz_localize("UTC"), index=range(250))
+    frame = pd.DataFrame({"row_key": [f"k{i:03d}" for i in range(250)], "at": stamps, "score": np.arange(250) / 250})
+    manifest = lake.write_partition_stream(batches_of(frame, 100), tmp_path, "k", {})
+    assert manifest["batch_rows"] == [100, 100, 50]
+    back = lake.read_partition(tmp_path, "k")  # the digest is checked in the writer's dtypes and batches
+    assert (str(frame["at"].dtype), str(back["at"].dtype)) == ("datetime64[s, UTC]", "datetime64[ms, UTC]")
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+
+
+# temporary files of killed writers
+
+SLOW_WRITER = """
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from mlops.io import lake
+
+
+def batches():
+    yield pd.DataFrame({"row_key": ["a", "b"], "x": [1, 2]})
+    print("writing", flush=True)
+    sys.stdin.readline()  # hold the temporary file until told to go on
+    yield pd.DataFrame({"row_key": ["c"], "x": [3]})
+
+
+lake.write_partition_stream(batches(), Path(sys.argv[1]), sys.argv[2], {"writer": "slow"})
+"""
+
+
+def slow_writer(folder, key):
+    """A writer process stopped in the middle of a partition, its temporary file on disk."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, str(folder), key], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "writing"
+    return process
+
+
+def temp_files(folder):
+    return sorted(p.name for p in folder.glob(".*.tmp"))
+
+
+def age(folder, seconds: float = 3600) -> None:
+    for path in folder.glob(".*.tmp"):
+        os.utime(path, (path.stat().st_atime - seconds, path.stat().st_mtime - seconds))
+
+
+def test_a_killed_writer_leaves_the_old_partition_and_its_temp_file_is_cleaned_up(tmp_path, frame):
+    before = lake.write_partition(frame, tmp_path, "2013-02-01", {"attempt": 1})
+    writer = slow_writer(tmp_path, "2013-02-01")
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    left = temp_files(tmp_path)
+    assert len(left) == 1 and left[0].startswith(".2013-02-01.")
+    assert lake.read_manifest(tmp_path, "2013-02-01") == before and lake.list_partitions(tmp_path) == ["2013-02-01"]
+
+    lake.write_partition(frame, tmp_path, "2013-02-02", {})  # a young file may still be starting: kept
+    assert temp_files(tmp_path) == left
+    age(tmp_path)
+    lake.write_partition(frame, tmp_path, "2013-02-02", {})  # any later write to the folder removes it
+    assert temp_files(tmp_path) == []
+    pd.testing.assert_frame_equal(lake.read_partition(tmp_path, "2013-02-01"), frame)
+
+
+def test_a_live_writer_keeps_its_temp_file(tmp_path, frame):
+    writer = slow_writer(tmp_path, "2013-02-01")
+    try:
+        age(tmp_path)
+        assert lake.remove_stale_temp_files(tmp_path) == []
+        lake.write_json(tmp_path / "report.json", {"ok": True})  # a write beside it does not touch it
+        assert len(temp_files(tmp_path)) == 1
+        writer.communicate("go\n", timeout=30)
+    finally:
+        writer.kill()
+    assert writer.returncode == 0
+    assert len(lake.read_partition(tmp_path, "2013-02-01")) == 3 and temp_files(tmp_path) == []

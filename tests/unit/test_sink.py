@@ -163,3 +163,34 @@ def test_errors_never_show_the_password(postgres_url, engine, keys):
     message = str(failure.value)
     assert "Wr0ng-s3cret" not in message and "scorer:***@" in message
     assert "password authentication failed" in message
+
+
+def test_errors_say_whether_a_retry_can_help(postgres_url, table, keys):
+    """An unreachable server may come back (retry); a NULL key fails the same way every time (no retry)."""
+    from tests.fixtures.postgres import _free_port
+
+    closed = sa.engine.make_url(postgres_url).set(port=_free_port()).render_as_string(hide_password=False)
+    with pytest.raises(SinkError, match="cannot connect") as unreachable:
+        PostgresSink(closed, table).replace_interval("flights", *day_bounds(DAY1), [])
+    assert unreachable.value.transient is True
+
+    rows = predictions(keys[DAY1], DAY1).assign(row_key=None)
+    with pytest.raises(SinkError, match='null value in column "row_key"') as refused:
+        PostgresSink(postgres_url, table).replace_interval("flights", *day_bounds(DAY1), [rows])
+    assert refused.value.transient is False
+
+
+def test_rows_are_committed_when_the_writer_says_so(postgres_url, engine, table, keys):
+    """`commit()` inside the block (before a second store is renamed into place) commits once; it reports the
+    rows it replaced."""
+    sink = PostgresSink(postgres_url, table)
+    first = predictions(keys[DAY1], DAY1, seed=1)
+    sink.replace_interval("flights", *day_bounds(DAY1), [first])
+    again = predictions(keys[DAY1], DAY1, seed=2)
+    with sink.replacing("flights", *day_bounds(DAY1)) as writer:
+        writer.write(again)
+        writer.commit()
+        same_rows(read(engine, table), again)  # visible to other connections already
+        writer.commit()  # idempotent
+    assert writer.replaced == len(first) and writer.rows == len(again)
+    same_rows(read(engine, table), again)

@@ -208,3 +208,62 @@ def test_empty_day_can_write_an_empty_partition(pg, flights_cfg, mlops_home):
     assert result.partitions == {"2013-02-04": 0}
     assert manifest["empty"] is True and manifest["row_count"] == 0
     assert lake.read_partition(raw_dir(cfg.name), "2013-02-04").empty
+
+
+# dates in one declared zone (source.time_zone), whatever the session's zone, for timestamptz and timestamp alike
+
+TZ_DAYS = ["2013-03-08", "2013-03-09", "2013-03-10", "2013-03-11", "2013-11-02", "2013-11-03", "2013-11-04"]
+TZ_QUERY = "SELECT f.*, {column} AS flight_date FROM flights_tz f WHERE {column} >= :start AND {column} < :end"
+
+
+@pytest.fixture(scope="module")
+def tz_flights(pg):
+    """Flights around both 2013 DST changes, with the scheduled departure as timestamptz and as naive local time."""
+    flights = load_table("flights")
+    days = pd.to_datetime(flights[["year", "month", "day"]]).dt.strftime("%Y-%m-%d")
+    df = flights[days.isin(TZ_DAYS)].reset_index(drop=True)
+    local = pd.to_datetime(df[["year", "month", "day", "hour", "minute"]])
+    df = df.assign(departs=local.dt.tz_localize("America/New_York"), departs_local=local)
+    engine = sa.create_engine(pg)
+    url = engine.url
+    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname=url.database)
+    try:
+        _copy(conn, engine, "flights_tz", df)
+    finally:
+        conn.close()
+        engine.dispose()
+    return df
+
+
+@pytest.mark.parametrize("column", ["departs", "departs_local"], ids=["timestamptz", "timestamp"])
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+@pytest.mark.parametrize("when", ["2013-03-09", "2013-03-10", "2013-11-03"], ids=["winter", "dst-start", "dst-end"])
+def test_the_partition_and_its_date_column_follow_the_declared_zone(pg, flights_cfg, tz_flights, column, zone, when):
+    """The session's zone is New York (the issue's case); the partition's day and dates follow source.time_zone."""
+    session_ny = sa.make_url(pg).update_query_dict({"options": "-c timezone=America/New_York"})
+    url = session_ny.render_as_string(hide_password=False)
+    cfg = sql_cfg(flights_cfg, url, query=TZ_QUERY.format(column=column), date_columns=None, time_zone=zone)
+    # a UTC day holds New York evenings of two local dates: the same flight number twice, so key by local date
+    cfg = cfg.model_copy(update={"row_key": ["flight_date", "carrier", "flight", "origin", "month", "day"]})
+
+    got = build_day(cfg, date(when))
+
+    stamps = tz_flights[column]
+    dates = stamps.dt.tz_convert(zone).dt.date if column == "departs" else stamps.dt.date  # naive: taken as in zone
+    expected = tz_flights[dates == date(when)]
+    assert len(got) == len(expected) > 600
+    assert (got["flight_date"] == pd.Timestamp(when)).all()
+    flights = sorted(expected["carrier"] + expected["flight"].astype(str))
+    assert sorted(got["carrier"] + got["flight"].astype(str)) == flights
+
+
+def test_new_york_days_in_a_new_york_session_are_no_longer_split(pg, flights_cfg, tz_flights):
+    """The issue's example: 765 rows of 2013-03-09, 104 of which used to say 2013-03-10."""
+    session_ny = sa.make_url(pg).update_query_dict({"options": "-c timezone=America/New_York"})
+    query = TZ_QUERY.format(column="departs")
+    cfg = sql_cfg(flights_cfg, session_ny.render_as_string(hide_password=False), query=query, date_columns=None)
+    ny = cfg.model_copy(update={"source": cfg.source.model_copy(update={"time_zone": "America/New_York"})})
+
+    got = build_day(ny, date("2013-03-09"))
+
+    assert len(got) == 765 and set(got["flight_date"]) == {pd.Timestamp("2013-03-09")}

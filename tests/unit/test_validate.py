@@ -9,6 +9,7 @@ import pytest
 from mlops.core.config import Limit, ShiftCheck
 from mlops.core.drift import profile
 from mlops.core.interval import Interval
+from mlops.core.volume import CHECK as VOLUME
 from mlops.io import lake
 from mlops.io.datasets import read_report, shift_history
 from mlops.io.paths import raw_dir, shift_scores_dir, validation_dir
@@ -55,7 +56,10 @@ def test_a_normal_day_passes(mlops_home, flights_cfg):
         "expect_column_values_to_be_in_set",
         "expect_column_values_to_be_of_type",
     } <= kinds
-    assert all(c["severity"] == "error" for c in report.checks)
+    assert all(c["severity"] == "error" for c in report.checks if c["check"] != VOLUME)
+    volume = next(c for c in report.checks if c["check"] == VOLUME)  # no history yet: reported, not judged
+    assert (volume["success"], volume["severity"]) == (True, "warning")
+    assert volume["observed"] == {"day": DAY.key, "rows": 926}
     assert report.summary().startswith("0 of") and "(flights 2013-02-01)" in report.summary()
 
 
@@ -279,3 +283,82 @@ def test_metric_without_limits_makes_no_check():
     check = ShiftCheck(limits={"psi": Limit(warn=0.1, error=0.2)})
     checks = shift_checks(check, SKEW, {"distance": {"psi": 0.05, "ks": 0.9, "wasserstein": 3.0}}, 10_000, 10_000)
     assert [(c["check"], c["success"]) for c in checks] == [("psi_vs_training_data", True)]
+
+
+# volume against the same weekday of recent weeks
+
+
+@pytest.fixture
+def fridays(mlops_home, flights_cfg):
+    """The real Fridays 2013-01-18 and 2013-01-25, ingested: the history of 2013-02-01."""
+    ingest(flights_cfg, Interval.parse("2013-01-18"))
+    ingest(flights_cfg, Interval.parse("2013-01-25"))
+    return {key: lake.read_manifest(raw_dir("flights"), key)["row_count"] for key in ("2013-01-18", "2013-01-25")}
+
+
+def volume_of(report):
+    return next(c for c in report.checks if c["check"] == VOLUME)
+
+
+def test_a_day_that_arrives_with_70_percent_of_its_rows_fails(fridays, flights_cfg, good_day):
+    write_day(good_day.head(int(0.7 * len(good_day))))  # cut at a row boundary; min_rows (500) still passes
+    report = validate(flights_cfg, DAY, references={})
+    assert failed(report) == {(VOLUME, None)}, report.summary()
+    check = volume_of(report)
+    median = sorted(fridays.values())[0] / 2 + sorted(fridays.values())[1] / 2
+    assert check["observed"] == {"day": "2013-02-01", "rows": 648, "ratio": round(648 / median, 4)}
+    assert check["expected"]["history"] == fridays and check["expected"]["error_below"] == 0.8
+    assert f"{VOLUME}: observed {{'day': '2013-02-01', 'rows': 648" in report.summary()
+
+
+def test_the_whole_day_passes_the_volume_check(fridays, flights_cfg):
+    ingest(flights_cfg, DAY)
+    check = volume_of(validate(flights_cfg, DAY, references={}))
+    assert (check["success"], check["severity"]) == (True, "error")  # judged: it could have failed
+    assert 0.9 < check["observed"]["ratio"] < 1.1
+
+
+def test_history_leaves_out_failed_and_exempt_days(fridays, flights_cfg, good_day):
+    lake.write_json(validation_dir("flights") / "2013-01-25.json", {"success": False, "checks": []})
+    write_day(good_day.head(600))
+    check = volume_of(validate(flights_cfg, DAY, references={}))
+    assert check["expected"]["history"] == {"2013-01-18": fridays["2013-01-18"]}
+    assert (check["success"], check["severity"]) == (True, "warning") and "not judged" in check["expected"]["note"]
+
+    volume = flights_cfg.validation.volume.model_copy(update={"min_history": 1, "exempt": [DAY.start]})
+    exempt = flights_cfg.model_copy(update={"validation": flights_cfg.validation.model_copy(update={"volume": volume})})
+    check = volume_of(validate(exempt, DAY, references={}))
+    assert (check["success"], check["severity"]) == (False, "warning") and "exempt" in check["expected"]["note"]
+
+
+# the row key and number widths, for a pipeline without a committed suite
+
+
+@pytest.fixture
+def uninferred(flights_cfg):
+    """The flights config under a name that has no committed suite: only the config's rules apply."""
+    return flights_cfg.model_copy(update={"name": "uninferred"})
+
+
+def test_the_config_suite_always_checks_the_row_key(mlops_home, uninferred, good_day):
+    broken = good_day.copy()
+    broken.loc[broken.index[3], "row_key"] = None
+    broken["flight"] = broken["flight"].astype("float64")
+    broken.loc[broken.index[5], "flight"] = None
+    lake.write_partition(broken, raw_dir(uninferred.name), DAY.key, {"pipeline": uninferred.name})
+    report = validate(uninferred, DAY, references={})
+    assert {
+        ("expect_column_values_to_not_be_null", "row_key"),
+        ("expect_column_values_to_not_be_null", "flight"),
+    } <= failed(report), report.summary()
+
+
+def test_numbers_of_any_width_pass_the_numeric_type_checks(mlops_home, uninferred, good_day):
+    narrow = good_day.astype(
+        {"hour": "int8", "minute": "uint8", "distance": "Int16", "temp": "float32", "plane_year": "Float64"}
+    )
+    lake.write_partition(narrow, raw_dir(uninferred.name), DAY.key, {"pipeline": uninferred.name})
+    report = validate(uninferred, DAY, references={})
+    assert report.success, report.summary()
+    typed = {c["column"] for c in report.checks if c["check"] == "expect_column_values_to_be_in_type_list"}
+    assert {"hour", "minute", "distance", "temp", "plane_year"} <= typed

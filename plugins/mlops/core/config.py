@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -45,6 +45,25 @@ class Source(_Strict):
     tables: dict[str, str] = Field({}, description="reference tables: name -> query (sql) or URL (http)")
     columns: dict[str, ColumnKind] = Field({}, description="expected source columns and their kinds")
     on_empty: Literal["fail", "empty"] = "fail"
+    time_zone: str = Field(
+        "UTC", description="IANA zone the dates are taken in: a partition's day and its date column alike"
+    )
+    row_count_header: str | None = Field(
+        None, description="http: response header holding the file's own row count (checked, and recorded)"
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (give an IANA name like 'UTC' or 'America/New_York')"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _kind_keys(self) -> Source:
@@ -176,6 +195,23 @@ class ShiftCheck(_Strict):
         return base.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
 
+class Volume(_Strict):
+    """Each day's row count against the median of the same weekday over the previous `weeks` weeks.
+
+    Ratios (rows / that median) below `error_below` or above `error_above` fail the day; beyond the
+    `warn_*` limits they are reported. Days in `exempt` (holidays) only ever warn, and are left out
+    of other days' history, as are empty days and days that failed validation.
+    """
+
+    weeks: int = Field(4, ge=1, description="how many earlier same weekdays make the history")
+    min_history: int = Field(2, ge=1, description="fewer earlier days with rows: no check (reported)")
+    warn_below: float | None = Field(0.8, ge=0)
+    error_below: float | None = Field(None, ge=0)
+    warn_above: float | None = Field(1.25, ge=0)
+    error_above: float | None = Field(None, ge=0)
+    exempt: list[dt.date] = Field([], description="days whose volume is known to be unusual: warn only")
+
+
 class Validation(_Strict):
     min_rows: int = Field(ge=0)
     max_rows: int = Field(ge=1)
@@ -185,6 +221,7 @@ class Validation(_Strict):
     categories: dict[str, list[str]] = {}
     drift: ShiftCheck = Field(ShiftCheck(), description="against the previous day's partition")
     skew: ShiftCheck = Field(ShiftCheck(), description="against the training data of the champion of the day")
+    volume: Volume = Field(Volume(), description="row counts against the same weekday of recent weeks")
 
 
 ModelKind = Literal["hist_gradient_boosting", "logistic_regression"]

@@ -5,32 +5,62 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mlops.core.columns import ROW_KEY, ColumnError, examples
 from mlops.core.config import Derived, PipelineConfig, Target
 
-ROW_KEY = "row_key"  # the column that identifies a row across stages and stores
+__all__ = ["MISSING_SLICE", "ROW_KEY", "apply_joins", "derive", "labels", "row_keys"]
+
+MISSING_SLICE = "(missing)"  # the slice value of rows whose slice column has no value
 
 
 def apply_joins(df: pd.DataFrame, cfg: PipelineConfig, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Left-join each declared reference table; never changes the row count."""
+    """Left-join each declared reference table; never changes the row count.
+
+    Raises ColumnError when the partition lacks a join key, the reference table lacks a key or a
+    column, or a key is numbers on one side and text on the other.
+    """
     for join in cfg.joins:
         ref = tables[join.table]
-        missing = [c for c in [*join.right_keys, *join.columns] if c not in ref.columns]
+        absent = [k for k in join.left_keys if k not in df.columns]
+        if absent:
+            raise ColumnError(f"join with {join.table!r}: the partition has no join key column(s) {absent}")
+        missing = [c for c in dict.fromkeys([*join.right_keys, *join.columns]) if c not in ref.columns]
         if missing:
-            raise KeyError(f"reference table {join.table!r} lacks columns {missing}")
-        right = ref[[*join.right_keys, *join.columns]].rename(columns=join.columns)
-        right = right.drop_duplicates(subset=join.right_keys, keep="first")
-        right_keys = [join.columns.get(k, k) for k in join.right_keys]
+            raise ColumnError(f"join with {join.table!r}: the reference table lacks columns {missing}")
+        # the reference's keys under private names: they can never collide with a partition column
+        private = [f"__{join.table}_key_{i}" for i in range(len(join.right_keys))]
+        right = pd.DataFrame({p: ref[k] for p, k in zip(private, join.right_keys, strict=True)})
+        for column, name in join.columns.items():
+            right[name] = ref[column]
+        right = right.drop_duplicates(subset=private, keep="first")
+        for left, key, p in zip(join.left_keys, join.right_keys, private, strict=True):
+            numeric = pd.api.types.is_numeric_dtype(df[left].dtype), pd.api.types.is_numeric_dtype(right[p].dtype)
+            if numeric[0] != numeric[1]:
+                raise ColumnError(
+                    f"join with {join.table!r}: key {left!r} is {df[left].dtype} in the partition "
+                    f"but {key!r} is {right[p].dtype} in the reference table"
+                )
         n = len(df)
-        df = df.merge(right, how="left", left_on=join.left_keys, right_on=right_keys, suffixes=("", "_ref"))
-        extra = [k for k in right_keys if k not in join.left_keys and k in df.columns]
-        df = df.drop(columns=extra)
+        df = df.merge(right, how="left", left_on=join.left_keys, right_on=private).drop(columns=private)
         assert len(df) == n, f"join with {join.table} changed the row count"
     return df
 
 
-def derive(df: pd.DataFrame, derived: dict[str, Derived]) -> pd.DataFrame:
-    """Add the declared derived columns, in order."""
+def derive(df: pd.DataFrame, derived: dict[str, Derived], time_zone: str = "UTC") -> pd.DataFrame:
+    """Add the declared derived columns, in order (aware timestamps give weekdays in `time_zone`).
+
+    Raises ColumnError naming the derived column when its input column is missing, or when a
+    `bins` input is not numbers or a `weekday` input is not dates.
+    """
     for name, spec in derived.items():
+        column = next(s.column for s in (spec.bins, spec.map, spec.weekday) if s is not None)
+        if column not in df.columns:
+            raise ColumnError(f"derived column {name!r} needs column {column!r}, which the partition lacks")
+        if spec.bins and not pd.api.types.is_numeric_dtype(df[column].dtype):
+            raise ColumnError(
+                f"derived column {name!r} bins column {column!r}, which is {df[column].dtype}, not numbers, "
+                f"e.g. {examples(df[column].dropna())}"
+            )
         if spec.bins:
             b = spec.bins
             df[name] = pd.cut(df[b.column], bins=b.edges, labels=b.labels, right=False).astype("str")
@@ -39,7 +69,13 @@ def derive(df: pd.DataFrame, derived: dict[str, Derived]) -> pd.DataFrame:
             m = spec.map
             df[name] = df[m.column].map(m.values).fillna(m.default).astype("str")
         elif spec.weekday:
-            df[name] = pd.to_datetime(df[spec.weekday.column]).dt.dayofweek.astype("int64")
+            try:
+                stamps = pd.to_datetime(df[column])
+            except (ValueError, TypeError) as exc:
+                raise ColumnError(f"derived column {name!r} needs dates in {column!r}: {exc}") from None
+            if stamps.dt.tz is not None:
+                stamps = stamps.dt.tz_convert(time_zone)
+            df[name] = stamps.dt.dayofweek.astype("int64")
     return df
 
 

@@ -14,18 +14,44 @@ import pandas as pd
 from mlops.core.config import PipelineConfig
 from mlops.core.interval import Interval
 from mlops.io import lake
-from mlops.io.paths import predictions_dir, raw_dir, shift_scores_dir, training_dir, validation_dir
+from mlops.io.paths import raw_dir, shift_scores_dir, training_dir, validation_dir
+from mlops.io.predictions import scored_days
 
 
 def read_interval(cfg: PipelineConfig, interval: Interval, days: list[dt.date] | None = None) -> pd.DataFrame:
-    """Concatenate the ingested partitions of the interval's days (or of `days`)."""
+    """Concatenate the ingested partitions of the interval's days (or of `days`).
+
+    Empty partitions add no rows, and their columns carry no types: they are left out unless all are empty.
+    """
     frames = [lake.read_partition(raw_dir(cfg.name), d.isoformat()) for d in (days or interval.days())]
+    frames = [f for f in frames if len(f)] or frames[:1]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def is_empty(cfg: PipelineConfig, day: dt.date) -> bool:
-    """Whether the day's partition was recorded empty (the source had no rows, on_empty: empty)."""
-    return bool(lake.read_manifest(raw_dir(cfg.name), day.isoformat()).get("empty"))
+    """Whether the day's partition has no rows (the source had none, on_empty: empty)."""
+    manifest = lake.read_manifest(raw_dir(cfg.name), day.isoformat())
+    return bool(manifest.get("empty")) or manifest.get("row_count") == 0
+
+
+def volume_history(cfg: PipelineConfig, days: list[dt.date]) -> dict[str, int]:
+    """Row counts (from the manifests) of those `days` that count as history for the volume check.
+
+    Left out: days without a partition, empty ones, days whose stored validation failed, and
+    the exempt days of `validation.volume`.
+    """
+    present = set(lake.list_partitions(raw_dir(cfg.name)))
+    history = {}
+    for day in days:
+        key = day.isoformat()
+        if key not in present or day in cfg.validation.volume.exempt:
+            continue
+        manifest = lake.read_manifest(raw_dir(cfg.name), key)
+        report = read_report(cfg.name, key)
+        if manifest.get("empty") or not manifest["row_count"] or (report is not None and not report["success"]):
+            continue
+        history[key] = int(manifest["row_count"])
+    return history
 
 
 def missing_days(cfg: PipelineConfig, window: Interval) -> list[dt.date]:
@@ -53,6 +79,6 @@ def shift_history(pipeline: str) -> pd.DataFrame:
 
 
 def latest_scored_day(pipeline: str) -> dt.date | None:
-    """The last day that has predictions, or None when nothing was scored yet."""
-    days = lake.list_partitions(predictions_dir(pipeline))
+    """The last day whose predictions are done in every store (see io.predictions), or None."""
+    days = scored_days(pipeline)
     return dt.date.fromisoformat(days[-1]) if days else None

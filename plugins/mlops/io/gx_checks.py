@@ -17,10 +17,15 @@ from typing import Any
 
 import pandas as pd
 
+from mlops.core.columns import ROW_KEY
 from mlops.core.config import REPO_ROOT, PipelineConfig
 from mlops.io.paths import mlops_home
 
-NUMERIC_TYPES = ["int64", "float64", "Int64", "Float64", "int32", "float32"]
+NUMERIC_TYPES = [  # numbers of every width; GX names pandas' nullable dtypes by their class
+    *("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"),
+    *("Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype", "UInt8Dtype", "UInt16Dtype", "UInt32Dtype"),
+    *("UInt64Dtype", "Float32Dtype", "Float64Dtype"),
+]
 ROW_COUNT = "expect_table_row_count_to_be_between"
 
 
@@ -89,12 +94,19 @@ def build_suite(cfg: PipelineConfig, n_days: int = 1, key: str | None = None):
             suite.add_expectation(
                 ExpectationConfiguration(type=e["type"], kwargs=kwargs, meta=e.get("meta")).to_domain_obj()
             )
-    required = sorted({"row_key", cfg.source.date_column, cfg.target.column, *cfg.features.all, *cfg.slice_columns})
+    required = sorted(
+        {ROW_KEY, *cfg.row_key, cfg.source.date_column, cfg.target.column, *cfg.features.all, *cfg.slice_columns}
+    )
     suite.add_expectation(E.ExpectTableColumnsToMatchSet(column_set=required, exact_match=False))
     suite.add_expectation(
         E.ExpectTableRowCountToBeBetween(min_value=v.min_rows * n_days, max_value=v.max_rows * n_days)
     )
-    suite.add_expectation(E.ExpectColumnValuesToBeUnique(column="row_key"))
+    # the row key, whatever the committed suite says: present (above), text, never missing, unique
+    suite.add_expectation(E.ExpectColumnValuesToBeOfType(column=ROW_KEY, type_="str"))
+    suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=ROW_KEY))
+    suite.add_expectation(E.ExpectColumnValuesToBeUnique(column=ROW_KEY))
+    for col in cfg.row_key:
+        suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=col))
     suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=cfg.target.column, mostly=v.label_completeness))
     for col in cfg.features.categorical:
         if col not in typed:

@@ -33,6 +33,11 @@ def predictions_dir(pipeline: str) -> Path:
     return lake_dir(pipeline) / "predictions"
 
 
+def scored_dir(pipeline: str) -> Path:
+    """Folder of the scored days' records (`scored/<date>.json`): done in Parquet and SQL, or retracted."""
+    return lake_dir(pipeline) / "scored"
+
+
 def validation_dir(pipeline: str) -> Path:
     """Folder of validation reports, one JSON per interval."""
     return lake_dir(pipeline) / "validation"

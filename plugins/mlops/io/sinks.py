@@ -50,7 +50,15 @@ _INT2 = np.iinfo(np.int16)
 
 
 class SinkError(RuntimeError):
-    """Writing predictions to the SQL sink failed (the message never holds a password)."""
+    """Writing predictions to the SQL sink failed (the message never holds a password).
+
+    `transient` is True when retrying may help (the server could not be reached or went away), False
+    when the same rows would fail again (a NULL key, a wrong type, a missing privilege).
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class SinkConfigError(SinkError, ValueError):
@@ -175,11 +183,14 @@ class _Feed:
 class IntervalWriter:
     """One running COPY of an interval's rows: `write` batches, then the transaction commits or rolls back."""
 
-    def __init__(self, sink: PostgresSink, cursor: Any, copy_sql: str) -> None:
+    def __init__(self, sink: PostgresSink, conn: Any, cursor: Any, copy_sql: str, replaced: int = 0) -> None:
         self._sink = sink
+        self._conn = conn
         self._feed = _Feed()
         self._error: BaseException | None = None
         self.rows = 0
+        self.replaced = replaced  # rows of the interval the transaction deleted
+        self.committed = False
         self._thread = threading.Thread(
             target=self._copy, args=(cursor, copy_sql), name="predictions-copy", daemon=True
         )
@@ -217,6 +228,15 @@ class IntervalWriter:
         self._thread.join()
         if self._error is not None:
             raise self._sink.error("COPY failed", self._error) from None
+
+    def commit(self, _manifest: dict | None = None) -> None:
+        """End the COPY and commit the transaction (once); usable as `lake.write_partition_stream`'s
+        `before_replace`, so that the Parquet file replaces the old one only after the rows are committed."""
+        if self.committed:
+            return
+        self.finish()
+        self._conn.commit()
+        self.committed = True
 
     def abort(self) -> None:
         """Abandon the COPY (the transaction then rolls back)."""
@@ -266,12 +286,15 @@ class PostgresSink:
 
     def error(self, what: str, exc: BaseException | None) -> SinkError:
         """A SinkError naming the sink and the cause, with any password masked."""
+        import psycopg2
+
         reason = " ".join(str(exc).split()) if exc is not None else "the COPY thread stopped"
         if isinstance(exc, SinkError):
             return exc
         if self._password:
             reason = reason.replace(str(self._password), "***")
-        return SinkError(f"predictions sink {self.masked_url} table {self.table}: {what}: {reason}")
+        transient = exc is None or isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+        return SinkError(f"predictions sink {self.masked_url} table {self.table}: {what}: {reason}", transient)
 
     def _connect(self):
         import psycopg2
@@ -318,8 +341,8 @@ class PostgresSink:
     def replacing(self, pipeline: str, start: dt.datetime, end: dt.datetime) -> Iterator[IntervalWriter]:
         """A writer whose rows replace the pipeline's rows with data_interval_start in [start, end).
 
-        Everything happens in one transaction, committed when the block ends without error and
-        rolled back otherwise (the old rows then remain).
+        Everything happens in one transaction, committed when the block ends without error (or
+        earlier by `writer.commit()`) and rolled back otherwise (the old rows then remain).
         """
         import psycopg2
         from psycopg2 import sql
@@ -342,14 +365,15 @@ class PostgresSink:
             )
             columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
             copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(self._identifier(), columns)
-            writer = IntervalWriter(self, cur, copy_sql.as_string(conn))
+            writer = IntervalWriter(self, conn, cur, copy_sql.as_string(conn), max(cur.rowcount, 0))
             yield writer
-            writer.finish()
-            conn.commit()
+            writer.commit()
         except BaseException as exc:
-            if writer is not None:
-                writer.abort()
-            conn.rollback()
+            if writer is None or not writer.committed:
+                if writer is not None:
+                    writer.abort()
+                with suppress(psycopg2.Error):  # a lost connection has nothing to roll back
+                    conn.rollback()
             if isinstance(exc, psycopg2.Error):
                 raise self.error(f"replacing {pipeline} [{start}, {end})", exc) from None
             raise

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlops.core.interval import Interval
@@ -16,6 +16,7 @@ class RunOutcome:
     state: str
     tasks: dict[str, str]  # task_id -> state
     xcoms: dict[str, Any]  # task_id -> returned value
+    tries: dict[str, int] = field(default_factory=dict)  # task_id -> attempts made
 
     @property
     def succeeded(self) -> bool:
@@ -47,10 +48,11 @@ def run(
     dag = load_dags()[dag_id]
     logical_date = dt.datetime.combine(interval.end, dt.time(), tzinfo=dt.UTC)
     dag_run = dag.test(logical_date=logical_date, run_conf=conf or {}, mark_success_pattern=mark_success)
-    tasks, xcoms = {}, {}
+    tasks, xcoms, tries = {}, {}, {}
     for ti in dag_run.get_task_instances():
         tasks[ti.task_id] = str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+        tries[ti.task_id] = ti.try_number
         if tasks[ti.task_id] == "success":
             xcoms[ti.task_id] = ti.xcom_pull(task_ids=ti.task_id)
     state = dag_run.state.value if hasattr(dag_run.state, "value") else str(dag_run.state)
-    return RunOutcome(dag.dag_id, interval.key, state, tasks, xcoms)
+    return RunOutcome(dag.dag_id, interval.key, state, tasks, xcoms, tries)

@@ -6,7 +6,8 @@ from typing import Any
 
 from mlops.core.config import PipelineConfig
 from mlops.io import lake, registry
-from mlops.io.paths import predictions_dir, raw_dir, validation_dir
+from mlops.io.paths import raw_dir, validation_dir
+from mlops.io.predictions import scored_days
 
 
 def pipeline_status(cfg: PipelineConfig) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def pipeline_status(cfg: PipelineConfig) -> dict[str, Any]:
         for k, r in reports.items()
         if not r["success"]
     ]
-    scored = lake.list_partitions(predictions_dir(cfg.name))
+    scored = scored_days(cfg.name)
     ingested = lake.list_partitions(raw_dir(cfg.name))
     return {
         "champion": {

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.core.config import CROSS, LOWER_IS_BETTER, Evaluation, PipelineConfig
-from mlops.core.features import ROW_KEY, labels
+from mlops.core.features import MISSING_SLICE, ROW_KEY, labels
 from mlops.core.metrics import OVERALL, bootstrap_indices, bootstrap_metrics, interval, point_metrics
 from mlops.core.modeling import model_input, predict_scores
 from mlops.core.splits import split_frame, split_window
@@ -39,11 +39,14 @@ class EvaluationResult:
 
 
 def slice_groups(predictions: pd.DataFrame, slices: list[str]) -> list[tuple[str, str, np.ndarray]]:
-    """(slice_feature, slice_value, row positions): overall first, then each slice value, sorted."""
+    """(slice_feature, slice_value, row positions): overall first, then each slice value, sorted.
+
+    Rows whose slice column has no value form their own slice, `(missing)`.
+    """
     groups = [(OVERALL, OVERALL, np.arange(len(predictions)))]
     for spec in slices:
         columns = [c.strip() for c in spec.split(CROSS)]
-        keys = predictions[columns].astype("str")
+        keys = predictions[columns].astype("str").fillna(MISSING_SLICE)
         for value, positions in sorted(keys.groupby(columns, sort=False, dropna=False).indices.items()):
             parts = value if isinstance(value, tuple) else (value,)
             groups.append((spec, CROSS.join(str(p) for p in parts), positions))

@@ -7,13 +7,24 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from mlops.core.columns import (
+    ColumnError,
+    canonical_numbers,
+    check_collisions,
+    check_day,
+    check_numeric,
+    examples,
+    key_columns,
+    local_dates,
+    numeric_columns,
+)
 from mlops.core.config import PipelineConfig, Source
 from mlops.core.features import ROW_KEY, apply_joins, derive, row_keys
 from mlops.core.interval import Interval
 from mlops.io import lake
 from mlops.io.datasets import missing_days
 from mlops.io.paths import raw_dir
-from mlops.io.sources import DataSource, SourceError, check_columns, open_source, typed_empty
+from mlops.io.sources import DataSource, SourceError, SourceSchemaError, check_columns, open_source, typed_empty
 
 
 @dataclass(frozen=True)
@@ -27,37 +38,64 @@ class IngestResult:
 
 
 def add_date_column(df: pd.DataFrame, src: Source, day: dt.date) -> pd.DataFrame:
-    """Give every row the partition's date column (ms precision: Parquet keeps ms, so digests survive)."""
+    """Give every row the partition's date column, checked against the day (ms precision: Parquet keeps ms).
+
+    With `source.date_columns`, the rows' year, month and day must be the partition's day; else the
+    source's own date column, when it has one, taken in `source.time_zone` (naive values as they are,
+    aware ones converted), must fall on it. Raises ColumnError otherwise. A source without either
+    (a file per day) gives every row the partition's day.
+    """
+    if src.date_columns:
+        parts = {"year": day.year, "month": day.month, "day": day.day}
+        for part, column in src.date_columns.items():
+            if column not in df.columns:
+                raise ColumnError(f"date column {column!r} (source.date_columns.{part}) is not in the source's rows")
+            wrong = pd.to_numeric(df[column], errors="coerce") != parts[part]
+            if wrong.any():
+                raise ColumnError(
+                    f"{int(wrong.sum())} of {len(df)} rows have {column!r} (source.date_columns.{part}) other than "
+                    f"{parts[part]}, e.g. {examples(df.loc[wrong, column])}: the source's rows and its dates disagree"
+                )
     if src.date_columns or src.date_column not in df.columns:
         df[src.date_column] = pd.Timestamp(day).as_unit("ms")
     else:
-        df[src.date_column] = (
-            pd.to_datetime(df[src.date_column]).dt.tz_localize(None).dt.normalize().astype("datetime64[ms]")
-        )
+        dates = local_dates(df[src.date_column], src.time_zone, src.date_column)
+        check_day(dates, day, src.time_zone, src.date_column)
+        df[src.date_column] = dates
     return df
 
 
 def build_day(cfg: PipelineConfig, day: dt.date, source: DataSource | None = None) -> pd.DataFrame:
-    """The day's rows from the source, checked, joined and derived, in a stable order."""
+    """The day's rows from the source, checked, joined and derived, in a stable order.
+
+    Raises SourceSchemaError (naming the pipeline, the source, the partition, the column and the rule)
+    when the rows cannot make a trustworthy partition: colliding names, missing or mistyped columns,
+    dates off the day, missing or non-whole key values, duplicate keys.
+    """
     src = cfg.source
     source = source or open_source(src)
     df = typed_empty(source.read_day(day), src.columns)
-    where = f"{source.description}, partition {day.isoformat()}"
+    origin = getattr(source, "last_read", {}).get("url") or source.description  # the day's file, when it has one
+    where = f"pipeline {cfg.name!r}, {origin}, partition {day.isoformat()}"
     if src.columns:
         check_columns(df, src.columns, where)
     if df.empty:
         if src.on_empty == "fail":
             raise SourceError(f"{where}: no rows (source.on_empty is 'fail')")
         return df
-    df = add_date_column(df, src, day)
-    references = {j.table: source.read_table(j.table) for j in cfg.joins}
-    df = apply_joins(df, cfg, references)
-    df = derive(df, cfg.derived)
+    try:
+        check_collisions(list(df.columns), cfg)
+        df = add_date_column(canonical_numbers(df), src, day)
+        references = {j.table: source.read_table(j.table) for j in cfg.joins}
+        df = check_numeric(apply_joins(df, cfg, references), numeric_columns(cfg))
+        df = key_columns(derive(df, cfg.derived, src.time_zone), cfg.row_key)
+    except ColumnError as exc:
+        raise SourceSchemaError(f"{where}: {exc}") from None
     df.insert(0, ROW_KEY, row_keys(df.assign(**{src.date_column: day.isoformat()}), cfg.row_key))
     duplicated = df[ROW_KEY].duplicated()
     if duplicated.any():
-        raise SourceError(f"{where}: row key {cfg.row_key} is not unique, e.g. {df[ROW_KEY][duplicated].iloc[0]}")
-    return df.sort_values(ROW_KEY, kind="stable").reset_index(drop=True)
+        raise SourceSchemaError(f"{where}: row key {cfg.row_key} is not unique, e.g. {df[ROW_KEY][duplicated].iloc[0]}")
+    return canonical_numbers(df).sort_values(ROW_KEY, kind="stable").reset_index(drop=True)
 
 
 def ingest(cfg: PipelineConfig, interval: Interval, run_id: str | None = None, url: str | None = None) -> IngestResult:
@@ -78,6 +116,8 @@ def ingest(cfg: PipelineConfig, interval: Interval, run_id: str | None = None, u
             {
                 "pipeline": cfg.name,
                 "source": source.description,
+                "source_stats": getattr(source, "last_read", {}),
+                "time_zone": cfg.source.time_zone,
                 "empty": df.empty,
                 "interval": [day.isoformat(), (day + dt.timedelta(days=1)).isoformat()],
                 "airflow_run_id": run_id,

@@ -28,7 +28,7 @@ from mlops.core.checks import CheckOutcomes, shorten
 from mlops.core.config import PipelineConfig
 from mlops.core.drift import profile, psi
 from mlops.core.interval import Interval
-from mlops.io import lake, registry
+from mlops.io import lake, predictions, registry
 from mlops.io.paths import monitoring_dir, predictions_dir
 
 EVALUATION_SCORES = "evaluation/eval_predictions.parquet"
@@ -170,6 +170,10 @@ def monitor_predictions(
     days, checks, rows = {}, [], 0
     for day in interval.days():
         key = day.isoformat()
+        if not predictions.is_done(cfg.name, key):  # e.g. an empty day, whose predictions were retracted
+            rec = predictions.record(cfg.name, key) or {}
+            days[key] = {"model_version": None, "rows": 0, "not_scored": rec.get("reason", "no predictions")}
+            continue
         version = str(lake.read_manifest(predictions_dir(cfg.name), key)["model_version"])
         if version not in loaded:
             loaded[version] = evaluation_scores(registry.version(cfg.name, version))

@@ -2,7 +2,9 @@
 
 Each day goes to one Parquet partition and, when a sink URL is configured, to the PostgreSQL
 predictions table as well: every batch is written to both as it is scored, so memory stays bounded
-by `batch_rows`. A re-run of a day replaces that day in both places.
+by `batch_rows`. A re-run of a day replaces that day in both places, and the day counts as scored
+only once both are written (io.predictions). Predictions that no longer hold (the day is now empty,
+or failed validation) are retracted from both, with the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from mlops.core.config import PipelineConfig
 from mlops.core.features import ROW_KEY
 from mlops.core.interval import Interval
 from mlops.core.modeling import model_input, predict_scores
-from mlops.io import lake, registry
+from mlops.io import lake, predictions, registry
+from mlops.io.datasets import is_empty
 from mlops.io.paths import predictions_dir, raw_dir
 from mlops.io.sinks import PostgresSink
 
@@ -43,19 +46,21 @@ PREDICTION_COLUMNS = [
 DEFAULT_BATCH_ROWS = 100_000  # the default of `scoring.batch_rows`
 MAX_WORKERS = 4
 SCORES_URL_ENV = "MLOPS_SCORES_URL"
+EMPTY_DAY = "the day's partition is empty (the source had no rows): nothing to score"
 
 
 @dataclass(frozen=True)
 class ScoreResult:
     pipeline: str
     interval: str
-    model_version: str  # of the last day
-    threshold: float
+    model_version: str | None  # of the last day scored (None: every day was empty)
+    threshold: float | None
     rows: int
     positive_rate: float
     versions: dict[str, str] = field(default_factory=dict)  # day -> model version
     sink: str | None = None  # the SQL table written too, password masked
     sink_rows: int = 0
+    retracted: dict[str, str] = field(default_factory=dict)  # day -> why its predictions were removed
 
 
 def resolve_sink_url(cfg: PipelineConfig, url: str | None = None) -> str | None:
@@ -63,9 +68,10 @@ def resolve_sink_url(cfg: PipelineConfig, url: str | None = None) -> str | None:
     return url or cfg.scoring.sink_url or os.environ.get(SCORES_URL_ENV) or None
 
 
-def day_bounds(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The data interval [start, end) of one day, in UTC."""
-    return pd.Timestamp(day, tz="UTC"), pd.Timestamp(day + dt.timedelta(days=1), tz="UTC")
+def day_bounds(day: dt.date, time_zone: str = "UTC") -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The data interval [start, end) of one day: its midnights in `time_zone` (`source.time_zone`), aware."""
+    start = pd.Timestamp(day).tz_localize(time_zone)
+    return start, pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(time_zone)
 
 
 def resolve_model(cfg: PipelineConfig, day: dt.date, model_version: str | None = None) -> registry.VersionRef:
@@ -103,7 +109,7 @@ def score_batches(
     stalls on a busy machine), and reading and writing overlap with prediction. At most
     `workers + 1` batches are in memory.
     """
-    start, end = day_bounds(day)
+    start, end = day_bounds(day, cfg.source.time_zone)
     scored_at = pd.Timestamp.now(tz="UTC").floor("s")
     columns = [ROW_KEY, *cfg.features.all]
 
@@ -162,40 +168,72 @@ def score(
 
     A re-run replaces that day's predictions, in the Parquet partition and (with a sink URL, see
     `resolve_sink_url`) in the SQL table, whose day is replaced in one transaction. Memory stays
-    bounded by `batch_rows` (default `scoring.batch_rows`), not the partition. The Parquet file is
-    renamed into place just before the SQL transaction commits: should the commit fail, the task
-    fails and its retry makes both agree again.
+    bounded by `batch_rows` (default `scoring.batch_rows`), not the partition. The SQL transaction
+    commits before the Parquet file replaces the old one, and the day's record (io.predictions) is
+    written last: should anything fail in between, the day is not scored and the retry redoes it.
+    A day whose partition is empty has its earlier predictions retracted.
+
+    Raises LookupError (no champion), ValueError (a version without threshold), SinkError (its
+    `transient` says whether a retry may help), lake.PartitionReadError (a damaged partition).
     """
     batch_rows = batch_rows or cfg.scoring.batch_rows
     url = resolve_sink_url(cfg, sink_url)
     sink = PostgresSink(url, cfg.scoring.table) if url else None
-    total, positives, sink_rows, models, versions = 0, 0, 0, {}, {}
+    total, positives, sink_rows, models, versions, retracted = 0, 0, 0, {}, {}, {}
+    ref = None
     for day in interval.days():
-        ref = resolve_model(cfg, day, model_version)
+        key = day.isoformat()
+        day_ref = resolve_model(cfg, day, model_version)
+        if is_empty(cfg, day):
+            retracted[key] = EMPTY_DAY
+            predictions.retract(cfg.name, key, EMPTY_DAY, sink, day_bounds(day, cfg.source.time_zone))
+            continue
+        ref = day_ref
         if ref.version not in models:
             models[ref.version] = registry.load_sklearn(ref)
         tally = {"positives": 0}
         batches = score_batches(cfg, models[ref.version], ref, day, batch_rows, tally)
         manifest = {"pipeline": cfg.name, "model_version": ref.version, "threshold": ref.threshold}
+        predictions.clear(cfg.name, key)
+        rows_to_sink = 0
         if sink is None:
-            written = lake.write_partition_stream(batches, predictions_dir(cfg.name), day.isoformat(), manifest)
+            written = lake.write_partition_stream(batches, predictions_dir(cfg.name), key, manifest)
         else:
-            with sink.replacing(cfg.name, *day_bounds(day)) as writer:
+            with sink.replacing(cfg.name, *day_bounds(day, cfg.source.time_zone)) as writer:
                 written = lake.write_partition_stream(
-                    writer.tee(batches), predictions_dir(cfg.name), day.isoformat(), manifest
+                    writer.tee(batches), predictions_dir(cfg.name), key, manifest, before_replace=writer.commit
                 )
-            sink_rows += writer.rows
+            rows_to_sink = writer.rows
+        predictions.mark_done(cfg.name, key, written, sink, rows_to_sink)
+        sink_rows += rows_to_sink
         total += written["row_count"]
         positives += tally["positives"]
-        versions[day.isoformat()] = ref.version
+        versions[key] = ref.version
     return ScoreResult(
         cfg.name,
         interval.key,
-        ref.version,
-        ref.threshold,
+        ref.version if ref else None,
+        ref.threshold if ref else None,
         total,
         positives / total if total else 0.0,
         versions,
         f"{sink.masked_url} table {sink.table}" if sink else None,
         sink_rows,
+        retracted,
     )
+
+
+def retract(cfg: PipelineConfig, interval: Interval, reason: str, sink_url: str | None = None) -> dict[str, dict]:
+    """Remove the predictions of every day of `interval` from Parquet and the SQL table, recording `reason`.
+
+    For days whose latest data no longer supports their predictions (failed validation, emptied).
+    Returns day -> its record (see io.predictions.retract). Raises SinkError when the sink fails.
+    """
+    url = resolve_sink_url(cfg, sink_url)
+    sink = PostgresSink(url, cfg.scoring.table) if url else None
+    return {
+        day.isoformat(): predictions.retract(
+            cfg.name, day.isoformat(), reason, sink, day_bounds(day, cfg.source.time_zone)
+        )
+        for day in interval.days()
+    }

@@ -1,9 +1,10 @@
-"""Stage 2, validation: a Great Expectations suite, plus drift and skew measured per feature.
+"""Stage 2, validation: a Great Expectations suite, plus drift and skew measured per feature, and volume.
 
 - drift: against the previous day's partition;
-- skew: against the training data of the model that was champion for this data interval.
+- skew: against the training data of the model that was champion for this data interval;
+- volume: each day's row count against the same weekday of recent weeks.
 
-Both references follow from the run's data interval, so a backfill of an old day compares with the
+The references follow from the run's data interval, so a backfill of an old day compares with the
 day before it and with the champion of that time, exactly as the original run did. Every run's
 shift scores are kept (one Parquet file per interval) whether or not anything failed.
 """
@@ -20,8 +21,9 @@ from mlops.core.checks import CheckOutcomes, shorten
 from mlops.core.config import PipelineConfig, ShiftCheck
 from mlops.core.drift import compare, profile
 from mlops.core.interval import Interval
+from mlops.core.volume import history_days, volume_check
 from mlops.io import lake
-from mlops.io.datasets import read_interval, read_training_set
+from mlops.io.datasets import is_empty, read_interval, read_training_set, volume_history
 from mlops.io.gx_checks import build_suite, run_suite
 from mlops.io.paths import mlflow_run_url, raw_dir, shift_scores_dir, validation_dir
 
@@ -130,14 +132,17 @@ def validate_frame(
     references: dict[str, Reference | None],
     data_docs: bool = False,
     publish: bool = False,
+    extra_checks: list[dict[str, Any]] | None = None,
 ) -> ValidationReport:
     """Run the suite and the shift checks on a frame covering `n_days` days; store the report under `key`.
 
     With `data_docs`, the Great Expectations run is stored and the Data Docs site rebuilt (about 1 s).
     With `publish`, the HTML report is written and logged with the JSON report to an MLflow run.
+    `extra_checks` (records like the suite's, with a severity) join the report as they are.
     """
     suite = build_suite(cfg, n_days, key)
     checks = [{**c, "severity": "error"} for c in run_suite(suite, df, run_name=key, data_docs=data_docs)]
+    checks += extra_checks or []
     shifts: dict[str, dict[str, dict[str, float]]] = {}
     for kind, reference in references.items():
         if reference is None:
@@ -187,7 +192,16 @@ def validate(
     if references is None:
         references = {DRIFT: previous_partition(cfg, interval), SKEW: champion_training_data(cfg, interval.start)}
     df = read_interval(cfg, interval)
-    return validate_frame(cfg, df, interval.key, len(interval.days()), references, data_docs, publish)
+    with_rows = [day for day in interval.days() if not is_empty(cfg, day)]
+    volume = [volume_check_of(cfg, day) for day in with_rows]
+    return validate_frame(cfg, df, interval.key, max(1, len(with_rows)), references, data_docs, publish, volume)
+
+
+def volume_check_of(cfg: PipelineConfig, day: dt.date) -> dict[str, Any]:
+    """The day's row count against the same weekday of recent weeks (see core.volume)."""
+    rows = int(lake.read_manifest(raw_dir(cfg.name), day.isoformat())["row_count"])
+    history = volume_history(cfg, history_days(day, cfg.validation.volume))
+    return volume_check(day, rows, history, cfg.validation.volume)
 
 
 def validate_training_set(

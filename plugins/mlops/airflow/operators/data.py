@@ -1,8 +1,14 @@
-"""Operators of the data stages: ingest, validate, score (and re-score), monitor."""
+"""Operators of the data stages: ingest, validate, score (and re-score), monitor.
+
+Errors that a retry cannot fix (bad source data, a damaged lake file, a sink refusing the rows)
+fail the task at once, without retries; transient ones (a server unreachable) are retried.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -10,6 +16,28 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops.airflow.links import XCOM_KEY, MlflowRunLink
 from mlops.airflow.operators.base import PipelineOperator
 from mlops.core.interval import Interval
+
+
+def deterministic(exc: BaseException) -> bool:
+    """Whether retrying cannot help: the same data, file or rows would fail the same way."""
+    from mlops.io.lake import PartitionReadError
+    from mlops.io.sinks import SinkError
+    from mlops.io.sources import SourceSchemaError
+
+    if isinstance(exc, SinkError):
+        return not exc.transient
+    return isinstance(exc, SourceSchemaError | PartitionReadError | LookupError)
+
+
+@contextlib.contextmanager
+def failing_at_once() -> Iterator[None]:
+    """Turn deterministic errors (see `deterministic`) into AirflowFailException, which skips the retries."""
+    try:
+        yield
+    except Exception as exc:
+        if deterministic(exc):
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
 
 
 class IngestOperator(PipelineOperator):
@@ -22,7 +50,8 @@ class IngestOperator(PipelineOperator):
         interval = self.interval(context)
         self.check_within_data(cfg, interval, context)
         self.record_note(context, f"{cfg.name} {interval.key}")
-        result = ingest(cfg, interval, context.get("run_id"), url=source_url(cfg))
+        with failing_at_once():
+            result = ingest(cfg, interval, context.get("run_id"), url=source_url(cfg))
         self.log.info("ingested %s partitions: %s", len(result.partitions), result.partitions)
         return {"interval": result.interval.key, "partitions": result.partitions}
 
@@ -44,6 +73,8 @@ class ValidateOperator(PipelineOperator):
     """Validate the interval's partitions, or the training window assembled upstream.
 
     A failed check fails the task without retries (the data will not change) and so sends the alert.
+    The interval's predictions, if any, no longer hold then and are retracted (Parquet and SQL), as
+    they are when every day of the interval is empty.
     """
 
     operator_extra_links = (MlflowRunLink(),)
@@ -56,17 +87,26 @@ class ValidateOperator(PipelineOperator):
         from mlops.stages.validate import validate, validate_training_set
 
         cfg = self.config()
-        if self.training_task_id:
-            assembled = self.pulled(context, self.training_task_id)
-            report = validate_training_set(cfg, assembled["training_key"], len(assembled["days"]), publish=True)
-        else:
-            interval = self.interval(context)
-            skip_if_empty(cfg, interval)
-            report = validate(cfg, interval, data_docs=True, publish=True)
+        interval = None
+        with failing_at_once():
+            if self.training_task_id:
+                assembled = self.pulled(context, self.training_task_id)
+                report = validate_training_set(cfg, assembled["training_key"], len(assembled["days"]), publish=True)
+            else:
+                interval = self.interval(context)
+                skip_if_empty(cfg, interval, retract=True)
+                report = validate(cfg, interval, data_docs=True, publish=True)
         context["ti"].xcom_push(key=XCOM_KEY, value=report.mlflow_run_id)
         for check in report.warnings:
             self.log.warning("warning %s [%s]: observed %s", check["check"], check["column"], check["observed"])
         if not report.success:
+            if interval is not None:
+                try:
+                    self.retract(cfg, interval, f"failed validation: {report.summary().splitlines()[0]}")
+                except Exception as exc:  # e.g. the sink is unreachable: retried, and so re-validated
+                    raise RuntimeError(
+                        f"{report.summary()}\nThe interval's earlier predictions could not be retracted: {exc}"
+                    ) from exc
             raise AirflowFailException(report.summary())
         self.log.info("%s: %d checks passed, %d warnings", report.interval, len(report.checks), len(report.warnings))
         return {
@@ -77,12 +117,28 @@ class ValidateOperator(PipelineOperator):
             "mlflow_run_id": report.mlflow_run_id,
         }
 
+    def retract(self, cfg, interval: Interval, reason: str) -> None:
+        """Retract the interval's predictions; a failure to do so fails the task (retried) saying why."""
+        from mlops.stages.score import retract
 
-def skip_if_empty(cfg, interval) -> None:
-    """Skip the task (and so the stages after it) when every partition of the interval is empty."""
+        retracted = retract(cfg, interval, reason, sink_url=sink_url(cfg))
+        removed = {day: r["removed"] for day, r in retracted.items() if any(v for v in r["removed"].values())}
+        self.log.warning("%s %s: predictions retracted (%s): %s", cfg.name, interval.key, reason, removed or "none")
+
+
+def skip_if_empty(cfg, interval, retract: bool = False) -> None:
+    """Skip the task (and so the stages after it) when every partition of the interval is empty.
+
+    With `retract`, earlier predictions of those days, which no longer hold, are retracted first
+    (Parquet and SQL).
+    """
     from mlops.io.datasets import is_empty
+    from mlops.stages.score import EMPTY_DAY
+    from mlops.stages.score import retract as retract_predictions
 
     if all(is_empty(cfg, day) for day in interval.days()):
+        if retract:
+            retract_predictions(cfg, interval, EMPTY_DAY, sink_url=sink_url(cfg))
         raise AirflowSkipException(f"{cfg.name} {interval.key}: the source had no rows (recorded as empty)")
 
 
@@ -113,24 +169,23 @@ class ScoreOperator(PipelineOperator):
         return self.interval(context), (context.get("params") or {}).get("model_version")
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from mlops.io.sinks import SinkConfigError
         from mlops.stages.score import score
 
         cfg = self.config()
         interval, pinned = self.target(context)
-        skip_if_empty(cfg, interval)
-        try:
+        with failing_at_once():
+            skip_if_empty(cfg, interval, retract=True)
             result = score(cfg, interval, pinned, sink_url=sink_url(cfg))
-        except (LookupError, SinkConfigError) as exc:  # retrying will not help
-            raise AirflowFailException(str(exc)) from None
         self.log.info(
-            "scored %s: %d rows with version %s at threshold %.4f%s",
+            "scored %s: %d rows with version %s at threshold %s%s",
             result.interval,
             result.rows,
             result.model_version,
             result.threshold,
             f"; {result.sink_rows} rows to {result.sink}" if result.sink else "",
         )
+        for day, reason in result.retracted.items():
+            self.log.warning("%s: predictions retracted: %s", day, reason)
         return {
             "interval": result.interval,
             "rows": result.rows,
@@ -181,8 +236,9 @@ class MonitorOperator(PipelineOperator):
             interval = Interval.parse(self.pulled(context, self.score_task_id)["interval"])
         else:
             interval = self.interval(context)
-        skip_if_empty(cfg, interval)
-        report = monitor_predictions(cfg, interval)
+        with failing_at_once():
+            skip_if_empty(cfg, interval)
+            report = monitor_predictions(cfg, interval)
         for check in report.warnings:
             self.log.warning(
                 "warning %s on %s: observed %s, expected %s",

@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops.airflow.assets import announce_champion
 from mlops.airflow.links import XCOM_KEY, MlflowRunLink
 from mlops.airflow.operators.base import PipelineOperator
+from mlops.airflow.operators.data import failing_at_once
 
 WINDOW_PARAMS = {"start_param": "window_start", "end_param": "window_end"}
 
@@ -32,8 +33,9 @@ class AssembleTrainingWindowOperator(PipelineOperator):
         window = interval if params.get("window_start") else training_window(cfg, interval)
         self.check_within_data(cfg, window, context)
         self.record_note(context, f"{cfg.name} training window {window.key}")
-        ingest_missing(cfg, window, context.get("run_id"))
-        ts = assemble(cfg, window, context.get("run_id"))
+        with failing_at_once():  # bad source data or a damaged partition: retrying cannot help
+            ingest_missing(cfg, window, context.get("run_id"))
+            ts = assemble(cfg, window, context.get("run_id"))
         self.log.info("training window %s: %d rows, excluded %s", ts.key, ts.rows, ts.excluded or "nothing")
         return {"training_key": ts.key, "days": ts.days, "excluded": ts.excluded, "rows": ts.rows}
 

@@ -24,6 +24,7 @@ class SourceSchemaError(SourceError):
 
 class DataSource(Protocol):
     description: str
+    last_read: dict[str, object]  # what the source said of the last day it read (size, its own row count)
 
     def read_day(self, day: dt.date) -> pd.DataFrame:
         """Raw rows of the day [day, day + 1)."""

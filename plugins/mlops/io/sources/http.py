@@ -40,6 +40,7 @@ class HttpSource:
         self.src = src
         self.url_template = url_template
         self.description = f"http:{mask_url(url_template)}"
+        self.last_read: dict[str, object] = {}  # what the server said of the last day's file
 
     def read_day(self, day: dt.date) -> pd.DataFrame:
         end = day + dt.timedelta(days=1)
@@ -49,28 +50,48 @@ class HttpSource:
             raise SourceError(
                 f"{self.description}: bad URL template ({exc!r}); use {{date}}, {{start}} and {{end}}"
             ) from exc
-        return self._read(url, f"partition {day.isoformat()}")
+        df, headers, size = self._read(url, f"partition {day.isoformat()}")
+        self.last_read = self._stats(url, df, headers, size, f"partition {day.isoformat()}")
+        return df
+
+    def _stats(self, url: str, df: pd.DataFrame, headers, size: int, what: str) -> dict[str, object]:
+        """The file's size and the server's own figures; a row count header that disagrees fails."""
+        stats: dict[str, object] = {"url": mask_url(url), "bytes": size, "rows": len(df)}
+        for name in ("Content-Length", "ETag", "Last-Modified"):
+            if headers.get(name) is not None:
+                stats[name.lower().replace("-", "_")] = headers[name]
+        header = self.src.row_count_header
+        if header and headers.get(header) is not None:
+            claimed = headers[header].strip()
+            stats["claimed_rows"] = claimed
+            if not claimed.isdigit() or int(claimed) != len(df):
+                raise SourceError(
+                    f"{mask_url(url)} ({what}): the file has {len(df)} rows but its {header} header says "
+                    f"{claimed!r} (source.row_count_header): the file arrived incomplete or altered"
+                )
+        return stats
 
     def read_table(self, name: str) -> pd.DataFrame:
         if name not in self.src.tables:
             raise SourceError(
                 f"{self.description}: no URL for reference table {name!r}; known tables: {sorted(self.src.tables)}"
             )
-        return self._read(urljoin(self.url_template, self.src.tables[name]), f"table {name!r}")
+        return self._read(urljoin(self.url_template, self.src.tables[name]), f"table {name!r}")[0]
 
-    def _read(self, url: str, what: str) -> pd.DataFrame:
+    def _read(self, url: str, what: str) -> tuple[pd.DataFrame, dict[str, str], int]:
+        """The parsed file, the response headers and the body's size in bytes."""
         where = f"{mask_url(url)} ({what})"
-        body = self._get(url, where)
+        body, headers = self._get(url, where)
         if not body:
             raise SourceError(f"{where}: empty body; a {self.src.format} file was expected")
         try:
             if self.src.format == "parquet":
-                return pd.read_parquet(io.BytesIO(body))
-            return pd.read_csv(io.BytesIO(body))
+                return pd.read_parquet(io.BytesIO(body)), headers, len(body)
+            return pd.read_csv(io.BytesIO(body)), headers, len(body)
         except Exception as exc:  # any parser error: the body is not a readable file of this format
             raise SourceError(f"{where}: cannot parse the body as {self.src.format}: {exc}") from exc
 
-    def _get(self, url: str, where: str) -> bytes:
+    def _get(self, url: str, where: str) -> tuple[bytes, dict[str, str]]:
         import requests
 
         attempts = self.src.retries + 1
@@ -89,7 +110,7 @@ class HttpSource:
                 else:
                     status = response.status_code
                     if status < 400:
-                        return response.content
+                        return response.content, response.headers
                     if status < 500:
                         raise SourceError(f"{where}: HTTP {status} {response.reason} (client error, not retried)")
                     last = f"HTTP {status} {response.reason}"

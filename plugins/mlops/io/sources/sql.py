@@ -46,6 +46,7 @@ class SqlSource:
         self.url = url
         self.masked_url = mask_url(url)
         self.description = f"sql:{self.masked_url}"
+        self.last_read: dict[str, object] = {}
 
     def _query(self, sql: Any, params: dict[str, Any] | None, where: str) -> pd.DataFrame:
         import sqlalchemy as sa
@@ -58,6 +59,8 @@ class SqlSource:
             raise SourceError(f"{self.description}, {where}: cannot open the database: {_reason(exc)}") from exc
         try:
             with engine.connect() as conn:
+                if conn.dialect.name == "postgresql":  # dates in one zone: the session's is the declared one
+                    conn.execute(sa.text("SELECT set_config('TimeZone', :zone, false)"), {"zone": self.src.time_zone})
                 statement = sa.text(sql) if isinstance(sql, str) else sql
                 return pd.read_sql_query(statement, conn, params=params)
         except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
@@ -66,9 +69,15 @@ class SqlSource:
             engine.dispose()
 
     def read_day(self, day: dt.date) -> pd.DataFrame:
+        """Rows of the query with :start and :end the day's midnights, naive, in `source.time_zone`.
+
+        On PostgreSQL the session's time zone is `source.time_zone`, so `timestamptz` columns compare
+        with (and read back in) the same zone as naive `timestamp` and `date` columns.
+        """
         start = dt.datetime.combine(day, dt.time())
         params = {"start": start, "end": start + dt.timedelta(days=1)}
         df = self._query(self.src.query, params, f"partition {day.isoformat()}")
+        self.last_read = {"rows": len(df), "time_zone": self.src.time_zone}
         return df
 
     def read_table(self, name: str) -> pd.DataFrame:
