@@ -56,3 +56,16 @@ class PipelineOperator(BaseOperator):
         if not value:
             raise AirflowFailException(f"upstream task {task_id!r} returned nothing")
         return value
+
+
+class ChecksFailed(AirflowFailException):
+    """Data or prediction checks failed: the task fails at once, without retries.
+
+    `headline` is the count for the mail subject ("3 of 161 checks failed"); `links` maps a label to
+    a report's URL ("Report" -> file:///.../2013-02-08.html, "MLflow run" -> http://...).
+    """
+
+    def __init__(self, message: str, headline: str = "", links: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headline = headline
+        self.links = links or {}
