@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -191,6 +192,9 @@ def test_published_report_lands_in_mlflow_with_plots_and_docs(mlops_home, flight
     artifacts = {a.path for a in registry.client().list_artifacts(report.mlflow_run_id, "validation")}
     assert artifacts == {"validation/2013-02-08.html", "validation/report.json"}
     assert data_docs_index().is_file()
+    # the report is what a person is linked to offline: nothing to fetch, unlike GX's Data Docs (README)
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html) and "<script" not in html
+    assert re.search(r"""<link[^>]+href=["']https://""", data_docs_index().read_text())
     assert "Report: " in report.summary() and report.mlflow_run_id in report.summary()
 
 
