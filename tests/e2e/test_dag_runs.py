@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import urllib.parse
 from pathlib import Path
 
 import mlflow.artifacts
@@ -124,16 +125,42 @@ def test_broken_partition_stops_the_chain_and_mails_the_failed_checks(first_mode
     assert "2013-01-23" not in lake.list_partitions(predictions_dir("flights"))
     new_mail = mail.messages[sent_before:]
     assert len(new_mail) == 1, [m["Subject"] for m in new_mail]
-    subject = new_mail[0]["Subject"]
+    message = new_mail[0]
+    subject = message["Subject"]
     assert subject.startswith("[mlops] flights: flights_daily.validate failed for 2013-01-23: ")
     assert subject.endswith(" checks failed") and not subject.split(": ")[-1].startswith("0 of")
-    body = body_text(new_mail[0])
-    assert "expect_column_values_to_be_in_set" in body and "origin" in body
-    assert "expect_column_values_to_be_between" in body and "temp" in body
-    assert "Report: " in body and "MLflow run: " in body
-    run_id = body.split("/#/runs/")[1].split()[0].split("<")[0]
+    plain, html = (message.get_body(preferencelist=(kind,)) for kind in ("plain", "html"))
+    assert plain is not None and html is not None, "the mail has a plain-text and an HTML part"
+    plain, html = plain.get_content(), html.get_content()
+    assert body_text(message) == html
+    for body in (plain, html):
+        assert "expect_column_values_to_be_in_set" in body and "origin" in body
+        assert "expect_column_values_to_be_between" in body and "temp" in body
+    fields = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in plain.splitlines() if ": " in line}
+    assert fields["Processed"] == "2013-01-23"
+    assert fields["Try"].startswith("1, not retried: a failed check fails at once") and " of " not in fields["Try"]
+    report_url, mlflow_url = fields["Report"], fields["MLflow run"]
+    assert report_url.startswith("file:///") and report_url.endswith("/reports/2013-01-23.html")
+    assert Path(urllib.parse.unquote(urllib.parse.urlparse(report_url).path)).is_file()
+    assert f'<a href="{report_url}">' in html and f'<a href="{mlflow_url}">' in html
+    run_id = mlflow_url.split("/#/runs/")[1]
     report = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="validation/report.json")
     assert json.loads(Path(report).read_text())["success"] is False
+
+
+def test_runs_keep_their_true_start_and_end_times(first_model):
+    """dag.test() starts a run at its logical date (2013); the demo's runs must not last for years."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == "flights_retrain", DagRun.run_id == first_model.run_id)
+        ).one()
+        assert run.logical_date.year == 2013
+        now = dt.datetime.now(dt.UTC)
+        assert now - dt.timedelta(minutes=20) < run.start_date <= run.end_date <= now
 
 
 def test_weekly_retrain_skips_failed_days_and_compares_with_the_champion(first_model, mail):
@@ -191,7 +218,7 @@ def champion_events() -> list[dict]:
         return [{"extra": e.extra, "dag_id": e.source_dag_id, "task_id": e.source_task_id} for e in found]
 
 
-def test_rollback_dag_restores_a_version_and_records_it(first_model):
+def test_rollback_dag_restores_a_version_and_records_it(first_model, mail):
     """The manual flights_rollback DAG gives the champion alias back to the version its param names."""
     from mlops.io import audit
 
@@ -208,6 +235,28 @@ def test_rollback_dag_restores_a_version_and_records_it(first_model):
         "task_id": "rollback",
     }
 
+    sent_before = len(mail.messages)
     missing = runs.run("flights_rollback", Interval.parse("2013-02-11"), {"version": "999"})
     assert missing.tasks == {"rollback": "failed"}
     assert registry.version_by_alias("flights", "champion").version == first
+    (message,) = mail.messages[sent_before:]
+    # an unscheduled DAG's run has the empty data interval [logical date, logical date]: its day
+    assert message["Subject"] == "[mlops] flights: flights_rollback.rollback failed for 2013-02-12"
+    plain = message.get_body(preferencelist=("plain",)).get_content()
+    assert "Try:           1, not retried: this failure does not go away by retrying" in plain
+    assert "has no version 999" in plain
+
+
+def test_a_run_triggered_with_params_and_no_logical_date_mails_the_day_it_processed(first_model, mail):
+    """The UI's and the REST API's manual run without a logical date: no data interval, the day is in params."""
+    sent_before = len(mail.messages)
+    dag_run = runs.load_dags()["flights_daily"].test(
+        logical_date=None, run_conf={"start": "2013-02-09", "end": "2013-02-10"}
+    )
+    assert dag_run.data_interval_start is None
+    states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+    assert states["ingest"] == "success" and states["validate"] == "failed"  # the blizzard's second day
+    (message,) = mail.messages[sent_before:]
+    assert message["Subject"].startswith("[mlops] flights: flights_daily.validate failed for 2013-02-09: ")
+    plain = message.get_body(preferencelist=("plain",)).get_content()
+    assert "Processed:     2013-02-09" in plain and "Data interval: none (run without a logical date)" in plain

@@ -36,7 +36,12 @@ def test_demo_then_status(tmp_path):
         else:
             assert " passed " in lines[day] and "scored " in lines[day], lines[day]
     assert "retrain 2013-01-01..2013-02-01: version 1 promoted" in out
-    assert "Last evaluation (version 2" in out
+    assert "Last evaluation (version 2, challenger and champion on the same rows of the evaluation window " in out
+    # the weekly retrain trains on the 35 days before Monday 11 February: 21 + 7 + 7, named as such
+    assert (
+        "      window training 2013-01-07 to 2013-01-27 (21 days), threshold calibration 2013-01-28 to 2013-02-03 "
+        "(7 days), evaluation 2013-02-04 to 2013-02-10 (7 days)"
+    ) in out
     for day in BLIZZARD:
         assert f"Subject: [mlops] flights: flights_daily.validate failed for {day}: " in out
     assert len(list((home / "mail").glob("*.eml"))) >= len(BLIZZARD)
@@ -49,3 +54,7 @@ def test_demo_then_status(tmp_path):
     assert 0 < flights["champion"]["threshold"] < 1
     assert flights["last_ingested"] == flights["last_validated"] == flights["last_scored"] == "2013-02-14"
     assert {alert["interval"] for alert in flights["open_alerts"]} == set(BLIZZARD)
+    counts = flights["counts"]
+    assert (counts["validation_passed"], counts["validation_failed"]) == (len(DEMO_DAYS) - len(BLIZZARD), len(BLIZZARD))
+    assert counts["validated"] == counts["validation_passed"]
+    assert all(alert["report"].endswith(f"/reports/{alert['interval']}.html") for alert in flights["open_alerts"])

@@ -300,7 +300,7 @@ def test_rollback_never_revokes_older_versions(rolled_back):
 
 
 def test_cli_history_prints_the_audit_trail(rolled_back, capsys):
-    assert main(["history", "flights"]) == 0
+    assert main(["history", "flights", "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     events = [json.loads(line) for line in lines]
     assert events == audit.history("flights")
@@ -314,6 +314,26 @@ def test_cli_history_prints_the_audit_trail(rolled_back, capsys):
         ("rollback", "3"),
     ]
     assert all(e["pipeline"] == "flights" and e["at"] for e in events)
+
+
+def test_cli_history_is_a_table_a_person_reads(rolled_back, capsys):
+    """One row per event under a header, reasons one a line under their column; no JSON."""
+    assert main(["history", "flights"]) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert lines[0].split() == ["at", "event", "version", "previous", "by", "reasons"]
+    reasons_at = lines[0].index("reasons")
+    events = audit.history("flights")
+    rows = [line for line in lines[1:] if line[:reasons_at].strip()]
+    assert len(rows) == len(events)
+    for row, event in zip(rows, events, strict=True):
+        at, time, kind, version = row.split()[:4]
+        assert f"{at}T{time}".replace("Z", "+00:00") == event["at"]
+        assert (kind, version) == (event["event"], event["version"])
+        reasons = event["reasons"] + ([f"revoked: {', '.join(event['revoked'])}"] if event.get("revoked") else [])
+        assert row[reasons_at:] == (reasons[0] if reasons else "-")
+    continued = [line[reasons_at:] for line in lines[1:] if not line[:reasons_at].strip()]
+    assert continued and all(line and not line.startswith(" ") for line in continued)
+    assert not any(line.lstrip().startswith("{") for line in lines)
 
 
 def test_rollback_refusals(rolled_back, cfg, assembled):

@@ -29,14 +29,12 @@ from mlops.airflow.timetables import EndingCronDataIntervalTimetable
 from mlops.core.config import REPO_ROOT, PipelineConfig, load_all
 
 MAIL_TEMPLATE = REPO_ROOT / "include" / "templates" / "failure_mail.html"
+MAIL_TEXT_TEMPLATE = MAIL_TEMPLATE.with_suffix(".txt")
+# `mail` is what FailureMailNotifier adds to the context: the processed interval, the try, the headline
 MAIL_SUBJECT = (
     "{{ dag.dag_id }}.{{ ti.task_id }} failed"
-    "{% if data_interval_start is defined and data_interval_start %}"
-    " for {{ data_interval_start.strftime('%Y-%m-%d') }}"
-    "{% if data_interval_end and (data_interval_end - data_interval_start).days > 1 %}"
-    "..{{ data_interval_end.strftime('%Y-%m-%d') }}{% endif %}{% endif %}"
-    "{% set first = (exception | string).splitlines()[0] if exception is defined and exception else '' %}"
-    "{% if ' checks failed (' in first %}: {{ first.split(' (')[0] }}{% endif %}"
+    "{% if mail.interval %} for {{ mail.interval }}{% endif %}"
+    "{% if mail.headline %}: {{ mail.headline }}{% endif %}"
 )
 DATE_PARAM = {"type": ["null", "string"], "format": "date"}
 
@@ -45,8 +43,10 @@ def failure_notifier(cfg: PipelineConfig):
     """Mail to the pipeline's alert list when a task fails (SMTP connection `smtp_default`)."""
     from mlops.airflow.notify import FailureMailNotifier
 
-    html = MAIL_TEMPLATE.read_text().replace("__PIPELINE__", cfg.name)
-    return FailureMailNotifier(to=cfg.alerts.email, subject=f"[mlops] {cfg.name}: {MAIL_SUBJECT}", html_content=html)
+    html, text = (path.read_text().replace("__PIPELINE__", cfg.name) for path in (MAIL_TEMPLATE, MAIL_TEXT_TEMPLATE))
+    return FailureMailNotifier(
+        to=cfg.alerts.email, subject=f"[mlops] {cfg.name}: {MAIL_SUBJECT}", html_content=html, text_content=text
+    )
 
 
 def default_args(cfg: PipelineConfig) -> dict:

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     infer.add_argument("--output", help="where to write the suite (default: include/gx/expectations/<pipeline>.json)")
     hist = sub.add_parser("history", help="the audit trail of promotions and rollbacks")
     hist.add_argument("pipeline")
+    hist.add_argument("--json", action="store_true", help="print the events as JSON, one a line")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -79,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report, indent=2))
         else:
             for name, s in report["pipelines"].items():
+                counts = s["counts"]
                 print(
                     f"{name}: champion v{s['champion']['version']} threshold {s['champion']['threshold']}; "
                     f"ingested {s['last_ingested']}, validated {s['last_validated']}, scored {s['last_scored']}; "
+                    f"validations {counts['validation_passed']} passed, {counts['validation_failed']} failed; "
                     f"{len(s['open_alerts'])} open alerts"
                 )
         return 0
@@ -108,10 +111,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path}: review the diff and commit it")
         return 0
     if args.command == "history":
-        from mlops.io.audit import history
+        from mlops.io.audit import audit_path, history
+        from mlops.local.history import history_table
 
-        for event in history(args.pipeline):
-            print(json.dumps(event))
+        events = history(args.pipeline)
+        if args.json:
+            for event in events:
+                print(json.dumps(event))
+        elif events:
+            print(history_table(events))
+        else:
+            print(f"{args.pipeline}: no promotion or rollback recorded yet ({audit_path(args.pipeline)})")
         return 0
     return 2
 

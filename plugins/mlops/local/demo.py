@@ -22,11 +22,11 @@ from mlops.io.paths import mail_dir, mlops_home
 FIRST_TRAINING = Interval(dt.date(2013, 1, 1), dt.date(2013, 2, 1))
 DAILY = Interval(dt.date(2013, 2, 1), dt.date(2013, 2, 15))
 RETRAIN_WEEK = Interval(dt.date(2013, 2, 4), dt.date(2013, 2, 11))
-OUTPUT_FOLDERS = ("airflow", "mlflow", "lake", "mail")
+OUTPUT_FOLDERS = ("airflow", "mlflow", "lake")
 
 
 def reset_home(home: Path) -> None:
-    """Remove what an earlier demo wrote (only the demo's own folders)."""
+    """Remove what an earlier demo wrote (only the demo's own folders; mails are kept, numbered on)."""
     for name in OUTPUT_FOLDERS:
         shutil.rmtree(home / name, ignore_errors=True)
 
@@ -45,7 +45,7 @@ def run_demo(pipeline: str = "flights", quiet: bool = True) -> int:
         airflow_env.configure()
         print(f"mlops demo: writing under {home}; SMTP sink on {sink.host}:{sink.port}", flush=True)
         outcomes = _run_chain(pipeline, quiet)
-        mails = list(sink.messages)
+        mails = list(zip(sink.files, sink.messages, strict=True))
     broken = [o for o in outcomes if not o.succeeded and not _failed_validation_only(o)]
     print(summary(pipeline, outcomes, mails, time.monotonic() - started))
     if broken:
@@ -98,8 +98,25 @@ def _run_chain(pipeline: str, quiet: bool) -> list:
     return outcomes
 
 
+def days_text(interval: Interval) -> str:
+    """`2013-01-07 to 2013-01-27 (21 days)`: first and last day, both included."""
+    last = interval.end - dt.timedelta(days=1)
+    return f"{interval.start} to {last} ({len(interval.days())} days)"
+
+
+def windows_text(cfg, training_key: str) -> str:
+    """The three time-ordered parts of a training window, named: training, calibration, evaluation."""
+    from mlops.core.splits import split_window
+
+    split = split_window(cfg, Interval.parse(training_key))
+    return (
+        f"training {days_text(split.train)}, threshold calibration {days_text(split.calibration)}, "
+        f"evaluation {days_text(split.evaluation)}"
+    )
+
+
 def summary(pipeline: str, outcomes: list, mails: list, seconds: float) -> str:
-    """The readable end-of-demo report."""
+    """The readable end-of-demo report; `mails` holds (kept file, message) pairs."""
     from mlops.core.checks import shorten
     from mlops.core.config import load_pipeline
     from mlops.io import registry
@@ -120,15 +137,21 @@ def summary(pipeline: str, outcomes: list, mails: list, seconds: float) -> str:
             p = o.xcoms["promote"]
             verdict = "promoted" if p["promoted"] else "kept the champion"
             lines.append(f"  retrain {o.interval}: version {p['version']} {verdict}")
+            if "train" in o.xcoms:
+                lines.append(f"      window {windows_text(cfg, o.xcoms['train']['training_key'])}")
             lines += [f"      {r}" for r in p["reasons"]]
     last_retrain = next((o for o in reversed(outcomes) if o.dag_id.endswith("_retrain") and "train" in o.xcoms), None)
     if last_retrain:
+        from mlops.core.splits import split_window
+
+        trained = last_retrain.xcoms["train"]
+        evaluation = split_window(cfg, Interval.parse(trained["training_key"])).evaluation
         lines += [
             "",
-            f"Last evaluation (version {last_retrain.xcoms['train']['version']}, evaluation window of "
-            f"{last_retrain.xcoms['train']['training_key']}):",
+            f"Last evaluation (version {trained['version']}, challenger and champion on the same rows of the "
+            f"evaluation window {days_text(evaluation)}):",
         ]
-        lines += _slice_table(registry, last_retrain.xcoms["train"]["run_id"])
+        lines += _slice_table(registry, trained["run_id"])
     lines += ["", "Validation per day:"]
     scored_rows = 0
     for day in DAILY.days():
@@ -154,7 +177,7 @@ def summary(pipeline: str, outcomes: list, mails: list, seconds: float) -> str:
         )
     lines += ["", f"Scored rows: {scored_rows} (predictions in {mlops_home() / 'lake' / pipeline / 'predictions'})"]
     lines += ["", f"Alert mails sent: {len(mails)} (kept in {mail_dir()})"]
-    lines += [f"  Subject: {m['Subject']}" for m in mails]
+    lines += [f"  {path.name}  Subject: {m['Subject']}" for path, m in mails]
     lines += [
         "",
         "Where to look:",

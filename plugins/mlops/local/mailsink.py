@@ -1,10 +1,17 @@
-"""A real SMTP server on loopback (aiosmtpd) that keeps every message it receives as an .eml file."""
+"""A real SMTP server on loopback (aiosmtpd) that keeps every message it receives as an .eml file.
+
+Files are numbered `0001.eml`, `0002.eml`, ... on from the highest number already in the folder, and
+never overwrite one: a restarted sink, or two sinks on one folder (`mlops demo` beside `mlops up`),
+append to what is there.
+"""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import os
 import socket
+import tempfile
 import threading
 from email.message import EmailMessage
 from pathlib import Path
@@ -24,16 +31,17 @@ class MailSink:
         self.host = host
         self.port = port or free_port(host)
         self.messages: list[EmailMessage] = []
+        self.files: list[Path] = []  # where each kept message went, in order
         self._lock = threading.Lock()
         self._controller = None
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's hook name)
-        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
+        data = envelope.original_content or envelope.content
+        message = email.message_from_bytes(data, policy=email.policy.default)
         with self._lock:
             self.messages.append(message)
             if self.folder is not None:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                (self.folder / f"{len(self.messages):04d}.eml").write_bytes(message.as_bytes())
+                self.files.append(keep(self.folder, data))
         return "250 OK"
 
     def start(self) -> MailSink:
@@ -53,6 +61,29 @@ class MailSink:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def keep(folder: Path, data: bytes) -> Path:
+    """Write `data` as the next `NNNN.eml` of `folder` and return its path; never replaces a file.
+
+    The file is written under a temporary name, then hard-linked to its number (which fails if the
+    number is taken, e.g. by another sink on the same folder: then the next number is tried).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        number = 1 + max((int(p.stem) for p in folder.glob("*.eml") if p.stem.isdigit()), default=0)
+        while True:
+            path = folder / f"{number:04d}.eml"
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                number += 1
+    finally:
+        os.unlink(tmp)
 
 
 def body_text(message: EmailMessage) -> str:

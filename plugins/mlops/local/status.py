@@ -11,7 +11,11 @@ from mlops.io.predictions import scored_days
 
 
 def pipeline_status(cfg: PipelineConfig) -> dict[str, Any]:
-    """Champion version and threshold, last ingested/validated/scored intervals, open alerts."""
+    """Champion version and threshold, last ingested/validated/scored intervals, counts, open alerts.
+
+    `counts` has the number of ingested and scored days and of validated intervals (training windows
+    left out): `validation_passed` (also under its first name, `validated`) and `validation_failed`.
+    """
     champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
     reports = {}
     folder = validation_dir(cfg.name)
@@ -26,6 +30,7 @@ def pipeline_status(cfg: PipelineConfig) -> dict[str, Any]:
             "failed_checks": [
                 f"{c['check']}[{c['column']}]" for c in r["checks"] if not c["success"] and c["severity"] == "error"
             ],
+            "report": r.get("report_path"),  # the HTML report (self-contained: reads offline), when published
         }
         for k, r in reports.items()
         if not r["success"]
@@ -41,7 +46,13 @@ def pipeline_status(cfg: PipelineConfig) -> dict[str, Any]:
         "last_ingested": ingested[-1] if ingested else None,
         "last_validated": validated[-1] if validated else None,
         "last_scored": scored[-1] if scored else None,
-        "counts": {"ingested": len(ingested), "validated": len(validated), "scored": len(scored)},
+        "counts": {
+            "ingested": len(ingested),
+            "validated": len(validated),  # passed (kept as it was: "validated" means passed)
+            "validation_passed": len(validated),
+            "validation_failed": len(alerts),
+            "scored": len(scored),
+        },
         "open_alerts": alerts,
     }
 

@@ -140,3 +140,16 @@ def _manual_interval(timetable, logical):
     if not hasattr(timetable, "infer_manual_data_interval"):
         return None
     return timetable.infer_manual_data_interval(run_after=pendulum.instance(logical))
+
+
+class ChecksFailed(AirflowFailException):
+    """Data or prediction checks failed: the task fails at once, without retries.
+
+    `headline` is the count for the mail subject ("3 of 161 checks failed"); `links` maps a label to
+    a report's URL ("Report" -> file:///.../2013-02-08.html, "MLflow run" -> http://...).
+    """
+
+    def __init__(self, message: str, headline: str = "", links: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headline = headline
+        self.links = links or {}

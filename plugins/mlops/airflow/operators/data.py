@@ -14,7 +14,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops.airflow.links import XCOM_KEY, MlflowRunLink
-from mlops.airflow.operators.base import PipelineOperator
+from mlops.airflow.operators.base import ChecksFailed, PipelineOperator
 from mlops.core.interval import Interval
 
 
@@ -107,7 +107,9 @@ class ValidateOperator(PipelineOperator):
                     raise RuntimeError(
                         f"{report.summary()}\nThe interval's earlier predictions could not be retracted: {exc}"
                     ) from exc
-            raise AirflowFailException(report.summary())
+            raise ChecksFailed(
+                report.summary(), f"{len(report.failed)} of {len(report.checks)} checks failed", report_links(report)
+            )
         self.log.info("%s: %d checks passed, %d warnings", report.interval, len(report.checks), len(report.warnings))
         return {
             "interval": report.interval,
@@ -124,6 +126,20 @@ class ValidateOperator(PipelineOperator):
         retracted = retract(cfg, interval, reason, sink_url=sink_url(cfg))
         removed = {day: r["removed"] for day, r in retracted.items() if any(v for v in r["removed"].values())}
         self.log.warning("%s %s: predictions retracted (%s): %s", cfg.name, interval.key, reason, removed or "none")
+
+
+def report_links(report) -> dict[str, str]:
+    """Links to a validation report: its HTML page (a file URL) and its MLflow run, when published."""
+    from pathlib import Path
+
+    from mlops.io.paths import mlflow_run_url
+
+    links = {}
+    if report.report_path:
+        links["Report"] = Path(report.report_path).resolve().as_uri()
+    if report.mlflow_run_id:
+        links["MLflow run"] = mlflow_run_url(report.mlflow_run_id)
+    return links
 
 
 def skip_if_empty(cfg, interval, retract: bool = False) -> None:
@@ -248,5 +264,11 @@ class MonitorOperator(PipelineOperator):
                 check["expected"],
             )
         if not report.success:
-            raise AirflowFailException(report.summary())
+            from mlops.io.paths import monitoring_dir
+
+            raise ChecksFailed(
+                report.summary(),
+                f"{len(report.failed)} of {len(report.checks)} prediction checks failed",
+                {"Monitoring report": (monitoring_dir(cfg.name) / f"{interval.key}.json").resolve().as_uri()},
+            )
         return {"interval": interval.key, "checks": len(report.checks), "warnings": len(report.warnings)}
