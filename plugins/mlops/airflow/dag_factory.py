@@ -7,6 +7,7 @@ Cheap to import and to call: only Airflow's authoring API and the operators' lig
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
@@ -25,7 +26,7 @@ from mlops.airflow.operators import (
     TrainOperator,
     ValidateOperator,
 )
-from mlops.core.config import REPO_ROOT, PipelineConfig, load_all
+from mlops.core.config import MODEL_KINDS, REPO_ROOT, THRESHOLD_POLICIES, ConfigError, PipelineConfig, load_each
 
 MAIL_TEMPLATE = REPO_ROOT / "include" / "templates" / "failure_mail.html"
 MAIL_SUBJECT = (
@@ -38,6 +39,7 @@ MAIL_SUBJECT = (
     "{% if ' checks failed (' in first %}: {{ first.split(' (')[0] }}{% endif %}"
 )
 DATE_PARAM = {"type": ["null", "string"], "format": "date"}
+log = logging.getLogger(__name__)
 
 
 def failure_notifier(cfg: PipelineConfig):
@@ -45,7 +47,12 @@ def failure_notifier(cfg: PipelineConfig):
     from mlops.airflow.notify import FailureMailNotifier
 
     html = MAIL_TEMPLATE.read_text().replace("__PIPELINE__", cfg.name)
-    return FailureMailNotifier(to=cfg.alerts.email, subject=f"[mlops] {cfg.name}: {MAIL_SUBJECT}", html_content=html)
+    return FailureMailNotifier(
+        to=cfg.alerts.email,
+        subject=f"[mlops] {cfg.name}: {MAIL_SUBJECT}",
+        html_content=html,
+        fallback_from=cfg.alerts.from_email,
+    )
 
 
 def default_args(cfg: PipelineConfig) -> dict:
@@ -61,6 +68,7 @@ def _common(cfg: PipelineConfig, kind: str) -> dict:
     """DAG arguments every DAG of a pipeline shares."""
     docs = Path(__file__).with_name("dag_docs.md").read_text()
     return {
+        "auto_register": _register,
         "start_date": dt.datetime.combine(cfg.schedules.start_date, dt.time(), tzinfo=dt.UTC),
         "catchup": False,
         "default_args": default_args(cfg),
@@ -127,15 +135,11 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
                 type=["null", "boolean"],
                 description="Let a passing challenger become champion. Empty: yes, except in backfill runs",
             ),
-            "model_kind": Param(
-                cfg.training.model.kind,
-                enum=["hist_gradient_boosting", "logistic_regression"],
-                description="Kind of model to train",
-            ),
+            "model_kind": Param(cfg.training.model.kind, enum=list(MODEL_KINDS), description="Kind of model to train"),
             "threshold_policy": Param(
                 cfg.threshold.policy,
-                enum=["max_f1", "recall_at_precision"],
-                description="How to choose the decision threshold",
+                enum=list(THRESHOLD_POLICIES),
+                description="How to choose the decision threshold (with the settings of config key 'threshold')",
             ),
         },
     ) as dag:
@@ -195,10 +199,60 @@ def rescore_dag(cfg: PipelineConfig) -> DAG:
     return dag
 
 
-def build_all(config_dir: str | Path | None = None) -> dict[str, DAG]:
-    """Every DAG of every pipeline config, by dag_id."""
+_register = True  # False while DAGs are built only to find errors (`pipeline_errors`)
+
+
+class PipelineConfigError(ConfigError):
+    """One or more pipeline configs are invalid; the message has one line per file, naming the key."""
+
+
+def build_pipeline(cfg: PipelineConfig) -> list[DAG]:
+    """The four DAGs of one pipeline."""
+    return [daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg), rescore_dag(cfg)]
+
+
+def _build_each(config_dir: str | Path | None) -> tuple[dict[str, DAG], dict[Path, str]]:
+    """Each pipeline's DAGs built on its own: the DAGs by id, and the problem of every file that failed."""
+    configs, errors = load_each(config_dir)
+    problems = {path: str(exc) for path, exc in errors.items()}
     dags: dict[str, DAG] = {}
-    for cfg in load_all(config_dir):
-        for dag in (daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg), rescore_dag(cfg)):
-            dags[dag.dag_id] = dag
+    for path, cfg in configs.items():
+        try:
+            built = build_pipeline(cfg)
+        except Exception as exc:  # anything Airflow refuses: name the file, the pipeline and the cause
+            problems[path] = f"{path}: pipeline {cfg.name!r}: its DAGs cannot be built: {type(exc).__name__}: {exc}"
+            continue
+        dags.update((dag.dag_id, dag) for dag in built)
+    return dags, problems
+
+
+def build_all(config_dir: str | Path | None = None) -> dict[str, DAG]:
+    """Every DAG of every valid pipeline config, by dag_id.
+
+    Each pipeline is built on its own: an invalid file loses its own DAGs only (logged here, and
+    raised as an import error of `dags/invalid_pipelines.py` by `raise_pipeline_errors`).
+    """
+    dags, problems = _build_each(config_dir)
+    for problem in problems.values():
+        log.error("pipeline config left out: %s", problem)
     return dags
+
+
+def pipeline_errors(config_dir: str | Path | None = None) -> dict[Path, str]:
+    """The problem of each pipeline config file that gives no DAGs (file -> message naming file and key)."""
+    global _register
+    _register = False  # the DAGs built here must not be collected from the calling DAG file
+    try:
+        return _build_each(config_dir)[1]
+    finally:
+        _register = True
+
+
+def raise_pipeline_errors(config_dir: str | Path | None = None) -> None:
+    """Raise PipelineConfigError listing every invalid pipeline config (one line per file); else nothing."""
+    problems = pipeline_errors(config_dir)
+    if problems:
+        lines = "\n".join(problems[path] for path in sorted(problems))
+        raise PipelineConfigError(
+            f"{len(problems)} pipeline config(s) give no DAGs; the other pipelines are not affected:\n{lines}"
+        )

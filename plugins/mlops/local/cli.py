@@ -1,4 +1,4 @@
-"""The `mlops` command line: demo, up, status, rollback, history."""
+"""The `mlops` command line: demo, up, status, rollback, history, infer-schema, check."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--airflow-port", type=int, default=8080)
     up.add_argument("--mlflow-port", type=int, default=5000)
     up.add_argument("--smtp-port", type=int, default=8025)
+    up.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address Airflow and the MLflow UI listen on (default 127.0.0.1: this machine only)",
+    )
     st = sub.add_parser("status", help="champion, last intervals and open alerts per pipeline")
     st.add_argument("--json", action="store_true", help="print JSON")
     rb = sub.add_parser("rollback", help="give the champion alias back to an earlier version")
@@ -30,7 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     infer.add_argument("--output", help="where to write the suite (default: include/gx/expectations/<pipeline>.json)")
     hist = sub.add_parser("history", help="the audit trail of promotions and rollbacks")
     hist.add_argument("pipeline")
+    chk = sub.add_parser("check", help="check a pipeline's config, and its column names against one day of its source")
+    chk.add_argument("pipeline")
+    chk.add_argument("--day", help="the day to sample (YYYY-MM-DD; default: schedules.start_date)")
     args = parser.parse_args(argv)
+    from mlops.core.config import ConfigError
+
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"mlops {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
 
     if args.command == "demo":
         from mlops.local.demo import run_demo
@@ -39,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from mlops.local.stack import up as stack_up
 
-        return stack_up(mlflow_port=args.mlflow_port, airflow_port=args.airflow_port, smtp_port=args.smtp_port)
+        return stack_up(
+            mlflow_port=args.mlflow_port, airflow_port=args.airflow_port, smtp_port=args.smtp_port, host=args.host
+        )
     if args.command == "status":
         from mlops.core.config import load_all
         from mlops.local.status import status
@@ -73,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = load_pipeline(args.pipeline)
         window = Interval(dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end))
-        ingest_missing(cfg, window)
+        ingest_missing(cfg, window, url=_source_url(cfg))
         path = infer_schema(cfg, window, Path(args.output) if args.output else None)
         print(f"wrote {path}: review the diff and commit it")
         return 0
@@ -83,7 +103,30 @@ def main(argv: list[str] | None = None) -> int:
         for event in history(args.pipeline):
             print(json.dumps(event))
         return 0
+    if args.command == "check":
+        import datetime as dt
+
+        from mlops.core.config import find_pipeline
+        from mlops.local.check import check_pipeline
+
+        path, cfg = find_pipeline(args.pipeline)
+        day = dt.date.fromisoformat(args.day) if args.day else cfg.schedules.start_date
+        report = check_pipeline(cfg, day, url=_source_url(cfg), path=path)
+        print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+        return 0 if report.ok else 1
     return 2
+
+
+def _source_url(cfg) -> str | None:
+    """The source's connection (`source.conn_id`) resolved as the Airflow tasks resolve it."""
+    if cfg.source.kind != "sql" or not cfg.source.conn_id:
+        return None
+    from mlops.airflow import environment as airflow_env
+
+    airflow_env.configure()  # the embedded Airflow's settings (connections of `mlops up`), unless set
+    from mlops.airflow.connections import source_url
+
+    return source_url(cfg)
 
 
 if __name__ == "__main__":

@@ -132,12 +132,29 @@ def bin_path(name: str) -> str:
     return str(here) if here.exists() else name
 
 
-def up(mlflow_port: int = 5000, airflow_port: int = 8080, smtp_port: int = 8025) -> int:
-    """`mlops up`: Airflow standalone, the MLflow UI on the demo's store and the SMTP sink, until Ctrl-C."""
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def up(mlflow_port: int = 5000, airflow_port: int = 8080, smtp_port: int = 8025, host: str = "127.0.0.1") -> int:
+    """`mlops up`: Airflow standalone, the MLflow UI on the demo's store and the SMTP sink, until Ctrl-C.
+
+    Airflow and the MLflow UI listen on `host`, loopback by default. Another address is refused
+    while every visitor is an Airflow admin (AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS, default
+    True here); the MLflow UI has no login, so an exposed one lets anyone move `champion`.
+    """
     from mlops.airflow import environment as airflow_env
     from mlops.io.paths import mail_dir, mlops_home
     from mlops.local.mailsink import MailSink
 
+    all_admins = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    if host not in LOOPBACK and all_admins.lower() == "true":
+        print(
+            f"mlops up: refusing to listen on {host}: every visitor would be an Airflow admin; set "
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False to log in instead (the MLflow UI has no login)",
+            file=sys.stderr,
+        )
+        return 2
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # where this process reaches them
     started = time.monotonic()
     home = mlops_home()
     (home / "mlflow").mkdir(parents=True, exist_ok=True)
@@ -145,13 +162,12 @@ def up(mlflow_port: int = 5000, airflow_port: int = 8080, smtp_port: int = 8025)
     sink = MailSink(mail_dir(), port=smtp_port).start()
     env = {
         **os.environ,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": os.environ.get(
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True"
-        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": all_admins,
         "AIRFLOW__CORE__EXECUTOR": os.environ.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
+        "AIRFLOW__API__HOST": host,
         "AIRFLOW__API__PORT": str(airflow_port),
-        "AIRFLOW__API__BASE_URL": f"http://localhost:{airflow_port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{airflow_port}/execution/",
+        "AIRFLOW__API__BASE_URL": f"http://{local}:{airflow_port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{local}:{airflow_port}/execution/",
         "AIRFLOW_CONN_SMTP_DEFAULT": airflow_env.smtp_connection(sink.host, sink.port),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
@@ -166,7 +182,7 @@ def up(mlflow_port: int = 5000, airflow_port: int = 8080, smtp_port: int = 8025)
                 "--backend-store-uri",
                 f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
                 "--host",
-                "127.0.0.1",
+                host,
                 "--port",
                 str(mlflow_port),
                 "--workers",
@@ -183,14 +199,14 @@ def up(mlflow_port: int = 5000, airflow_port: int = 8080, smtp_port: int = 8025)
             s.start()
             print(f"mlops up: started {s.name} (pid {s.pid}), log {s.log}", flush=True)
         print(f"mlops up: SMTP sink on {sink.host}:{sink.port}, mails kept as .eml under {mail_dir()}", flush=True)
-        wait_until(http_ok(f"http://127.0.0.1:{airflow_port}/api/v2/monitor/health"), 180, "Airflow API", services)
-        wait_until(http_ok(f"http://127.0.0.1:{mlflow_port}/health"), 120, "MLflow UI", services)
+        wait_until(http_ok(f"http://{local}:{airflow_port}/api/v2/monitor/health"), 180, "Airflow API", services)
+        wait_until(http_ok(f"http://{local}:{mlflow_port}/health"), 120, "MLflow UI", services)
         print(
             f"mlops up: ready in {time.monotonic() - started:.0f} s\n"
-            f"  Airflow   http://localhost:{airflow_port}  (all users are admins, no login: local use only;\n"
-            f"            unset AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS to log in as admin with the\n"
+            f"  Airflow   http://{local}:{airflow_port}  (listening on {host}; with all users admins, no login:\n"
+            f"            set AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False to log in as admin with the\n"
             f"            password in {env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)\n"
-            f"  MLflow    http://localhost:{mlflow_port}\n"
+            f"  MLflow    http://{local}:{mlflow_port}\n"
             f"  Mail      {mail_dir()} (.eml files)\n"
             "Press Ctrl-C to stop everything.",
             flush=True,
