@@ -68,7 +68,6 @@ def _common(cfg: PipelineConfig, kind: str) -> dict:
     """DAG arguments every DAG of a pipeline shares."""
     docs = Path(__file__).with_name("dag_docs.md").read_text()
     return {
-        "auto_register": _register,
         "start_date": dt.datetime.combine(cfg.schedules.start_date, dt.time(), tzinfo=dt.UTC),
         "catchup": False,
         "default_args": default_args(cfg),
@@ -199,9 +198,6 @@ def rescore_dag(cfg: PipelineConfig) -> DAG:
     return dag
 
 
-_register = True  # False while DAGs are built only to find errors (`pipeline_errors`)
-
-
 class PipelineConfigError(ConfigError):
     """One or more pipeline configs are invalid; the message has one line per file, naming the key."""
 
@@ -211,41 +207,29 @@ def build_pipeline(cfg: PipelineConfig) -> list[DAG]:
     return [daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg), rescore_dag(cfg)]
 
 
-def _build_each(config_dir: str | Path | None) -> tuple[dict[str, DAG], dict[Path, str]]:
-    """Each pipeline's DAGs built on its own: the DAGs by id, and the problem of every file that failed."""
+def build_all(config_dir: str | Path | None = None) -> dict[str, DAG]:
+    """Every DAG of every valid pipeline config, by dag_id.
+
+    Each pipeline is built on its own: an invalid file loses its own DAGs only (it is raised as an
+    import error of `dags/invalid_pipelines.py` by `raise_pipeline_errors`, and logged here).
+    """
     configs, errors = load_each(config_dir)
-    problems = {path: str(exc) for path, exc in errors.items()}
+    for error in errors.values():
+        log.error("pipeline config left out: %s", error)
     dags: dict[str, DAG] = {}
     for path, cfg in configs.items():
         try:
             built = build_pipeline(cfg)
-        except Exception as exc:  # anything Airflow refuses: name the file, the pipeline and the cause
-            problems[path] = f"{path}: pipeline {cfg.name!r}: its DAGs cannot be built: {type(exc).__name__}: {exc}"
+        except Exception:  # whatever the config model let through and Airflow refuses: this pipeline only
+            log.exception("%s: pipeline %r: its DAGs cannot be built", path, cfg.name)
             continue
         dags.update((dag.dag_id, dag) for dag in built)
-    return dags, problems
-
-
-def build_all(config_dir: str | Path | None = None) -> dict[str, DAG]:
-    """Every DAG of every valid pipeline config, by dag_id.
-
-    Each pipeline is built on its own: an invalid file loses its own DAGs only (logged here, and
-    raised as an import error of `dags/invalid_pipelines.py` by `raise_pipeline_errors`).
-    """
-    dags, problems = _build_each(config_dir)
-    for problem in problems.values():
-        log.error("pipeline config left out: %s", problem)
     return dags
 
 
 def pipeline_errors(config_dir: str | Path | None = None) -> dict[Path, str]:
-    """The problem of each pipeline config file that gives no DAGs (file -> message naming file and key)."""
-    global _register
-    _register = False  # the DAGs built here must not be collected from the calling DAG file
-    try:
-        return _build_each(config_dir)[1]
-    finally:
-        _register = True
+    """The problem of each invalid pipeline config file (file -> message naming the file, the key, the rule)."""
+    return {path: str(exc) for path, exc in load_each(config_dir)[1].items()}
 
 
 def raise_pipeline_errors(config_dir: str | Path | None = None) -> None:

@@ -324,8 +324,8 @@ def complete_move(name: str, move: dict) -> None:
     version, previous = move["version"], move["previous"]
     trail = move["trail"]
     if move["event"] == "promoted":
-        committed = (registry.version_by_alias(name, registry.CHAMPION) or _NONE).version == version
-        if not committed:
+        holder = registry.version_by_alias(name, registry.CHAMPION)
+        if holder is None or holder.version != version:  # not committed yet
             registry.set_version_tags(
                 name,
                 version,
@@ -353,9 +353,6 @@ def complete_move(name: str, move: dict) -> None:
         registry.set_version_tags(name, version, {"restored_by_rollback_from": previous or "none"})
     audit.record_once(name, move["event"], move["id"], version=version, previous=previous, **trail)
     registry.clear_pending_move(name, move["id"])
-
-
-_NONE = registry.VersionRef("", "", "", None)
 
 
 def _newer_promoted(name: str, target: registry.VersionRef) -> list[str]:
