@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import subprocess
 import sys
 
 import pytest
+import yaml
 from airflow.dag_processing.dagbag import DagBag
 
 from mlops.airflow.notify import FailureMailNotifier
 from mlops.airflow.operators.base import PipelineOperator
 from mlops.airflow.timetables import EndingCronDataIntervalTimetable
-from mlops.core.config import REPO_ROOT
+from mlops.core.config import MODEL_KINDS, REPO_ROOT, THRESHOLD_POLICIES
 
 DAGS_FOLDER = REPO_ROOT / "dags"
 HEAVY = ["pandas", "numpy", "sklearn", "mlflow", "great_expectations", "pyarrow", "scipy"]
@@ -93,9 +95,98 @@ def _import_once(path) -> dict:
 
 def test_params_form(dagbag):
     retrain = dagbag.dags["flights_retrain"].params
-    assert retrain.get_param("model_kind").schema["enum"] == ["hist_gradient_boosting", "logistic_regression"]
+    assert retrain.get_param("model_kind").schema["enum"] == list(MODEL_KINDS)  # from the config model
+    assert retrain.get_param("threshold_policy").schema["enum"] == list(THRESHOLD_POLICIES)
     assert retrain.get_param("force_retrain").schema["type"] == "boolean"
     assert retrain["allow_promotion"] is None  # yes, except in backfills
     assert {"flights_rollback"} <= set(dagbag.dag_ids)
     daily = dagbag.dags["flights_daily"].params
     assert set(daily.keys()) == {"start", "end", "model_version"}
+
+
+# one pipeline file broken among others
+
+
+FLIGHTS_YAML = REPO_ROOT / "config" / "pipelines" / "flights.yaml"
+
+
+def _pipeline(name: str) -> dict:
+    data = yaml.safe_load(FLIGHTS_YAML.read_text())
+    data["name"] = name
+    return data
+
+
+def _retyped(data: dict) -> dict:
+    data["featurez"] = data.pop("features")
+    return data
+
+
+def _cron(expression: str):
+    def mutate(data: dict) -> dict:
+        data["schedules"]["daily"] = expression
+        return data
+
+    return mutate
+
+
+BROKEN = {  # case: (how beta.yaml is broken, texts its import error must name)
+    "key_typo": (_retyped, ["featurez", "Extra inputs are not permitted", "features", "Field required"]),
+    "bad_cron": (_cron("61 0 * * *"), ["schedules", "daily: '61 0 * * *' is not a valid cron expression"]),
+    "daily_cron_not_at_midnight": (_cron("0 6 * * *"), ["schedules", "daily: '0 6 * * *' fires", "midnight"]),
+    "duplicate_key": ("twice", ["validation.max_rows: key given twice"]),
+    "not_yaml": ("name: beta\nsource: [unclosed\n", ["not valid YAML"]),
+}
+
+
+def _bag(tmp_path, monkeypatch, beta) -> tuple[DagBag, str]:
+    """A DagBag of the real DAG files over a config folder with pipelines alpha (valid) and beta."""
+    configs = tmp_path / "pipelines"
+    configs.mkdir()
+    (configs / "alpha.yaml").write_text(yaml.safe_dump(_pipeline("alpha"), sort_keys=False))
+    path = configs / "beta.yaml"
+    if beta == "twice":
+        text = FLIGHTS_YAML.read_text().replace("name: flights", "name: beta", 1)
+        path.write_text(text.replace("  max_rows: 1200\n", "  max_rows: 1200\n  max_rows: 900\n", 1))
+    elif isinstance(beta, str):
+        path.write_text(beta)
+    else:
+        path.write_text(yaml.safe_dump(beta(_pipeline("beta")), sort_keys=False))
+    monkeypatch.setenv("MLOPS_CONFIG_DIR", str(configs))
+    return DagBag(dag_folder=str(DAGS_FOLDER)), str(path)
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_pipeline_file_is_an_import_error_and_the_others_keep_their_dags(tmp_path, monkeypatch, case):
+    beta, expected = BROKEN[case]
+    bag, path = _bag(tmp_path, monkeypatch, beta)
+    assert {d for d in bag.dag_ids if d.startswith(("alpha", "beta"))} == {
+        "alpha_daily",
+        "alpha_retrain",
+        "alpha_rollback",
+        "alpha_rescore",
+    }
+    assert [f for f in bag.import_errors if not f.endswith("invalid_pipelines.py")] == []  # pipelines.py is clean
+    [error] = bag.import_errors.values()
+    assert path in error, error  # the file
+    for text in expected:  # the key and the rule
+        assert text in error, (text, error)
+    assert "the other pipelines are not affected" in error
+    assert "alpha.yaml" not in error
+
+
+def test_every_threshold_policy_builds_the_retrain_dag(tmp_path, monkeypatch):
+    """The config model and the param enum agree: 'min_expected_cost' once broke every pipeline's DAGs."""
+
+    def costs(data: dict) -> dict:
+        data["threshold"] = {"policy": "min_expected_cost", "cost_false_negative": 5}
+        data["training"]["model"] = {"kind": "logistic_regression"}
+        return data
+
+    bag, _ = _bag(tmp_path, monkeypatch, costs)
+    assert bag.import_errors == {}
+    params = bag.dags["beta_retrain"].params
+    assert params["threshold_policy"] == "min_expected_cost" and params["model_kind"] == "logistic_regression"
+    params.validate()
+    assert {"alpha_retrain", "beta_retrain"} <= set(bag.dag_ids)
+    for policy in THRESHOLD_POLICIES:  # any policy a trigger picks is accepted
+        copy.deepcopy(params).__setitem__("threshold_policy", policy)

@@ -40,7 +40,14 @@ def test_mlops_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
         with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as smtp:
             assert smtp.noop()[0] == 250
         text = log.read_text()
-        assert f"http://localhost:{ports['airflow']}" in text and str(tmp_path / "home" / "mail") in text
+        assert f"http://127.0.0.1:{ports['airflow']}" in text and str(tmp_path / "home" / "mail") in text
+        listening = {
+            (c.laddr.ip, c.laddr.port)
+            for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port in (ports["airflow"], ports["mlflow"])
+        }
+        assert {port for _, port in listening} == {ports["airflow"], ports["mlflow"]}, listening
+        assert {ip for ip, _ in listening} == {"127.0.0.1"}, f"listening beyond loopback: {listening}"
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 2
 

@@ -7,6 +7,7 @@ Cheap to import and to call: only Airflow's authoring API and the operators' lig
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 from airflow.sdk import DAG, Param
@@ -26,7 +27,7 @@ from mlops.airflow.operators import (
     ValidateOperator,
 )
 from mlops.airflow.timetables import EndingCronDataIntervalTimetable
-from mlops.core.config import REPO_ROOT, PipelineConfig, load_all
+from mlops.core.config import MODEL_KINDS, REPO_ROOT, THRESHOLD_POLICIES, ConfigError, PipelineConfig, load_each
 
 MAIL_TEMPLATE = REPO_ROOT / "include" / "templates" / "failure_mail.html"
 MAIL_TEXT_TEMPLATE = MAIL_TEMPLATE.with_suffix(".txt")
@@ -37,6 +38,7 @@ MAIL_SUBJECT = (
     "{% if mail.headline %}: {{ mail.headline }}{% endif %}"
 )
 DATE_PARAM = {"type": ["null", "string"], "format": "date"}
+log = logging.getLogger(__name__)
 
 
 def failure_notifier(cfg: PipelineConfig):
@@ -45,7 +47,11 @@ def failure_notifier(cfg: PipelineConfig):
 
     html, text = (path.read_text().replace("__PIPELINE__", cfg.name) for path in (MAIL_TEMPLATE, MAIL_TEXT_TEMPLATE))
     return FailureMailNotifier(
-        to=cfg.alerts.email, subject=f"[mlops] {cfg.name}: {MAIL_SUBJECT}", html_content=html, text_content=text
+        to=cfg.alerts.email,
+        subject=f"[mlops] {cfg.name}: {MAIL_SUBJECT}",
+        html_content=html,
+        text_content=text,
+        fallback_from=cfg.alerts.from_email,
     )
 
 
@@ -132,15 +138,11 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
                 type=["null", "boolean"],
                 description="Let a passing challenger become champion. Empty: yes, except in backfill runs",
             ),
-            "model_kind": Param(
-                cfg.training.model.kind,
-                enum=["hist_gradient_boosting", "logistic_regression"],
-                description="Kind of model to train",
-            ),
+            "model_kind": Param(cfg.training.model.kind, enum=list(MODEL_KINDS), description="Kind of model to train"),
             "threshold_policy": Param(
                 cfg.threshold.policy,
-                enum=["max_f1", "recall_at_precision"],
-                description="How to choose the decision threshold",
+                enum=list(THRESHOLD_POLICIES),
+                description="How to choose the decision threshold (with the settings of config key 'threshold')",
             ),
         },
     ) as dag:
@@ -200,10 +202,45 @@ def rescore_dag(cfg: PipelineConfig) -> DAG:
     return dag
 
 
+class PipelineConfigError(ConfigError):
+    """One or more pipeline configs are invalid; the message has one line per file, naming the key."""
+
+
+def build_pipeline(cfg: PipelineConfig) -> list[DAG]:
+    """The four DAGs of one pipeline."""
+    return [daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg), rescore_dag(cfg)]
+
+
 def build_all(config_dir: str | Path | None = None) -> dict[str, DAG]:
-    """Every DAG of every pipeline config, by dag_id."""
+    """Every DAG of every valid pipeline config, by dag_id.
+
+    Each pipeline is built on its own: an invalid file loses its own DAGs only (it is raised as an
+    import error of `dags/invalid_pipelines.py` by `raise_pipeline_errors`, and logged here).
+    """
+    configs, errors = load_each(config_dir)
+    for error in errors.values():
+        log.error("pipeline config left out: %s", error)
     dags: dict[str, DAG] = {}
-    for cfg in load_all(config_dir):
-        for dag in (daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg), rescore_dag(cfg)):
-            dags[dag.dag_id] = dag
+    for path, cfg in configs.items():
+        try:
+            built = build_pipeline(cfg)
+        except Exception:  # whatever the config model let through and Airflow refuses: this pipeline only
+            log.exception("%s: pipeline %r: its DAGs cannot be built", path, cfg.name)
+            continue
+        dags.update((dag.dag_id, dag) for dag in built)
     return dags
+
+
+def pipeline_errors(config_dir: str | Path | None = None) -> dict[Path, str]:
+    """The problem of each invalid pipeline config file (file -> message naming the file, the key, the rule)."""
+    return {path: str(exc) for path, exc in load_each(config_dir)[1].items()}
+
+
+def raise_pipeline_errors(config_dir: str | Path | None = None) -> None:
+    """Raise PipelineConfigError listing every invalid pipeline config (one line per file); else nothing."""
+    problems = pipeline_errors(config_dir)
+    if problems:
+        lines = "\n".join(problems[path] for path in sorted(problems))
+        raise PipelineConfigError(
+            f"{len(problems)} pipeline config(s) give no DAGs; the other pipelines are not affected:\n{lines}"
+        )

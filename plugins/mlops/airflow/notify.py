@@ -1,4 +1,5 @@
-"""Failure mail: Airflow's SmtpNotifier, rendered afresh for every failure, with a plain-text part.
+"""Failure mail: Airflow's SmtpNotifier, rendered afresh for every failure, with a plain-text part and a
+sender always found.
 
 Before rendering, the notifier puts `mail` into the template context (see :func:`mail_facts`): the
 interval the task processed (its params' dates, else the run's data interval), the try as a person
@@ -15,6 +16,7 @@ from email.mime.text import MIMEText
 from functools import cached_property
 from typing import Any
 
+from airflow.providers.common.compat.sdk import conf
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
@@ -83,23 +85,38 @@ def mail_facts(context: dict[str, Any]) -> dict[str, Any]:
 
 
 class FailureMailNotifier(SmtpNotifier):
-    """An SmtpNotifier whose mail has a plain-text and an HTML part, rendered on a copy.
+    """An SmtpNotifier whose mail has a plain-text and an HTML part, rendered on a copy, with a sender.
 
     BaseNotifier renders its template fields in place, so a notifier object that is called twice
     in one process (retries, or `dag.test()` runs of several intervals) would resend the first
     rendering: the wrong interval in the subject. `text_content` is the plain-text template.
+
+    The sender is the SMTP connection's `from_email`; without one, `fallback_from` (the pipeline's
+    `alerts.from_email`), then Airflow's `[email] from_email`. SmtpNotifier alone sends nothing
+    when the connection has no sender.
     """
 
     template_fields = (*SmtpNotifier.template_fields, "text_content")
 
-    def __init__(self, *, text_content: str = "", **kwargs: Any) -> None:
+    def __init__(self, *, text_content: str = "", fallback_from: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.text_content = text_content
+        self.fallback_from = fallback_from
 
     def __call__(self, *args, **kwargs):
         if len(args) == 1 and "ti" in args[0]:  # a task's context
             args[0]["mail"] = mail_facts(args[0])
         return SmtpNotifier.__call__(copy.copy(self), *args, **kwargs)
+
+    def _build_email_content(self, smtp, context) -> None:
+        if self.from_email is None and smtp.from_email is None:
+            self.from_email = self.fallback_from or conf.get("email", "from_email", fallback=None)
+            if not self.from_email:
+                raise ValueError(
+                    f"no sender for the alert mail: the SMTP connection {self.smtp_conn_id!r} has no from_email, "
+                    "the pipeline no alerts.from_email, and Airflow no [email] from_email: set one of them"
+                )
+        super()._build_email_content(smtp, context)
 
     @cached_property
     def hook(self) -> SmtpHook:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -172,6 +174,12 @@ class Limit(_Strict):
     warn: float | None = None
     error: float | None = None
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Limit:
+        if self.warn is not None and self.error is not None and self.warn > self.error:
+            raise ValueError(f"warn {self.warn} is above error {self.error}: the warning must come first")
+        return self
+
 
 class ShiftCheck(_Strict):
     """Per-feature shift limits against one reference (the previous partition, or the training data)."""
@@ -223,8 +231,18 @@ class Validation(_Strict):
     skew: ShiftCheck = Field(ShiftCheck(), description="against the training data of the champion of the day")
     volume: Volume = Field(Volume(), description="row counts against the same weekday of recent weeks")
 
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> Validation:
+        if self.min_rows > self.max_rows:
+            raise ValueError(f"min_rows {self.min_rows} is above max_rows {self.max_rows}: no day could pass")
+        reversed_ = {c: list(b) for c, b in self.ranges.items() if b[0] > b[1]}
+        if reversed_:
+            raise ValueError(f"ranges {reversed_}: the low bound is above the high bound ([low, high], inclusive)")
+        return self
+
 
 ModelKind = Literal["hist_gradient_boosting", "logistic_regression"]
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)  # the retrain DAG's param enum
 MetricName = Literal["roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1", "positive_rate"]
 LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 CROSS = " x "
@@ -250,6 +268,7 @@ class Training(_Strict):
 
 
 ThresholdPolicy = Literal["max_f1", "max_fbeta", "recall_at_precision", "precision_at_recall", "min_expected_cost"]
+THRESHOLD_POLICIES: tuple[str, ...] = get_args(ThresholdPolicy)  # the retrain DAG's param enum
 
 
 class Threshold(_Strict):
@@ -289,6 +308,8 @@ class Gate(_Strict):
     def _something_to_check(self) -> Gate:
         if all(v is None for v in (self.min_value, self.max_value, self.max_regression, self.min_improvement)):
             raise ValueError("a gate needs min_value, max_value, max_regression or min_improvement")
+        if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
+            raise ValueError(f"min_value {self.min_value} is above max_value {self.max_value}: no model could pass")
         return self
 
 
@@ -309,6 +330,17 @@ class Scoring(_Strict):
     score_psi_warn: float | None = Field(0.1, description="score drift against the evaluation scores: warn above")
     score_psi_error: float | None = Field(0.25, description="... and alert above")
 
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> Scoring:
+        if self.positive_rate is not None:
+            low, high = self.positive_rate
+            if not 0 <= low <= high <= 1:
+                raise ValueError(f"positive_rate [{low}, {high}] must be shares with 0 <= low <= high <= 1")
+        warn, error = self.score_psi_warn, self.score_psi_error
+        if warn is not None and error is not None and warn > error:
+            raise ValueError(f"score_psi_warn {warn} is above score_psi_error {error}: the warning must come first")
+        return self
+
 
 class Schedules(_Strict):
     daily: str = "0 0 * * *"
@@ -322,9 +354,42 @@ class Schedules(_Strict):
             raise ValueError("'end_date' must not be before 'start_date'")
         return self
 
+    @model_validator(mode="after")
+    def _crons_at_midnight(self) -> Schedules:
+        for key in ("daily", "retrain"):
+            if problem := cron_problem(getattr(self, key)):
+                raise ValueError(f"{key}: {problem}")
+        return self
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why a cron expression cannot schedule data intervals of whole days, or None when it can.
+
+    Airflow parses it with croniter; a data interval runs from one firing to the next and must
+    start and end at midnight, so the expression must fire only at minute 0 of hour 0.
+    """
+    from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+
+    try:
+        fields = croniter(expression).expanded
+    except (CroniterBadCronError, CroniterBadDateError, ValueError) as exc:
+        return f"{expression!r} is not a valid cron expression: {exc}"
+    if len(fields) != 5:
+        return f"{expression!r} has {len(fields)} fields: give the five of minute, hour, day, month and weekday"
+    minutes, hours = fields[0], fields[1]
+    if list(minutes) != [0] or list(hours) != [0]:
+        return (
+            f"{expression!r} fires at other times than midnight (minutes {minutes}, hours {hours}): "
+            "data intervals must start and end at midnight, e.g. '0 0 * * *'"
+        )
+    return None
+
 
 class Alerts(_Strict):
     email: list[str]
+    from_email: str | None = Field(
+        None, description="sender of the alert mail when the SMTP connection sets none (else [email] from_email)"
+    )
     retries: int = Field(2, ge=0)
     retry_delay_seconds: int = Field(60, ge=0)
 
@@ -365,6 +430,21 @@ class PipelineConfig(_Strict):
                 raise ValueError(f"feature {name!r} is derived from leakage column {source!r}")
         return self
 
+    @model_validator(mode="after")
+    def _shift_checks_name_features(self) -> PipelineConfig:
+        features = set(self.features.all)
+        for check in ("drift", "skew"):
+            shift: ShiftCheck = getattr(self.validation, check)
+            for key, names in (
+                ("exclude", shift.exclude),
+                ("record_only", shift.record_only),
+                ("features", list(shift.features)),
+            ):
+                unknown = [n for n in names if n not in features]
+                if unknown:
+                    raise ValueError(f"validation.{check}.{key} names {unknown}, which are not features")
+        return self
+
     @property
     def slice_columns(self) -> list[str]:
         """The columns the slices use; a cross like `origin x hour_band` uses both."""
@@ -384,8 +464,52 @@ class PipelineConfig(_Strict):
 
     @property
     def digest(self) -> str:
-        """Stable digest of the validated config (for lineage tags)."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """Stable digest of what defines a trained model (lineage tags, the skip-if-unchanged fingerprint).
+
+        Credentials are masked and settings that change no training are left out (`NOT_MODEL_DEFINING`):
+        rotating a password or editing the alert list neither changes it nor forces a retrain.
+        """
+        defining = masked(self.model_dump(mode="json", exclude=NOT_MODEL_DEFINING))
+        return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:16]
+
+    def masked_dump(self) -> dict[str, Any]:
+        """The whole config as plain JSON values, with passwords and tokens in URLs replaced by ***."""
+        return masked(self.model_dump(mode="json"))
+
+
+# Where the data comes from and goes to, how to reach it, when to run and whom to tell: none of it
+# changes what a training produces (the training data's own digest covers the data).
+NOT_MODEL_DEFINING: dict[str, Any] = {
+    "description": True,
+    "owner_email": True,
+    "source": {"conn_id", "timeout_seconds", "retries", "backoff_seconds"},
+    "scoring": True,
+    "schedules": True,
+    "alerts": True,
+}
+MASK = "***"
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@")
+_SECRET_PARAM = re.compile(
+    r"(?P<head>[?&](?:[a-z0-9_-]*(?:password|passwd|secret|token|api[_-]?key|signature|access[_-]?key)"
+    r"[a-z0-9_-]*|sig|pwd)=)[^&#\s]*",
+    re.IGNORECASE,
+)
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with the password of every URL (`scheme://user:password@`) and secret-like query values masked."""
+    return _SECRET_PARAM.sub(rf"\g<head>{MASK}", _URL_PASSWORD.sub(rf"\g<head>{MASK}@", text))
+
+
+def masked(value: Any) -> Any:
+    """A JSON-like value with `mask_secrets` applied to every string in it."""
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(v) for v in value]
+    return value
 
 
 def config_dir() -> Path:
@@ -394,12 +518,21 @@ def config_dir() -> Path:
 
 
 def load_config(path: str | Path) -> PipelineConfig:
-    """Load and validate one pipeline config file."""
+    """Load and validate one pipeline config file.
+
+    Raises ConfigError naming the file, the key and the rule: unreadable file, YAML syntax, a key
+    given twice in one mapping (YAML would keep the last silently), or an invalid value.
+    """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read pipeline config: {exc}") from exc
+    try:
+        root = yaml.compose(text, Loader=_LOADER)  # one parse: nodes (with lines) for the duplicate check
+        if duplicates := duplicate_keys(root):
+            raise ConfigError(f"{path}: invalid pipeline config: {'; '.join(duplicates)}")
+        raw = _LOADER("").construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -411,15 +544,96 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise ConfigError(f"{path}: invalid pipeline config: {problems}") from None
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when present: 10x faster
+
+
+def duplicate_keys(root: yaml.Node | None) -> list[str]:
+    """Every key given twice in one mapping of a composed YAML document, as `key.path: ... (lines a and b)`."""
+    found: list[str] = []
+
+    def walk(node: yaml.Node, path: list[str]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = str(key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    found.append(
+                        f"{'.'.join([*path, key])}: key given twice (lines {seen[key]} and {line}); "
+                        "YAML would keep only the last"
+                    )
+                else:
+                    seen[key] = line
+                walk(value_node, [*path, key])
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, [*path, str(i)])
+
+    if root is not None:
+        walk(root, [])
+    return found
+
+
+def config_files(directory: str | Path | None = None) -> list[Path]:
+    """The pipeline config files of a folder (default `config_dir()`), sorted by name."""
+    return sorted(Path(directory or config_dir()).glob("*.yaml"))
+
+
 def load_all(directory: str | Path | None = None) -> list[PipelineConfig]:
-    """Every pipeline config in a folder, sorted by file name."""
-    directory = Path(directory) if directory else config_dir()
-    return [load_config(p) for p in sorted(directory.glob("*.yaml"))]
+    """Every pipeline config in a folder, sorted by file name; the first invalid file raises ConfigError."""
+    return [load_config(p) for p in config_files(directory)]
+
+
+def load_each(directory: str | Path | None = None) -> tuple[dict[Path, PipelineConfig], dict[Path, ConfigError]]:
+    """Every pipeline config of a folder, each on its own: the valid ones and the errors of the others.
+
+    Two files declaring the same pipeline name are both errors.
+    """
+    configs: dict[Path, PipelineConfig] = {}
+    errors: dict[Path, ConfigError] = {}
+    for path in config_files(directory):
+        try:
+            configs[path] = load_config(path)
+        except ConfigError as exc:
+            errors[path] = exc
+    by_name: dict[str, list[Path]] = {}
+    for path, cfg in configs.items():
+        by_name.setdefault(cfg.name, []).append(path)
+    for name, paths in by_name.items():
+        if len(paths) > 1:
+            for path in paths:
+                del configs[path]
+                others = ", ".join(str(p) for p in paths if p != path)
+                errors[path] = ConfigError(
+                    f"{path}: invalid pipeline config: name: {name!r} is also declared in {others}"
+                )
+    return configs, errors
 
 
 def load_pipeline(name: str, directory: str | Path | None = None) -> PipelineConfig:
-    """The config of the pipeline called `name`."""
-    for cfg in load_all(directory):
+    """The config of the pipeline called `name`; other pipelines' invalid files do not stop it.
+
+    Raises ConfigError when its own file is invalid, or when no valid file declares `name` (naming
+    the files that could not be read, one of which may be meant).
+    """
+    return find_pipeline(name, directory)[1]
+
+
+def find_pipeline(name: str, directory: str | Path | None = None) -> tuple[Path, PipelineConfig]:
+    """The file and config of the pipeline called `name` (see `load_pipeline`)."""
+    directory = Path(directory or config_dir())
+    own = directory / f"{name}.yaml"
+    if own.exists():
+        cfg = load_config(own)  # its own file: an error here is this pipeline's
         if cfg.name == name:
-            return cfg
-    raise ConfigError(f"no pipeline named {name!r} in {directory or config_dir()}")
+            return own, cfg
+    configs, errors = load_each(directory)
+    for path, cfg in configs.items():
+        if cfg.name == name:
+            return path, cfg
+    if own in errors:
+        raise errors[own]
+    broken = f" ({len(errors)} invalid files: {', '.join(str(p) for p in errors)})" if errors else ""
+    raise ConfigError(f"no pipeline named {name!r} in {directory}{broken}")

@@ -32,6 +32,17 @@ def record(pipeline: str, event: str, **fields: Any) -> dict[str, Any]:
     return entry
 
 
+def record_once(pipeline: str, event: str, decision_id: str, **fields: Any) -> dict[str, Any] | None:
+    """Append one event unless an entry with the same `decision_id` is there already (a retry of it).
+
+    Returns the entry written, or None when it was recorded before. Call it under the pipeline's
+    champion lock: the check and the append are not one step.
+    """
+    if any(entry.get("decision_id") == decision_id for entry in history(pipeline)):
+        return None
+    return record(pipeline, event, decision_id=decision_id, **fields)
+
+
 def history(pipeline: str) -> list[dict[str, Any]]:
     """Every recorded event, oldest first."""
     path = audit_path(pipeline)

@@ -1,22 +1,98 @@
-"""MLflow as the system of record: tracking setup, experiments, registered versions and aliases."""
+"""MLflow as the system of record: tracking setup, experiments, registered versions and aliases.
+
+An MLflow that cannot be reached (connection refused, timeout, a 5xx answer) raises
+RegistryUnavailableError, never a wrong fact such as "no version 2" or "no champion yet": the task retries.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import functools
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import mlflow
+import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from mlops.core.config import mask_secrets
 from mlops.io.paths import mlflow_artifact_root, mlflow_tracking_uri
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
+PENDING_MOVE = "pending_champion_move"  # registered-model tag: a champion move written ahead of the alias
+TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
+
+
+class RegistryUnavailableError(ConnectionError):
+    """MLflow could not be reached or answered with a server error: transient, so the task retries."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether an MLflow error means "could not ask" (network, timeout, server error), not "the answer is no"."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, requests.ConnectionError | requests.Timeout | ConnectionError | TimeoutError):
+            return True
+        if isinstance(current, MlflowException) and current.error_code in TRANSIENT_CODES:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def missing(exc: MlflowException) -> bool:
+    """Whether an MLflow error says that the model, version or alias asked for does not exist."""
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+        exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+    )
+
+
+@contextlib.contextmanager
+def reachable(what: str) -> Iterator[None]:
+    """Turn an unreachable MLflow into RegistryUnavailableError naming the server and what was asked."""
+    try:
+        yield
+    except (MlflowException, requests.RequestException, OSError) as exc:
+        if isinstance(exc, RegistryUnavailableError) or not unreachable(exc):
+            raise
+        reason = " ".join(str(exc).split())[:300]
+        raise RegistryUnavailableError(
+            f"MLflow at {mask_secrets(mlflow_tracking_uri())} is unreachable ({what}): {reason}; "
+            "retry when it answers again (the task retries by itself)"
+        ) from exc
+
+
+class _Client:
+    """An MlflowClient whose every call reports an unreachable server as RegistryUnavailableError."""
+
+    def __init__(self, inner: MlflowClient) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with reachable(f"{name}{_shown(args)}"):
+                return attr(*args, **kwargs)
+
+        return call
+
+
+def _shown(args: tuple) -> str:
+    text = ", ".join(repr(a) for a in args if isinstance(a, str | int))
+    return f"({text[:120]})"
 
 
 @dataclass(frozen=True)
@@ -34,7 +110,10 @@ class VersionRef:
 
 
 def client() -> MlflowClient:
-    """A client on the configured tracking store (also sets the fluent API's URIs)."""
+    """A client on the configured tracking store (also sets the fluent API's URIs).
+
+    Its calls raise RegistryUnavailableError when MLflow cannot be reached.
+    """
     _quiet()
     uri = mlflow_tracking_uri()
     before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
@@ -45,7 +124,7 @@ def client() -> MlflowClient:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    return MlflowClient(uri, uri)
+    return _Client(MlflowClient(uri, uri))  # type: ignore[return-value]
 
 
 @functools.cache
@@ -63,25 +142,36 @@ def experiment_id(pipeline: str) -> str:
         return experiment.experiment_id
     try:
         return c.create_experiment(pipeline, artifact_location=f"{mlflow_artifact_root()}/{pipeline}")
-    except MlflowException:  # created concurrently by another task
+    except MlflowException:  # created concurrently by another task (an unreachable MLflow raised above)
         return c.get_experiment_by_name(pipeline).experiment_id
 
 
 def version_by_alias(name: str, alias: str) -> VersionRef | None:
-    """The version holding `alias`, or None when no version holds it (or no model exists yet)."""
+    """The version holding `alias`, or None when no version holds it (or no model exists yet).
+
+    Raises RegistryUnavailableError when MLflow cannot be asked: "unknown" is not "none".
+    """
+    mv = _by_alias(name, alias)
+    return _ref(mv) if mv is not None else None
+
+
+def _by_alias(name: str, alias: str):
     try:
-        mv = client().get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-    return _ref(mv)
+        return client().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if missing(exc):
+            return None
+        raise
 
 
 def version(name: str, number: str | int) -> VersionRef:
-    """One registered version; a missing one raises a clear error."""
+    """One registered version; a missing one raises LookupError, an unreachable MLflow RegistryUnavailableError."""
     try:
         return _ref(client().get_model_version(name, str(number)))
     except MlflowException as exc:
-        raise LookupError(f"model {name!r} has no version {number}") from exc
+        if missing(exc):
+            raise LookupError(f"model {name!r} has no version {number}") from exc
+        raise
 
 
 def _ref(mv) -> VersionRef:
@@ -108,27 +198,90 @@ def load_sklearn(ref: VersionRef):
     client()
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(ref.uri)
+    with reachable(f"loading {ref.uri}"):
+        return mlflow.sklearn.load_model(ref.uri)
 
 
-def champion_for(name: str, day) -> VersionRef | None:
-    """The champion of a data interval starting on `day`: stable under backfills.
+def window_end(tags: dict[str, str]) -> dt.date | None:
+    """The end of a version's training window (its `training_window` tag), None when it has none."""
+    end = tags.get("training_window", "").split("..")[-1]
+    return dt.date.fromisoformat(end) if end else None
 
-    That is the promoted, not revoked, version with the latest training window that ended on or
-    before `day` (so a re-run of an old day uses the model of that time, not today's). When no
-    promoted version qualifies, the current `champion` alias.
+
+def champion_for(name: str, day: dt.date) -> VersionRef | None:
+    """The champion of a data interval starting on `day`: stable under backfills, one with the alias.
+
+    From the end of the current champion's training window on, that is the `champion` alias itself,
+    so scoring and the alias never disagree. Before it, the promoted, not revoked, version with the
+    latest training window that ended on or before `day` (a re-run of an old day uses the model of
+    that time, not today's). When no version qualifies, the current alias.
     """
-    import datetime as dt
-
+    current = _by_alias(name, CHAMPION)
+    if current is not None and (end := window_end(current.tags)) is not None and end <= day:
+        return _ref(current)
     best, best_key = None, None
     for mv in client().search_model_versions(f"name = '{name}'"):
         tags = mv.tags
         if tags.get("promotion_decision") != "promoted" or tags.get("revoked") == "true" or "threshold" not in tags:
             continue
-        window_end = dt.date.fromisoformat(tags.get("training_window", "").split("..")[-1] or "9999-12-31")
-        if window_end <= day and (best_key is None or (window_end, int(mv.version)) > best_key):
-            best, best_key = mv, (window_end, int(mv.version))
-    return _ref(best) if best is not None else version_by_alias(name, CHAMPION)
+        end = window_end(tags)
+        if end is not None and end <= day and (best_key is None or (end, int(mv.version)) > best_key):
+            best, best_key = mv, (end, int(mv.version))
+    if best is not None:
+        return _ref(best)
+    return _ref(current) if current is not None else None
+
+
+def pending_move(name: str) -> dict[str, Any] | None:
+    """The champion move recorded ahead of its alias changes and not yet completed, if any."""
+    try:
+        tags = client().get_registered_model(name).tags
+    except MlflowException as exc:
+        if missing(exc):
+            return None
+        raise
+    return json.loads(tags[PENDING_MOVE]) if PENDING_MOVE in tags else None
+
+
+def record_pending_move(name: str, move: dict[str, Any]) -> None:
+    """Write a champion move ahead of its alias changes (one registered-model tag: atomic)."""
+    client().set_registered_model_tag(name, PENDING_MOVE, json.dumps(move, sort_keys=True))
+
+
+def clear_pending_move(name: str, move_id: str) -> None:
+    """Forget the recorded move `move_id` once it is complete (a newer record is left alone)."""
+    current = pending_move(name)
+    if current is not None and current.get("id") == move_id:
+        client().delete_registered_model_tag(name, PENDING_MOVE)
+
+
+def mark_orphans(name: str) -> list[str]:
+    """Tag `orphan` every version registered without its training tags (its registration was interrupted).
+
+    Such a version has no training window, fingerprint or threshold: it is never reused, evaluated or
+    made champion, and the tag says why. Returns the versions marked now.
+    """
+    c = client()
+    try:
+        found = c.search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        if missing(exc):
+            return []
+        raise
+    marked = []
+    for mv in found:
+        if "training_window" not in mv.tags and mv.tags.get("orphan") != "true":
+            set_version_tags(
+                name,
+                str(mv.version),
+                {
+                    "orphan": "true",
+                    "orphan_reason": f"registered by run {mv.run_id} without its training tags: the training "
+                    "stopped before it was tagged (e.g. MLflow went down); never reused, evaluated or promoted",
+                },
+            )
+            marked.append(str(mv.version))
+    return sorted(marked, key=int)
 
 
 def load_reference(run_id: str) -> dict:
@@ -136,4 +289,5 @@ def load_reference(run_id: str) -> dict:
     client()
     import mlflow.artifacts
 
-    return json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/reference/profile.json"))
+    with reachable(f"reading the training profile of run {run_id}"):
+        return json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/reference/profile.json"))

@@ -1,4 +1,4 @@
-"""The `mlops` command line: demo, up, replay, airflow, status, rollback, history, infer-schema."""
+"""The `mlops` command line: demo, up, replay, airflow, check, status, rollback, history, infer-schema."""
 
 from __future__ import annotations
 
@@ -40,7 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     hist = sub.add_parser("history", help="the audit trail of promotions and rollbacks")
     hist.add_argument("pipeline")
     hist.add_argument("--json", action="store_true", help="print the events as JSON, one a line")
+    chk = sub.add_parser("check", help="check a pipeline's config, and its column names against one day of its source")
+    chk.add_argument("pipeline")
+    chk.add_argument("--day", help="the day to sample (YYYY-MM-DD; default: schedules.start_date)")
     args = parser.parse_args(argv)
+    from mlops.core.config import ConfigError
+
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"mlops {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
 
     if args.command == "demo":
         from mlops.local.demo import run_demo
@@ -106,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = load_pipeline(args.pipeline)
         window = Interval(dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end))
-        ingest_missing(cfg, window)
+        ingest_missing(cfg, window, url=_source_url(cfg))
         path = infer_schema(cfg, window, Path(args.output) if args.output else None)
         print(f"wrote {path}: review the diff and commit it")
         return 0
@@ -123,7 +136,30 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{args.pipeline}: no promotion or rollback recorded yet ({audit_path(args.pipeline)})")
         return 0
+    if args.command == "check":
+        import datetime as dt
+
+        from mlops.core.config import find_pipeline
+        from mlops.local.check import check_pipeline
+
+        path, cfg = find_pipeline(args.pipeline)
+        day = dt.date.fromisoformat(args.day) if args.day else cfg.schedules.start_date
+        report = check_pipeline(cfg, day, url=_source_url(cfg), path=path)
+        print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+        return 0 if report.ok else 1
     return 2
+
+
+def _source_url(cfg) -> str | None:
+    """The source's connection (`source.conn_id`) resolved as the Airflow tasks resolve it."""
+    if cfg.source.kind != "sql" or not cfg.source.conn_id:
+        return None
+    from mlops.airflow import environment as airflow_env
+
+    airflow_env.configure()  # the embedded Airflow's settings (connections of `mlops up`), unless set
+    from mlops.airflow.connections import source_url
+
+    return source_url(cfg)
 
 
 if __name__ == "__main__":

@@ -294,6 +294,9 @@ class LocalStack:
         path.chmod(0o600)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def _browsable(host: str) -> str:
     return "localhost" if host in ("127.0.0.1", "0.0.0.0", "::1") else host
 
@@ -304,9 +307,22 @@ def _clean_env() -> dict[str, str]:
 
 
 def up(mlflow_port: int = 5000, airflow_port: int = 8080, smtp_port: int = 8025, host: str = "127.0.0.1") -> int:
-    """`mlops up`: the local stack on the demo's folder, until Ctrl-C. Returns the exit code."""
+    """`mlops up`: the local stack on the demo's folder, until Ctrl-C. Returns the exit code.
+
+    Airflow and MLflow listen on `host`, loopback by default. Another address is refused while every
+    visitor is an Airflow admin (AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS, default True here);
+    the MLflow server has no login, so an exposed one lets anyone move `champion`.
+    """
     from mlops.io.paths import mlops_home
 
+    all_admins = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    if host not in LOOPBACK and all_admins.lower() == "true":
+        print(
+            f"mlops up: refusing to listen on {host}: every visitor would be an Airflow admin; set "
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False to log in instead (the MLflow UI has no login)",
+            file=sys.stderr,
+        )
+        return 2
     started = time.monotonic()
     stack = LocalStack(mlops_home(), airflow_port, mlflow_port, smtp_port, host=host)
     interrupted = False

@@ -128,9 +128,14 @@ def ingest(cfg: PipelineConfig, interval: Interval, run_id: str | None = None, u
     return IngestResult(cfg.name, interval, partitions, digests)
 
 
-def ingest_missing(cfg: PipelineConfig, window: Interval, run_id: str | None = None) -> list[str]:
-    """Ingest the days of `window` that have no partition yet; returns their keys (for assemble, infer-schema)."""
+def ingest_missing(
+    cfg: PipelineConfig, window: Interval, run_id: str | None = None, url: str | None = None
+) -> list[str]:
+    """Ingest the days of `window` that have no partition yet; returns their keys (for assemble, infer-schema).
+
+    `url` overrides the source's configured URL, as in `ingest` (the resolved `source.conn_id`).
+    """
     days = missing_days(cfg, window)
     for day in days:
-        ingest(cfg, Interval(day, day + dt.timedelta(days=1)), run_id)
+        ingest(cfg, Interval(day, day + dt.timedelta(days=1)), run_id, url=url)
     return [d.isoformat() for d in days]

@@ -71,7 +71,11 @@ def evaluation_scores(ref: registry.VersionRef) -> np.ndarray | None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = mlflow.artifacts.download_artifacts(run_id=ref.run_id, artifact_path=EVALUATION_SCORES, dst_path=tmp)
-        except (MlflowException, OSError):
+        except (MlflowException, OSError) as exc:
+            if registry.unreachable(exc):  # "could not ask" is not "never evaluated"
+                raise registry.RegistryUnavailableError(
+                    f"MLflow is unreachable reading the evaluation scores of {ref.name} v{ref.version}: {exc}"
+                ) from exc
             return None
         return pd.read_parquet(path, columns=[SCORE_COLUMN])[SCORE_COLUMN].to_numpy(dtype="float64")
 

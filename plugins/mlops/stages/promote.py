@@ -8,9 +8,12 @@ of at least `evaluation.min_slice_size` rows). A challenger passes only when eve
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
+import hashlib
 import json
 import math
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -157,7 +160,8 @@ def load_evaluation(run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     registry.client()
     import mlflow.artifacts
 
-    folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation")
+    with registry.reachable(f"reading the evaluation of run {run_id}"):
+        folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation")
     return pd.read_csv(f"{folder}/slice_metrics.csv"), pd.read_csv(f"{folder}/comparison.csv")
 
 
@@ -174,12 +178,20 @@ def promote(
 
     `evaluated_champion` is the champion the evaluation compared against: if the alias moved since,
     the comparison is stale and nothing is promoted.
+
+    Write-ahead: a promotion is recorded (see `complete_move`) before any alias moves, and every step
+    after that is idempotent, so a promotion cut short (MLflow going down) is completed by the next
+    promote or rollback of the pipeline, this call's retry included. A challenger that already holds
+    `champion` by a completed promotion is not promoted again: no second audit line. The same
+    decision recorded twice (a retry) gives one audit line too. Raises RegistryUnavailableError when
+    MLflow cannot be reached: the task retries.
     """
     c = registry.client()
     challenger = registry.version(cfg.name, challenger_version)
     tags = c.get_model_version(cfg.name, challenger_version).tags
     metrics, comparison = load_evaluation(challenger.run_id)
     with champion_lock(cfg.name):
+        complete_pending(cfg.name)
         champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
         checks = [
             GateCheck(
@@ -193,47 +205,72 @@ def promote(
         ]
         passed = all(ch.passed for ch in checks)
         current = champion.version if champion else None
+        if current == challenger.version:
+            now = c.get_model_version(cfg.name, challenger.version).tags
+            if now.get("promotion_decision") == "promoted":  # promoted before (a retry, or the same call twice)
+                before = now.get("promotion_previous")
+                previous = None if before in (None, "none") else before
+                return PromotionDecision(cfg.name, challenger.version, previous, passed, True, checks)
         blocked = None
         if passed and not allow_promotion:
             blocked = blocked_reason or "promotion not allowed for this run"
         elif passed and current != evaluated_champion and current != challenger.version:
             blocked = f"the champion moved from {evaluated_champion} to {current} during this run: re-run it"
         promoted = passed and blocked is None
+        decision = PromotionDecision(cfg.name, challenger.version, current, passed, promoted, checks, blocked)
+        c.log_dict(challenger.run_id, {**asdict(decision), "reasons": decision.reasons}, "promotion/gate_report.json")
+        trail = {
+            "run_id": challenger.run_id,
+            "airflow_run_id": airflow_run_id,
+            "triggered_by": triggered_by,
+            "reasons": decision.reasons,
+        }
         if promoted:
-            if champion is not None and champion.version != challenger.version:
-                c.set_registered_model_alias(cfg.name, registry.PREVIOUS_CHAMPION, champion.version)
-            c.set_registered_model_alias(cfg.name, registry.CHAMPION, challenger.version)
-            registry.clear_version_tag(cfg.name, challenger.version, "revoked")
-    decision = PromotionDecision(cfg.name, challenger.version, current, passed, promoted, checks, blocked)
-    outcome = "promoted" if promoted else ("not_promoted" if passed else "rejected")
-    registry.set_version_tags(
-        cfg.name,
-        challenger.version,
-        {
-            "validation_status": "passed" if passed else "failed",
-            "promotion_decision": outcome,
-            "promotion_reasons": json.dumps(decision.reasons),
-        },
-    )
-    c.set_tag(challenger.run_id, "promotion_decision", outcome)
-    c.log_dict(challenger.run_id, {**asdict(decision), "reasons": decision.reasons}, "promotion/gate_report.json")
-    audit.record(
-        cfg.name,
-        outcome,
-        version=challenger.version,
-        previous=current,
-        run_id=challenger.run_id,
-        airflow_run_id=airflow_run_id,
-        triggered_by=triggered_by,
-        reasons=decision.reasons,
-    )
+            move = _move("promoted", challenger.version, current, trail)
+            registry.record_pending_move(cfg.name, move)  # the write-ahead record: nothing has moved yet
+            complete_move(cfg.name, move)
+            return decision
+        outcome = "not_promoted" if passed else "rejected"
+        registry.set_version_tags(
+            cfg.name,
+            challenger.version,
+            {
+                "validation_status": "passed" if passed else "failed",
+                "promotion_decision": outcome,
+                "promotion_reasons": json.dumps(decision.reasons),
+            },
+        )
+        c.set_tag(challenger.run_id, "promotion_decision", outcome)
+        same = json.dumps([outcome, challenger.version, current, trail], sort_keys=True, default=str)
+        key = f"{outcome}-{hashlib.sha256(same.encode()).hexdigest()[:16]}"
+        audit.record_once(cfg.name, outcome, key, version=challenger.version, previous=current, **trail)
     return decision
 
 
-def rollback(cfg: PipelineConfig, to_version: str | None = None, triggered_by: str = "cli", reason: str = "") -> str:
-    """Give `champion` back to `to_version` (default: the `previous_champion`); returns that version."""
-    c = registry.client()
+def rollback(
+    cfg: PipelineConfig,
+    to_version: str | None = None,
+    triggered_by: str = "cli",
+    reason: str = "",
+    airflow_run_id: str | None = None,
+) -> str:
+    """Give `champion` back to `to_version` (default: the `previous_champion`); returns that version.
+
+    Written ahead like a promotion (see `complete_move`); a retry of an Airflow run whose rollback
+    completed (`airflow_run_id`) does nothing and returns the version it restored. Raises LookupError
+    for an unknown version, ValueError for one without a threshold, RegistryUnavailableError when MLflow
+    cannot be reached.
+    """
     with champion_lock(cfg.name):
+        complete_pending(cfg.name)
+        if airflow_run_id:
+            done = [
+                e
+                for e in audit.history(cfg.name)
+                if (e["event"], e.get("airflow_run_id")) == ("rollback", airflow_run_id)
+            ]
+            if done:  # a retry of a run whose rollback completed
+                return done[-1]["version"]
         current = registry.version_by_alias(cfg.name, registry.CHAMPION)
         if to_version is None:
             previous = registry.version_by_alias(cfg.name, registry.PREVIOUS_CHAMPION)
@@ -243,38 +280,92 @@ def rollback(cfg: PipelineConfig, to_version: str | None = None, triggered_by: s
         target = registry.version(cfg.name, to_version)
         if target.threshold is None:
             raise ValueError(f"version {to_version} of {cfg.name!r} has no threshold tag: it was never recalibrated")
-        c.set_registered_model_alias(cfg.name, registry.CHAMPION, target.version)
-        if current is not None and current.version != target.version:
-            c.set_registered_model_alias(cfg.name, registry.PREVIOUS_CHAMPION, current.version)
-        revoked = _revoke_newer_than(cfg.name, target)
-    registry.set_version_tags(
-        cfg.name, target.version, {"restored_by_rollback_from": current.version if current else "none"}
-    )
-    audit.record(
-        cfg.name,
-        "rollback",
-        version=target.version,
-        previous=current.version if current else None,
-        revoked=revoked,
-        triggered_by=triggered_by,
-        reasons=[reason] if reason else [],
-    )
+        trail = {
+            "revoked": _newer_promoted(cfg.name, target),
+            "airflow_run_id": airflow_run_id,
+            "triggered_by": triggered_by,
+            "reasons": [reason] if reason else [],
+        }
+        move = _move("rollback", target.version, current.version if current else None, trail)
+        registry.record_pending_move(cfg.name, move)
+        complete_move(cfg.name, move)
     return target.version
 
 
-def _revoke_newer_than(name: str, target: registry.VersionRef) -> list[str]:
-    """Tag `revoked` every promoted version trained after `target`, so champion_for undoes them too.
+def _move(event: str, version: str, previous: str | None, trail: dict) -> dict:
+    return {
+        "id": f"{event}-{version}-{uuid.uuid4().hex[:12]}",
+        "event": event,
+        "version": version,
+        "previous": previous,
+        "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "trail": trail,
+    }
+
+
+def complete_pending(name: str) -> dict | None:
+    """Complete the champion move a crash left half done, if any; returns it. Call under `champion_lock`."""
+    move = registry.pending_move(name)
+    if move is not None:
+        complete_move(name, move)
+    return move
+
+
+def complete_move(name: str, move: dict) -> None:
+    """Carry out a champion move recorded by `registry.record_pending_move`, from wherever it stopped.
+
+    Every step is idempotent, so running it again after a crash completes the move. The alias
+    `champion` is the commit point: before it moves, `champion_for` and the alias both still give the
+    old champion; after it, both give the new one (the version's decision tag says `promoting` until
+    the move is complete, and only `promoted` versions count for earlier days). The audit line is
+    written once per move (its id), then the record is cleared.
+    """
+    c = registry.client()
+    version, previous = move["version"], move["previous"]
+    trail = move["trail"]
+    if move["event"] == "promoted":
+        holder = registry.version_by_alias(name, registry.CHAMPION)
+        if holder is None or holder.version != version:  # not committed yet
+            registry.set_version_tags(
+                name,
+                version,
+                {
+                    "validation_status": "passed",
+                    "promotion_decision": "promoting",
+                    "promotion_reasons": json.dumps(trail["reasons"]),
+                    "promotion_id": move["id"],
+                    "promotion_previous": previous or "none",
+                },
+            )
+            if previous is not None and previous != version:
+                c.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, previous)
+            c.set_registered_model_alias(name, registry.CHAMPION, version)
+        registry.set_version_tags(name, version, {"promotion_decision": "promoted"})
+        registry.clear_version_tag(name, version, "revoked")
+        c.set_tag(trail["run_id"], "promotion_decision", "promoted")
+    else:
+        for newer in trail["revoked"]:
+            c.set_model_version_tag(name, newer, "revoked", "true")
+        registry.clear_version_tag(name, version, "revoked")
+        c.set_registered_model_alias(name, registry.CHAMPION, version)
+        if previous is not None and previous != version:
+            c.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, previous)
+        registry.set_version_tags(name, version, {"restored_by_rollback_from": previous or "none"})
+    audit.record_once(name, move["event"], move["id"], version=version, previous=previous, **trail)
+    registry.clear_pending_move(name, move["id"])
+
+
+def _newer_promoted(name: str, target: registry.VersionRef) -> list[str]:
+    """Every promoted version trained after `target`: a rollback revokes them, so champion_for undoes them too.
 
     "After" orders by (training window end, version): a later retrain of the same window counts.
     """
     c = registry.client()
     target_end = c.get_model_version(name, target.version).tags.get("training_window", "").split("..")[-1]
     target_key = (target_end, int(target.version))
-    revoked = []
+    newer = []
     for mv in c.search_model_versions(f"name = '{name}'"):
         end = mv.tags.get("training_window", "").split("..")[-1]
         if mv.tags.get("promotion_decision") == "promoted" and (end, int(mv.version)) > target_key:
-            c.set_model_version_tag(name, str(mv.version), "revoked", "true")
-            revoked.append(str(mv.version))
-    registry.clear_version_tag(name, target.version, "revoked")
-    return sorted(revoked, key=int)
+            newer.append(str(mv.version))
+    return sorted(newer, key=int)

@@ -65,6 +65,11 @@ def find_identical(cfg: PipelineConfig, fp: str) -> registry.VersionRef | None:
     return registry.version(cfg.name, newest.version)
 
 
+def earlier_run_tag(ref: registry.VersionRef) -> str:
+    """The Airflow run that registered a version (its `airflow_run_id` tag), "" when unknown."""
+    return registry.client().get_model_version(ref.name, ref.version).tags.get("airflow_run_id", "")
+
+
 def fit(cfg: PipelineConfig, parts: dict[str, pd.DataFrame]) -> Pipeline:
     """Fit the configured estimator on the train part; calibrate its probabilities on the calibration part."""
     estimator = build_estimator(cfg.training.model, cfg.features)
@@ -88,7 +93,9 @@ def train(
     """Fit the configured model on the train window and register it as a new version.
 
     Unless `force`, a training whose data, config and code equal an earlier one's is skipped: the
-    earlier version is returned (`skipped=True`) and the skip is logged as an MLflow run.
+    earlier version is returned (`skipped=True`) and the skip is logged as an MLflow run. A version
+    that an earlier attempt of the same Airflow run registered is adopted, not trained again; versions
+    left without their tags by an interrupted registration are tagged `orphan` (registry.mark_orphans).
     """
     df = read_training_set(cfg.name, training_key)
     split = split_window(cfg, window)
@@ -110,8 +117,13 @@ def train(
     }
     import mlflow
 
-    registry.client()
-    if not force and (earlier := find_identical(cfg, fp)) is not None:
+    registry.mark_orphans(cfg.name)
+    earlier = find_identical(cfg, fp)
+    if earlier is not None and airflow_run_id and earlier_run_tag(earlier) == airflow_run_id:
+        # registered by an earlier attempt of this very run, which stopped before it returned: adopt it
+        registry.client().set_registered_model_alias(cfg.name, registry.CHALLENGER, earlier.version)
+        return TrainResult(earlier.run_id, cfg.name, earlier.version, training_key, split, {}, fp)
+    if not force and earlier is not None:
         with mlflow.start_run(experiment_id=registry.experiment_id(cfg.name), run_name=f"train {window.key} (skipped)"):
             mlflow.set_tags(
                 {
@@ -171,7 +183,7 @@ def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics)
         mlflow.log_dict(
             profile(parts["train"], cfg.features.categorical, cfg.features.numeric), "reference/profile.json"
         )
-        mlflow.log_dict(json.loads(cfg.model_dump_json()), "config/pipeline.json")
+        mlflow.log_dict(cfg.masked_dump(), "config/pipeline.json")  # passwords and tokens masked
         example = model_input(parts["train"].head(5), cfg.features)
         info = mlflow.sklearn.log_model(
             estimator,
@@ -181,18 +193,16 @@ def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics)
             pip_requirements=[f"{p}=={_version(p)}" for p in PIP_REQUIREMENTS],
             serialization_format="cloudpickle",
             registered_model_name=cfg.name,
+            # the version is created with its tags in one request: no crash can leave it untagged
+            tags={
+                "training_window": tags["training_window"],
+                "config_digest": cfg.digest,
+                "fingerprint": tags["fingerprint"],
+                "data_validation_status": "passed",
+                "airflow_run_id": tags["airflow_run_id"],
+            },
         )
     version = str(info.registered_model_version)
-    registry.set_version_tags(
-        cfg.name,
-        version,
-        {
-            "training_window": tags["training_window"],
-            "config_digest": cfg.digest,
-            "fingerprint": tags["fingerprint"],
-            "data_validation_status": "passed",
-        },
-    )
     registry.client().set_registered_model_alias(cfg.name, registry.CHALLENGER, version)
     return run.info.run_id, version
 

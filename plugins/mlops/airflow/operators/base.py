@@ -25,6 +25,28 @@ class PipelineOperator(BaseOperator):
 
         return load_pipeline(self.pipeline)
 
+    def pre_execute(self, context: Any) -> None:
+        """Refuse a run whose conf has keys that are not params of the DAG (a misspelt param is no default)."""
+        dag_run = context.get("dag_run")
+        conf = getattr(dag_run, "conf", None) or {}
+        known = set(self.dag.params.keys()) if self.dag is not None else set()
+        unknown = sorted(set(conf) - known)
+        if unknown:
+            raise AirflowFailException(
+                f"pipeline {self.pipeline!r}, DAG {self.dag_id}: the run's conf has unknown keys {unknown}; "
+                f"this DAG's params are {sorted(known)}: trigger it again with those names"
+            )
+
+    @staticmethod
+    def resolved(resolve, cfg) -> str | None:
+        """A connection URL from `mlops.airflow.connections`; an undefined connection fails without retries."""
+        from mlops.airflow.connections import ConnectionNotFoundError
+
+        try:
+            return resolve(cfg)
+        except ConnectionNotFoundError as exc:
+            raise AirflowFailException(str(exc)) from None
+
     def interval(self, context: Any, start_param: str = "start", end_param: str = "end") -> Interval:
         """The interval to work on: the params' dates when given, else the run's data interval."""
         params = context.get("params") or {}

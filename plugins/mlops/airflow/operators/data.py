@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops.airflow.connections import sink_url, source_url
 from mlops.airflow.links import XCOM_KEY, MlflowRunLink
 from mlops.airflow.operators.base import ChecksFailed, PipelineOperator
 from mlops.core.interval import Interval
@@ -51,22 +52,9 @@ class IngestOperator(PipelineOperator):
         self.check_within_data(cfg, interval, context)
         self.record_note(context, f"{cfg.name} {interval.key}")
         with failing_at_once():
-            result = ingest(cfg, interval, context.get("run_id"), url=source_url(cfg))
+            result = ingest(cfg, interval, context.get("run_id"), url=self.resolved(source_url, cfg))
         self.log.info("ingested %s partitions: %s", len(result.partitions), result.partitions)
         return {"interval": result.interval.key, "partitions": result.partitions}
-
-
-def source_url(cfg) -> str | None:
-    """The SQLAlchemy URL of a SQL source's Airflow connection (`source.conn_id`), if it has one."""
-    if cfg.source.kind != "sql" or not cfg.source.conn_id:
-        return None
-    from airflow.sdk import BaseHook
-
-    uri = BaseHook.get_connection(cfg.source.conn_id).get_uri()
-    for prefix in ("postgres://", "postgresql://"):
-        if uri.startswith(prefix):
-            return "postgresql+psycopg2://" + uri[len(prefix) :]
-    return uri
 
 
 class ValidateOperator(PipelineOperator):
@@ -156,22 +144,6 @@ def skip_if_empty(cfg, interval, retract: bool = False) -> None:
         if retract:
             retract_predictions(cfg, interval, EMPTY_DAY, sink_url=sink_url(cfg))
         raise AirflowSkipException(f"{cfg.name} {interval.key}: the source had no rows (recorded as empty)")
-
-
-def sink_url(cfg) -> str | None:
-    """The SQLAlchemy URL of the predictions sink's Airflow connection (`scoring.sink_conn_id`), if any.
-
-    Without a connection, scoring falls back to `scoring.sink_url`, then env MLOPS_SCORES_URL.
-    """
-    if not cfg.scoring.sink_conn_id:
-        return None
-    from airflow.sdk import BaseHook
-
-    uri = BaseHook.get_connection(cfg.scoring.sink_conn_id).get_uri()
-    for prefix in ("postgres://", "postgresql://"):
-        if uri.startswith(prefix):
-            return "postgresql+psycopg2://" + uri[len(prefix) :]
-    return uri
 
 
 class ScoreOperator(PipelineOperator):

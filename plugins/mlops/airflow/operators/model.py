@@ -7,6 +7,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops.airflow.assets import announce_champion
+from mlops.airflow.connections import source_url
 from mlops.airflow.links import XCOM_KEY, MlflowRunLink
 from mlops.airflow.operators.base import PipelineOperator
 from mlops.airflow.operators.data import failing_at_once
@@ -34,7 +35,7 @@ class AssembleTrainingWindowOperator(PipelineOperator):
         self.check_within_data(cfg, window, context)
         self.record_note(context, f"{cfg.name} training window {window.key}")
         with failing_at_once():  # bad source data or a damaged partition: retrying cannot help
-            ingest_missing(cfg, window, context.get("run_id"))
+            ingest_missing(cfg, window, context.get("run_id"), url=self.resolved(source_url, cfg))
             ts = assemble(cfg, window, context.get("run_id"))
         self.log.info("training window %s: %d rows, excluded %s", ts.key, ts.rows, ts.excluded or "nothing")
         return {"training_key": ts.key, "days": ts.days, "excluded": ts.excluded, "rows": ts.rows}
@@ -183,6 +184,7 @@ class RollbackOperator(PipelineOperator):
                 params.get("version"),
                 triggered_by=f"dag {context.get('run_id')}",
                 reason=params.get("reason") or "",
+                airflow_run_id=context.get("run_id"),
             )
         except (LookupError, ValueError) as exc:
             raise AirflowFailException(str(exc)) from None

@@ -17,18 +17,18 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import pandas as pd
 
-from mlops.core.config import Source
+from mlops.core.config import Source, mask_secrets
 from mlops.io.sources import SourceError
 
 
 def mask_url(url: str) -> str:
-    """The URL with the password of its user info replaced by ***."""
+    """The URL with the password of its user info, and secret-like query values (token=...), replaced by ***."""
     parts = urlsplit(url)
     if parts.password is None:
-        return url
+        return mask_secrets(url)
     user_host = parts.netloc.rpartition("@")
     user = user_host[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{user_host[2]}"))
+    return mask_secrets(urlunsplit(parts._replace(netloc=f"{user}:***@{user_host[2]}")))
 
 
 class HttpSource:

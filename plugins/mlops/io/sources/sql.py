@@ -11,20 +11,20 @@ from typing import Any
 
 import pandas as pd
 
-from mlops.core.config import Source
+from mlops.core.config import Source, mask_secrets
 from mlops.io.sources import SourceError
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***."""
+    """The URL with its password (and secret-like query values, e.g. ?password=) replaced by ***."""
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
+        return mask_secrets(make_url(url).render_as_string(hide_password=True))
     except Exception:  # not a SQLAlchemy URL: mask by pattern
-        return _PASSWORD_IN_URL.sub(r"\1***@", url)
+        return mask_secrets(_PASSWORD_IN_URL.sub(r"\1***@", url))
 
 
 def _reason(exc: BaseException) -> str:
