@@ -36,6 +36,8 @@ def test_real_flights_config_loads():
     assert [j.table for j in cfg.joins] == ["weather", "planes", "airports"]
     assert cfg.joins[2].left_keys == ["dest"] and cfg.joins[2].right_keys == ["faa"]
     assert cfg.validation.ranges["temp"] == (-20, 115)
+    assert any(g.metric in ("brier", "log_loss", "ece") for g in cfg.promotion.gates)  # a calibration gate
+    assert cfg.scoring.predicted_positive_rate == (0.02, 0.9)
 
 
 def test_real_config_has_no_leakage_feature():
@@ -134,6 +136,24 @@ INVALID = {
     "min_precision_zero": (_set(["threshold", "min_precision"], 0), ["threshold.min_precision"]),
     "unknown_model_kind": (_set(["training", "model", "kind"], "xgboost"), ["training.model.kind"]),
     "end_before_start": (_set(["schedules", "end_date"], "2012-12-31"), ["schedules", "'end_date' must not be"]),
+    "gate_on_prevalence": (
+        _set(["promotion", "gates"], [{"metric": "prevalence", "max_regression": 0.01}]),
+        ["promotion.gates.0", "'prevalence'", "same for every model on the same rows"],
+    ),
+    "gate_on_renamed_positive_rate": (
+        _set(["promotion", "gates"], [{"metric": "positive_rate", "min_value": 0.1}]),
+        ["promotion.gates.0", "'positive_rate' was renamed 'prevalence'", "'predicted_positive_rate'"],
+    ),
+    "comparison_without_direction": (
+        _set(["promotion", "gates"], [{"metric": "predicted_positive_rate", "max_regression": 0.01}]),
+        ["promotion.gates.0", "neither better higher nor lower"],
+    ),
+    "renamed_scoring_positive_rate": (
+        _set(["scoring", "positive_rate"], [0.02, 0.9]),
+        ["scoring", "'positive_rate' was renamed 'predicted_positive_rate'"],
+    ),
+    "null_quantile_of_one": (_set(["validation", "skew", "null_quantile"], 1.0), ["validation.skew.null_quantile"]),
+    "unknown_inconclusive_rule": (_set(["promotion", "inconclusive"], "retry"), ["promotion.inconclusive"]),
 }
 
 

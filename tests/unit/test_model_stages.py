@@ -298,7 +298,7 @@ def test_score_writes_one_prediction_per_row(first_promoted, small_cfg):
     assert ((scored.score >= scored.threshold).astype("int8") == scored.predicted_label).all()
     assert (scored.data_interval_start == pd.Timestamp("2013-01-22", tz="UTC")).all()
     assert (scored.data_interval_end == pd.Timestamp("2013-01-23", tz="UTC")).all()
-    assert result.positive_rate == pytest.approx(scored.predicted_label.mean())
+    assert result.predicted_positive_rate == pytest.approx(scored.predicted_label.mean())
 
     again = score(small_cfg, target)
     assert again.rows == result.rows

@@ -52,7 +52,7 @@ class ScoreResult:
     model_version: str  # of the last day
     threshold: float
     rows: int
-    positive_rate: float
+    predicted_positive_rate: float  # share of rows predicted positive
     versions: dict[str, str] = field(default_factory=dict)  # day -> model version
     sink: str | None = None  # the SQL table written too, password masked
     sink_rows: int = 0
