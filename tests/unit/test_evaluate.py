@@ -344,3 +344,43 @@ def test_verdicts_equal_those_of_before(small_cfg, before_after):
     assert {c.outcome for c in checks[1:]} <= {"pass", "fail"}
     assert {(c.name, c.scope) for c in checks[1:] if not c.passed} == BEFORE_FAILED
     assert len(checks[1:]) == 37
+
+
+# gates and the Monte Carlo error of their bounds
+
+
+def _pr_auc_bound(predictions, evaluation, gate):
+    _, comparison = evaluate_slices(predictions, [], THRESHOLDS, evaluation, [gate])
+    return comparison[comparison.metric == "pr_auc"].iloc[0]
+
+
+def test_a_clear_gate_reading_needs_no_more_than_gate_resamples(predictions):
+    far = Gate(metric="pr_auc", max_regression=0.5)  # the bound is far above -0.5
+    row = _pr_auc_bound(predictions, Evaluation(bootstrap_samples=100, gate_resamples=300), far)
+    assert row.resamples == 300 and row.ci_low_mc_se > 0
+
+
+def test_a_bound_at_its_limit_is_not_decided_by_the_seed(predictions, small_cfg):
+    """The limit set at the bound (read on 4,000 resamples): seeds resample further, up to the cap, and read
+    'inconclusive' rather than pass for one seed and fail for another; other comparisons keep their 100."""
+    predictions = predictions.rename(
+        columns={"challenger_score": "champion_score", "champion_score": "challenger_score"}
+    )
+    far = Gate(metric="pr_auc", max_regression=0.5)
+    base = _pr_auc_bound(predictions, Evaluation(bootstrap_samples=100, gate_resamples=4000, seed=99), far)
+    gate = Gate(metric="pr_auc", max_regression=round(-base.ci_low, 4))
+    outcomes = []
+    for seed in range(3):
+        evaluation = Evaluation(bootstrap_samples=100, gate_resamples=400, max_gate_resamples=1600, seed=seed)
+        metrics, comparison = evaluate_slices(predictions, [], THRESHOLDS, evaluation, [gate])
+        row = comparison[comparison.metric == "pr_auc"].iloc[0]
+        assert row.resamples >= 400
+        assert set(comparison[comparison.metric != "pr_auc"].resamples) == {100}
+        cfg = small_cfg.model_copy(update={"promotion": Promotion(gates=[gate]), "evaluation": evaluation})
+        check = judge(cfg, metrics, comparison, True)[1]
+        if check.outcome == "inconclusive":
+            assert row.resamples == 1600 and not check.passed  # the cap reached; the rule (fail) decides
+        else:
+            assert abs(row.ci_low + gate.max_regression) > 2 * row.ci_low_mc_se
+        outcomes.append(check.outcome)
+    assert "inconclusive" in outcomes and not {"pass", "fail"} <= set(outcomes)

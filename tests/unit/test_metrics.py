@@ -290,3 +290,12 @@ def test_log_loss_of_certain_scores(scored):
     model = Resampled(y, certain, None)
     idx = draws(len(y), 2, 5)
     assert model.metrics(model.counts(idx))["log_loss"][1] == pytest.approx(log_loss(y[idx[1]], certain[idx[1]]))
+
+
+def test_monte_carlo_error_equals_scipys_maritz_jarrett():
+    from scipy.stats.mstats import mjci
+
+    values = np.sort(np.random.default_rng(2).gamma(2.0, size=500))
+    assert m.quantile_mc_se(values, (0.025, 0.975)) == pytest.approx(tuple(mjci(values, prob=[0.025, 0.975])))
+    assert m.quantile_mc_se(np.full(300, 0.25), (0.025,)) == (0.0,)  # identical resamples: no error
+    assert np.isnan(m.quantile_mc_se(values[:20], (0.025,))[0])  # 20 resamples cannot place a 2.5% tail

@@ -241,11 +241,14 @@ class Evaluation(_Strict):
         200, ge=1, description="smaller slices are reported and marked 'small', get no bootstrap interval, never gate"
     )
     bootstrap_samples: int = Field(200, ge=0, description="resamples for confidence intervals (0: none)")
+    gate_resamples: int = Field(
+        1_000, ge=0, description="resamples of a comparison a gate judges, at least (its bound's first reading)"
+    )
     max_gate_resamples: int = Field(
         20_000,
         ge=0,
         description="a gated comparison whose bound lies within mc_z Monte Carlo errors of its limit is resampled "
-        "further (x10 at a time) up to this many resamples",
+        "further, up to this many resamples (0: gated comparisons get bootstrap_samples, no more)",
     )
     mc_z: float = Field(2.0, gt=0, description="Monte Carlo errors around a gate bound within which it is inconclusive")
     confidence: float = Field(0.95, gt=0, lt=1)

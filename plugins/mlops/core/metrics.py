@@ -269,8 +269,8 @@ NO_INTERVAL = BootstrapInterval(np.nan, np.nan, np.nan, np.nan, 0, 0)
 def percentile_interval(values: np.ndarray, confidence: float, mc_error: bool = True) -> BootstrapInterval:
     """Percentile interval (Efron & Tibshirani 1993, ch. 13) of bootstrap values, NaN resamples left out.
 
-    The Monte Carlo standard error of each end is the Maritz-Jarrett estimate (Maritz & Jarrett 1978,
-    `scipy.stats.mstats.mjci`): how much the end would move with another seed (NaN unless `mc_error`).
+    The Monte Carlo standard error of each end is the Maritz-Jarrett estimate (`quantile_mc_se`): how
+    much the end would move with another seed (NaN unless `mc_error`).
     Fewer than 2 defined resamples: no interval.
     """
     values = np.asarray(values, dtype="float64")
@@ -285,9 +285,25 @@ def percentile_interval(values: np.ndarray, confidence: float, mc_error: bool = 
 
 
 def quantile_mc_se(values: np.ndarray, probabilities: tuple[float, ...]) -> tuple[float, ...]:
-    """Maritz-Jarrett standard error of the sample quantiles of `values` at `probabilities`."""
-    from scipy.stats.mstats import mjci
+    """Maritz-Jarrett standard error of the sample quantiles of sorted `values` at `probabilities`.
 
-    if np.ptp(values) == 0:
-        return tuple(0.0 for _ in probabilities)
-    return tuple(float(v) for v in np.atleast_1d(mjci(values, prob=list(probabilities))))
+    The m-th order statistic, m = int(p n + 0.5), weighted by Beta(m - 1, n - m) probabilities of each
+    order statistic (Maritz & Jarrett 1978; as `scipy.stats.mstats.mjci`, computed on centred values
+    and never negative under rounding). NaN when m < 2 or m > n - 1 (too few resamples for that tail).
+    """
+    from scipy.stats import beta
+
+    x = np.asarray(values, dtype="float64")
+    n = len(x)
+    x = x - x[n // 2]  # centred: the variance below is a difference of two sums
+    grid = np.arange(n + 1) / n
+    out = []
+    for p in probabilities:
+        m = int(p * n + 0.5)
+        if m < 2 or m > n - 1:
+            out.append(float("nan"))
+            continue
+        weights = np.diff(beta.cdf(grid, m - 1, n - m))
+        first, second = weights @ x, weights @ x**2
+        out.append(float(np.sqrt(max(second - first**2, 0.0))))
+    return tuple(out)

@@ -179,12 +179,17 @@ def _differences(boot: PairedBootstrap, metric: str) -> np.ndarray:
 
 
 def _resample_until_clear(boot: PairedBootstrap, gates: list[Gate], evaluation: Evaluation) -> None:
-    """More resamples while a gate's reading is inconclusive, up to max_gate_resamples.
+    """At least gate_resamples, then more while a gate's reading is inconclusive, up to max_gate_resamples.
 
     The Monte Carlo error falls as 1 / sqrt(resamples): each step draws enough for the current bound's
-    distance to its limit to exceed mc_z errors (with a quarter to spare), at least twice as many.
+    distance to its limit to exceed mc_z errors (with a quarter to spare), at least twice as many. The
+    first reading waits for gate_resamples: with few resamples in a 2.5% tail, the error estimate
+    itself is rough.
     """
+    if not gates or not evaluation.max_gate_resamples:
+        return
     metrics = frozenset(g.metric for g in gates)
+    boot.draw(min(evaluation.gate_resamples, evaluation.max_gate_resamples), metrics)
     while boot.resamples < evaluation.max_gate_resamples:
         needed = 0
         for gate in gates:
