@@ -354,10 +354,17 @@ def _pr_auc_bound(predictions, evaluation, gate):
     return comparison[comparison.metric == "pr_auc"].iloc[0]
 
 
-def test_a_clear_gate_reading_needs_no_more_than_gate_resamples(predictions):
-    far = Gate(metric="pr_auc", max_regression=0.5)  # the bound is far above -0.5
+def test_a_clear_gate_reading_needs_no_more_resamples(predictions):
+    """Far from its limit (beyond 2 x mc_z errors at bootstrap_samples), a bound is read as it is; nearer, it
+    waits for gate_resamples, and is read then when clear."""
+    far = Gate(metric="pr_auc", max_regression=0.5)  # the bound (about +0.04) is far above -0.5
     row = _pr_auc_bound(predictions, Evaluation(bootstrap_samples=100, gate_resamples=300), far)
-    assert row.resamples == 300 and row.ci_low_mc_se > 0
+    assert row.resamples == 100 and row.ci_low_mc_se > 0
+    worse = predictions.rename(columns={"challenger_score": "champion_score", "champion_score": "challenger_score"})
+    first = _pr_auc_bound(worse, Evaluation(bootstrap_samples=100, max_gate_resamples=0), far)
+    near = Gate(metric="pr_auc", max_regression=round(-first.ci_low - 3 * first.ci_low_mc_se, 4))  # 3 errors off
+    row = _pr_auc_bound(worse, Evaluation(bootstrap_samples=100, gate_resamples=300, max_gate_resamples=5000), near)
+    assert row.resamples >= 300
 
 
 def test_a_bound_at_its_limit_is_not_decided_by_the_seed(predictions, small_cfg):

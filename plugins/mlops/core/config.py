@@ -242,7 +242,10 @@ class Evaluation(_Strict):
     )
     bootstrap_samples: int = Field(200, ge=0, description="resamples for confidence intervals (0: none)")
     gate_resamples: int = Field(
-        1_000, ge=0, description="resamples of a comparison a gate judges, at least (its bound's first reading)"
+        1_000,
+        ge=0,
+        description="resamples of a comparison a gate judges before its bound is read, unless the bound is "
+        "farther than 2 x mc_z Monte Carlo errors from its limit after bootstrap_samples",
     )
     max_gate_resamples: int = Field(
         20_000,

@@ -179,30 +179,35 @@ def _differences(boot: PairedBootstrap, metric: str) -> np.ndarray:
 
 
 def _resample_until_clear(boot: PairedBootstrap, gates: list[Gate], evaluation: Evaluation) -> None:
-    """At least gate_resamples, then more while a gate's reading is inconclusive, up to max_gate_resamples.
+    """Resample a gated comparison further while its reading is unclear, up to max_gate_resamples.
 
-    The Monte Carlo error falls as 1 / sqrt(resamples): each step draws enough for the current bound's
-    distance to its limit to exceed mc_z errors (with a quarter to spare), at least twice as many. The
-    first reading waits for gate_resamples: with few resamples in a 2.5% tail, the error estimate
-    itself is rough.
+    A bound farther than 2 x mc_z Monte Carlo errors from its limit after bootstrap_samples is read as
+    it is. Otherwise the slice gets gate_resamples (with few resamples in a 2.5% tail the error
+    estimate is itself rough), then, while a bound lies within mc_z errors of its limit, enough for its
+    current distance to clear mc_z errors (the error falls as 1 / sqrt(resamples); a quarter to
+    spare, at least twice as many). Only the gated metrics are computed on the extra resamples.
     """
-    if not gates or not evaluation.max_gate_resamples:
+    if not gates or not evaluation.max_gate_resamples or not _needed(boot, gates, evaluation, 2 * evaluation.mc_z):
         return
     metrics = frozenset(g.metric for g in gates)
     boot.draw(min(evaluation.gate_resamples, evaluation.max_gate_resamples), metrics)
-    while boot.resamples < evaluation.max_gate_resamples:
-        needed = 0
-        for gate in gates:
-            ci = percentile_interval(_differences(boot, gate.metric), evaluation.confidence)
-            bound, se, _ = gain_bound(gate, ci.low, ci.high, ci.low_se, ci.high_se)
-            limit = -gate.max_regression
-            if inconclusive(bound, limit, se, evaluation.mc_z):
-                distance = abs(bound - limit)
-                factor = (evaluation.mc_z * se / distance) ** 2 * 1.25 if distance > 0 else math.inf
-                needed = max(needed, 2 * boot.resamples, math.ceil(boot.resamples * min(factor, 1e9)))
-        if not needed:
-            return
+    while boot.resamples < evaluation.max_gate_resamples and (needed := _needed(boot, gates, evaluation)):
         boot.draw(min(needed, evaluation.max_gate_resamples), metrics)
+
+
+def _needed(boot: PairedBootstrap, gates: list[Gate], evaluation: Evaluation, z: float | None = None) -> int:
+    """Resamples that would make every gate's reading clear at `z` (default mc_z) errors; 0 when all are."""
+    z = z or evaluation.mc_z
+    needed = 0
+    for gate in gates:
+        ci = percentile_interval(_differences(boot, gate.metric), evaluation.confidence)
+        bound, se, _ = gain_bound(gate, ci.low, ci.high, ci.low_se, ci.high_se)
+        limit = -gate.max_regression
+        if inconclusive(bound, limit, se, z):
+            distance = abs(bound - limit)
+            factor = (z * se / distance) ** 2 * 1.25 if distance > 0 else math.inf
+            needed = max(needed, 2 * boot.resamples, math.ceil(boot.resamples * min(factor, 1e9)))
+    return needed
 
 
 def slice_metrics(
