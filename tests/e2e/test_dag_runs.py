@@ -64,6 +64,10 @@ def test_retrain_registers_a_champion_with_threshold_and_slice_metrics(first_mod
         "n",
         "ci_low",
         "ci_high",
+        "status",
+        "interval_method",
+        "resamples",
+        "undefined_resamples",
     ]
     overall = metrics[(metrics.slice_feature == "overall") & (metrics.model == "challenger")].set_index("metric")
     assert {"roc_auc", "pr_auc", "precision", "recall"} <= set(overall.index)

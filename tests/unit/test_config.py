@@ -37,6 +37,8 @@ def test_real_flights_config_loads():
     assert [j.table for j in cfg.joins] == ["weather", "planes", "airports"]
     assert cfg.joins[2].left_keys == ["dest"] and cfg.joins[2].right_keys == ["faa"]
     assert cfg.validation.ranges["temp"] == (-20, 115)
+    assert any(g.metric in ("brier", "log_loss", "ece") for g in cfg.promotion.gates)  # a calibration gate
+    assert cfg.scoring.predicted_positive_rate == (0.02, 0.9)
 
 
 def test_real_config_has_no_leakage_feature():
@@ -138,8 +140,14 @@ INVALID = {
     # bounds in the wrong order: nothing could ever pass, or everything alerts
     "range_reversed": (_set(["validation", "ranges", "hour"], [23, 0]), ["validation", "'hour': [23.0, 0.0]", "low"]),
     "min_rows_above_max_rows": (_set(["validation", "min_rows"], 1500), ["validation", "min_rows 1500", "max_rows"]),
-    "positive_rate_reversed": (_set(["scoring", "positive_rate"], [0.9, 0.02]), ["scoring", "positive_rate [0.9"]),
-    "positive_rate_not_a_share": (_set(["scoring", "positive_rate"], [0.1, 5]), ["scoring", "0 <= low <= high <= 1"]),
+    "positive_rate_reversed": (
+        _set(["scoring", "predicted_positive_rate"], [0.9, 0.02]),
+        ["scoring", "predicted_positive_rate [0.9"],
+    ),
+    "positive_rate_not_a_share": (
+        _set(["scoring", "predicted_positive_rate"], [0.1, 5]),
+        ["scoring", "0 <= low <= high <= 1"],
+    ),
     "score_psi_warn_above_error": (_set(["scoring", "score_psi_warn"], 2.0), ["scoring", "score_psi_warn 2.0"]),
     "shift_warn_above_error": (
         _set(["validation", "skew", "limits", "psi"], {"warn": 0.5, "error": 0.25}),
@@ -167,6 +175,24 @@ INVALID = {
         ["validation.skew.features", "'destination'"],
     ),
     "unknown_threshold_policy": (_set(["threshold", "policy"], "max_accuracy"), ["threshold.policy"]),
+    "gate_on_prevalence": (
+        _set(["promotion", "gates"], [{"metric": "prevalence", "max_regression": 0.01}]),
+        ["promotion.gates.0", "'prevalence'", "same for every model on the same rows"],
+    ),
+    "gate_on_renamed_positive_rate": (
+        _set(["promotion", "gates"], [{"metric": "positive_rate", "min_value": 0.1}]),
+        ["promotion.gates.0", "'positive_rate' was renamed 'prevalence'", "'predicted_positive_rate'"],
+    ),
+    "comparison_without_direction": (
+        _set(["promotion", "gates"], [{"metric": "predicted_positive_rate", "max_regression": 0.01}]),
+        ["promotion.gates.0", "neither better higher nor lower"],
+    ),
+    "renamed_scoring_positive_rate": (
+        _set(["scoring", "positive_rate"], [0.02, 0.9]),
+        ["scoring", "'positive_rate' was renamed 'predicted_positive_rate'"],
+    ),
+    "null_quantile_of_one": (_set(["validation", "skew", "null_quantile"], 1.0), ["validation.skew.null_quantile"]),
+    "unknown_inconclusive_rule": (_set(["promotion", "inconclusive"], "retry"), ["promotion.inconclusive"]),
 }
 
 

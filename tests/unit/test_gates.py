@@ -28,17 +28,18 @@ from threadpoolctl import threadpool_limits
 from mlops.core.config import Evaluation, Gate, Model, Promotion, Threshold
 from mlops.core.features import labels
 from mlops.core.interval import Interval
-from mlops.core.metrics import OVERALL, bootstrap_indices
+from mlops.core.metrics import OVERALL
 from mlops.core.modeling import model_input, predict_scores
 from mlops.core.splits import split_frame, split_window
 from mlops.io import audit, registry
 from mlops.io.datasets import read_training_set
 from mlops.stages.assemble import assemble
-from mlops.stages.evaluate import COMPARISON_COLUMNS, SLICE_COLUMNS, evaluate, worst_slices
+from mlops.stages.evaluate import COMPARISON_COLUMNS, SLICE_COLUMNS, evaluate, slice_seed, worst_slices
 from mlops.stages.ingest import ingest_missing
-from mlops.stages.promote import judge, load_evaluation, promote
+from mlops.stages.promote import PromotionDecision, judge, load_evaluation, promote
 from mlops.stages.recalibrate import InfeasibleThresholdError, recalibrate
 from mlops.stages.train import train
+from tests.oracles import ece_by_hand
 
 WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
 NAN = float("nan")
@@ -65,14 +66,19 @@ def one_openmp_thread():
 # judge on constructed frames
 
 
-def metrics_frame(*rows, model="challenger"):
-    """rows: (slice_feature, slice_value, metric, value, n)."""
-    return pd.DataFrame([(f, v, model, m, x, n, NAN, NAN) for f, v, m, x, n in rows], columns=SLICE_COLUMNS)
+def metrics_frame(*rows, model="challenger", prevalence=0.25):
+    """rows: (slice_feature, slice_value, metric, value, n); with the overall prevalence the guard reads."""
+    n = next((r[4] for r in rows if r[0] == OVERALL), 6000)
+    rows = [*rows, (OVERALL, OVERALL, "prevalence", prevalence, n)]
+    return pd.DataFrame(
+        [(f, v, model, m, x, n, NAN, NAN, "ok", "bootstrap", 200, 0) for f, v, m, x, n in rows], columns=SLICE_COLUMNS
+    )
 
 
 def comparison_frame(*rows):
-    """rows: (slice_feature, slice_value, metric, difference, ci_low, ci_high, n)."""
-    return pd.DataFrame(list(rows), columns=COMPARISON_COLUMNS)
+    """rows: (slice_feature, slice_value, metric, difference, ci_low, ci_high, n[, ci_low_mc_se, ci_high_mc_se])."""
+    full = [(*r[:7], "ok", 200, 0, *(r[7:] or (NAN, NAN))) for r in rows]
+    return pd.DataFrame(full, columns=COMPARISON_COLUMNS)
 
 
 NO_COMPARISON = comparison_frame()
@@ -85,14 +91,23 @@ SLICED = metrics_frame(
 )
 
 
+GUARD = "evaluation_class_counts"
+
+
 def outcome(checks):
-    return {(c.name, c.scope): c.passed for c in checks}
+    """Each gate's verdict, after the class-count guard (which must pass)."""
+    assert checks[0].name == GUARD and checks[0].passed, checks[0]
+    return {(c.name, c.scope): c.passed for c in checks[1:]}
 
 
 def test_judge_passes(small_cfg):
     checks = judge(gated(small_cfg, Gate(metric="roc_auc", min_value=0.6)), SLICED, NO_COMPARISON, False)
     assert outcome(checks) == {("roc_auc_min_value", OVERALL): True}
-    assert checks[0].detail == "challenger 0.7000 >= 0.6 (n=6000)"
+    assert checks[1].detail == "challenger 0.7000 >= 0.6 (n=6000)"
+    assert checks[0].detail == (
+        "evaluation window: 1500 positive and 4500 negative labels in 6000 rows "
+        "(evaluation.min_positives 30, min_negatives 30)"
+    )
 
 
 def test_judge_fails_overall(small_cfg):
@@ -108,7 +123,13 @@ def test_judge_fails_one_slice_only_and_small_slices_never_gate(small_cfg):
         ("roc_auc_min_value", OVERALL): True,
         ("roc_auc_min_value", "origin=EWR"): True,
         ("roc_auc_min_value", "origin=JFK"): False,
+        ("roc_auc_defined", "origin=LGA"): True,  # undefined on a large slice: reported, not judged
     }
+    lga = next(c for c in checks if c.scope == "origin=LGA")
+    assert lga.outcome == "not_judged" and lga.detail == "undefined on this slice (one class?), not judged (n=300)"
+    assert "NOT JUDGED roc_auc_defined [origin=LGA]: undefined on this slice (one class?), not judged (n=300)" in (
+        PromotionDecision("flights", "2", "1", False, False, checks).reasons
+    )
     # the small slice gates once min_slice_size lets it in
     smaller = judge(gated(small_cfg, gate, min_slice_size=40), SLICED, NO_COMPARISON, False)
     assert outcome(smaller)[("roc_auc_min_value", "carrier=HA")] is False
@@ -170,6 +191,7 @@ def test_comparison_gates_per_slice_skip_small_slices(small_cfg):
     assert outcome(judge(gated(small_cfg, gate), frame, comparison, True)) == {
         ("roc_auc_no_significant_regression", OVERALL): True,
         ("roc_auc_no_significant_regression", "origin=JFK"): False,
+        ("roc_auc_vs_champion", "origin=LGA"): True,  # undefined: not judged, and said so
     }
 
 
@@ -199,7 +221,7 @@ def test_lower_is_better_metrics_turn_the_difference_around(small_cfg):
         Gate(metric="brier", max_regression=0.015),
         Gate(metric="brier", max_regression=0.015, test="no_significant_regression"),
     ]
-    checks = judge(gated(small_cfg, *gates), frame, comparison, True)
+    checks = judge(gated(small_cfg, *gates), frame, comparison, True)[1:]
     assert [(c.name, c.passed) for c in checks] == [
         ("log_loss_min_improvement", True),  # gain +0.02
         ("log_loss_non_inferiority", True),  # gain CI [+0.01, +0.03]
@@ -215,7 +237,52 @@ def test_without_a_champion_comparison_gates_pass(small_cfg):
     gate = Gate(metric="roc_auc", max_regression=0.0, min_improvement=0.1)
     checks = judge(gated(small_cfg, gate), frame, NO_COMPARISON, False)
     assert outcome(checks) == {("roc_auc_vs_champion", OVERALL): True}
-    assert checks[0].detail == "no champion yet: nothing to compare"
+    assert checks[1].detail == "no champion yet: nothing to compare"
+
+
+@pytest.mark.parametrize(("positives", "negatives"), [(1, 5912), (5912, 1), (29, 5000)])
+def test_too_few_positives_or_negatives_are_not_judged(small_cfg, positives, negatives):
+    """A target leaving 1 positive in 5,913 rows: no gate is judged, and the reason says why."""
+    n = positives + negatives
+    frame = metrics_frame((OVERALL, OVERALL, "roc_auc", 0.9, n), prevalence=positives / n)
+    checks = judge(gated(small_cfg, Gate(metric="roc_auc", min_value=0.5)), frame, NO_COMPARISON, False)
+    assert [(c.name, c.passed) for c in checks] == [(GUARD, False)]
+    assert checks[0].detail == (
+        f"evaluation window: {positives} positive and {negatives} negative labels in {n} rows "
+        "(evaluation.min_positives 30, min_negatives 30): not judged"
+    )
+    decision = PromotionDecision("flights", "2", "1", False, False, checks)
+    assert decision.reasons == [f"FAIL {GUARD} [overall]: {checks[0].detail}"]
+
+
+@pytest.mark.parametrize(
+    ("ci_low", "se", "rule", "outcome_name", "passed"),
+    [
+        (-0.0290, 0.0004, "fail", "pass", True),  # 0.001 from the limit -0.03 is 2.5 errors: conclusive
+        (-0.0295, 0.0004, "fail", "inconclusive", False),  # within 2 errors of it
+        (-0.0295, 0.0004, "pass", "inconclusive", True),  # the configured rule decides
+        (-0.0305, 0.0004, "pass", "inconclusive", True),
+        (-0.0295, 0.0001, "fail", "pass", True),  # a small Monte Carlo error: a clear pass
+        (-0.0305, 0.0001, "pass", "fail", False),  # and a clear fail
+        (-0.0295, NAN, "fail", "pass", True),  # no error known: read as it is
+    ],
+)
+def test_a_bound_within_its_monte_carlo_error_is_inconclusive(small_cfg, ci_low, se, rule, outcome_name, passed):
+    frame = metrics_frame((OVERALL, OVERALL, "pr_auc", 0.4, 6000))
+    comparison = comparison_frame((OVERALL, OVERALL, "pr_auc", -0.01, ci_low, 0.01, 6000, se, se))
+    cfg = gated(small_cfg, Gate(metric="pr_auc", max_regression=0.03))
+    cfg = cfg.model_copy(update={"promotion": cfg.promotion.model_copy(update={"inconclusive": rule})})
+    check = judge(cfg, frame, comparison, True)[1]
+    assert (check.outcome, check.passed) == (outcome_name, passed), check
+    if np.isfinite(se):
+        assert f"CI lower end {ci_low:+.4f} ± {2 * se:.4f} (Monte Carlo, 200 resamples) >= -0.03" in check.detail
+    if outcome_name == "inconclusive":
+        assert check.detail.endswith(
+            f"inconclusive, the limit lies within the Monte Carlo error; promotion.inconclusive={rule}"
+        )
+        decision = PromotionDecision("flights", "2", "1", passed, False, [check])
+        line = ("INCONCLUSIVE " if passed else "FAIL ") + f"pr_auc_non_inferiority [overall]: {check.detail}"
+        assert line in decision.reasons
 
 
 # real versions
@@ -317,7 +384,8 @@ def sklearn_metrics(y, score, threshold):
         "pr_auc": average_precision_score(y, score) if two else NAN,
         "log_loss": log_loss(y, score, labels=[0, 1]),
         "brier": brier_score_loss(y, score, labels=[0, 1]),
-        "positive_rate": y.mean(),
+        "ece": ece_by_hand(y, score),
+        "prevalence": y.mean(),
         "precision": precision_score(y, predicted, zero_division=np.nan),
         "recall": recall_score(y, predicted, zero_division=np.nan),
         "f1": f1_score(y, predicted, zero_division=np.nan),
@@ -382,7 +450,8 @@ def test_comparison_interval_is_paired(challenger, cfg):
     """Same resample indices for both models: recomputed independently, and narrower than unpaired."""
     metrics, comparison, predictions = challenger["metrics"], challenger["comparison"], challenger["predictions"]
     y = predictions.label.to_numpy()
-    idx = bootstrap_indices(len(y), cfg.evaluation.bootstrap_samples, cfg.evaluation.seed * 100_003 + 0)
+    rng = np.random.default_rng(slice_seed(cfg.evaluation.seed, 0))
+    idx = rng.integers(0, len(y), size=(cfg.evaluation.bootstrap_samples, len(y)))
     diffs = [
         roc_auc_score(y[r], predictions.challenger_score.to_numpy()[r])
         - roc_auc_score(y[r], predictions.champion_score.to_numpy()[r])
@@ -474,10 +543,40 @@ def test_promote_passes(challenger, cfg):
     decision = promote(cfg, "2", evaluated_champion="1", triggered_by="test")
     assert decision.passed and decision.promoted and decision.blocked_by is None
     assert decision.champion_version == "1"
-    assert {c.name for c in decision.checks} == {"training_data_validated", "threshold_set", "roc_auc_min_value"}
+    assert {c.name for c in decision.checks} == {
+        "training_data_validated",
+        "threshold_set",
+        GUARD,
+        "roc_auc_min_value",
+    }
     assert registry.version_by_alias("flights", registry.CHAMPION).version == "2"
     assert registry.version_by_alias("flights", registry.PREVIOUS_CHAMPION).version == "1"
     assert_recorded(decision, "promoted", "passed")
     assert audit.history("flights")[-1]["triggered_by"] == "test"
     events = [(e["event"], e["version"]) for e in audit.history("flights")]
     assert events == [("rejected", "2"), ("rejected", "2"), ("rejected", "2"), ("promoted", "2")]
+
+
+def test_a_calibration_gate_reads_the_brier_difference_the_right_way_round(challenger, cfg):
+    """Brier: lower is better, so non-inferiority judges minus the upper end of (challenger - champion)."""
+    comparison = challenger["comparison"]
+    brier = comparison[(comparison.slice_feature == OVERALL) & (comparison.metric == "brier")].iloc[0]
+    margin = 0.001
+    decision = promote(gated(cfg, Gate(metric="brier", max_regression=margin)), "2", evaluated_champion="1")
+    check = next(c for c in decision.checks if c.name == "brier_non_inferiority")
+    assert f"CI lower end {-brier.ci_high:+.4f}" in check.detail
+    if check.outcome != "inconclusive":
+        assert check.passed == (-brier.ci_high >= -margin)
+    ece = Gate(metric="ece", max_value=0.5)  # a value gate on calibration error
+    decision = promote(gated(cfg, ece), "2", evaluated_champion="1")
+    assert [(c.name, c.passed) for c in decision.checks if c.name.startswith("ece")] == [("ece_max_value", True)]
+
+
+def test_an_evaluation_window_with_too_few_positives_is_not_judged(challenger, cfg):
+    strict = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"min_positives": 100_000})})
+    decision = promote(strict, "2", evaluated_champion="1")
+    assert not decision.passed and not decision.promoted
+    assert [c.name for c in decision.checks if not c.passed] == [GUARD]
+    assert not any(c.name.startswith("roc_auc") for c in decision.checks)  # nothing else judged
+    assert decision.reasons[0].startswith(f"FAIL {GUARD} [overall]: evaluation window: ")
+    assert decision.reasons[0].endswith("(evaluation.min_positives 100000, min_negatives 30): not judged")

@@ -83,8 +83,9 @@ def test_promotion_allowed(allow, run_type, allowed):
 
 @pytest.fixture(scope="module")
 def cfg(small_cfg):
+    """Uncalibrated probabilities (flights.yaml calibrates them): the tests below change that and retrain."""
     evaluation = Evaluation(min_slice_size=200, bootstrap_samples=20, seed=0)
-    return small_cfg.model_copy(
+    return calibrated(small_cfg, "none").model_copy(
         update={"promotion": Promotion(gates=[Gate(metric="roc_auc", min_value=0.5)]), "evaluation": evaluation}
     )
 

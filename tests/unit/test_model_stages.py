@@ -15,7 +15,7 @@ from mlops.core.features import labels
 from mlops.core.interval import Interval
 from mlops.core.metrics import OVERALL
 from mlops.core.modeling import model_input, predict_scores
-from mlops.core.splits import split_frame, split_window
+from mlops.core.splits import split_frame, split_window, window_rows
 from mlops.io import audit, lake, paths, registry
 from mlops.io.datasets import read_training_set
 from mlops.io.paths import predictions_dir, raw_dir, training_dir
@@ -153,10 +153,12 @@ def test_train_logs_dataset_inputs_and_the_reference_profile(first, small_cfg, a
     assert {i.dataset.name for i in inputs} >= {"flights-train-2013-01-01..2013-01-08"}
 
     reference = load_reference(first["train"].run_id)
-    train_rows = split_frame(
-        read_training_set("flights", assembled.key), small_cfg, split_window(small_cfg, WINDOW).train
-    )
-    assert reference["rows"] == len(train_rows) == first["train"].metrics["train_rows"]
+    days = split_window(small_cfg, WINDOW).train
+    train_rows = window_rows(read_training_set("flights", assembled.key), small_cfg, days)
+    labelled = split_frame(read_training_set("flights", assembled.key), small_cfg, days)
+    assert len(labelled) == first["train"].metrics["train_rows"] < len(train_rows)  # January has cancellations
+    assert reference["rows"] == len(train_rows)  # every row of the train days, as days are validated
+    assert reference["population"] == f"all rows of {days.key}, labelled or not"
     assert set(reference["numeric"]) == set(small_cfg.features.numeric)
     assert set(reference["categorical"]) == set(small_cfg.features.categorical)
 
@@ -298,7 +300,7 @@ def test_score_writes_one_prediction_per_row(first_promoted, small_cfg):
     assert ((scored.score >= scored.threshold).astype("int8") == scored.predicted_label).all()
     assert (scored.data_interval_start == pd.Timestamp("2013-01-22", tz="UTC")).all()
     assert (scored.data_interval_end == pd.Timestamp("2013-01-23", tz="UTC")).all()
-    assert result.positive_rate == pytest.approx(scored.predicted_label.mean())
+    assert result.predicted_positive_rate == pytest.approx(scored.predicted_label.mean())
 
     again = score(small_cfg, target)
     assert again.rows == result.rows

@@ -45,7 +45,7 @@ def cfg(small_cfg):
         update={
             "training": training,
             "evaluation": Evaluation(bootstrap_samples=0),
-            "scoring": Scoring(positive_rate=(0.02, 0.98)),
+            "scoring": Scoring(predicted_positive_rate=(0.02, 0.98)),
         }
     )
 
@@ -127,24 +127,24 @@ def test_score_writes_the_same_rows_to_parquet_and_postgresql(model, cfg, postgr
 def test_a_normal_day_passes_and_is_stored(scored, model, cfg):
     report = monitor_predictions(cfg, NORMAL)
     assert report.success and not report.failed
-    assert [c["check"] for c in report.checks] == ["score_psi_vs_evaluation", "positive_rate"]
+    assert [c["check"] for c in report.checks] == ["score_psi_vs_evaluation", "predicted_positive_rate"]
     day = report.days[NORMAL.key]
     assert day["model_version"] == model["ref"].version
     assert day["reference_rows"] == model["evaluation_rows"]  # the version's own evaluation scores
     assert day["score_psi"] < cfg.scoring.score_psi_error
     parquet = lake.read_partition(predictions_dir(cfg.name), NORMAL.key)
     assert day["rows"] == report.rows == len(parquet)
-    assert day["positive_rate"] == pytest.approx(parquet.predicted_label.mean())
+    assert day["predicted_positive_rate"] == pytest.approx(parquet.predicted_label.mean())
     assert sum(day["fractions"]) == pytest.approx(1.0)
     assert read_monitoring(cfg.name, NORMAL.key) == json.loads(json.dumps(report.to_dict(), default=str))
 
 
-def test_a_positive_rate_outside_the_action_limits_is_an_error(scored, cfg):
-    report = monitor_predictions(with_scoring(cfg, positive_rate=(0.9, 1.0)), NORMAL)
+def test_a_predicted_positive_rate_outside_the_action_limits_is_an_error(scored, cfg):
+    report = monitor_predictions(with_scoring(cfg, predicted_positive_rate=(0.9, 1.0)), NORMAL)
     assert not report.success
-    assert [(c["check"], c["severity"]) for c in report.failed] == [("positive_rate", "error")]
-    assert report.failed[0]["observed"] == round(scored.positive_rate, 4)
-    assert "positive_rate on 2013-01-08 (version 1)" in report.summary()
+    assert [(c["check"], c["severity"]) for c in report.failed] == [("predicted_positive_rate", "error")]
+    assert report.failed[0]["observed"] == round(scored.predicted_positive_rate, 4)
+    assert "predicted_positive_rate on 2013-01-08 (version 1)" in report.summary()
     stored = read_monitoring(cfg.name, NORMAL.key)
     assert stored["success"] is False and stored["checks"][1]["expected"]["between"] == [0.9, 1.0]
 
@@ -166,11 +166,11 @@ def test_a_breach_on_a_day_of_few_rows_only_warns(model, cfg):
     df = df.assign(**{c: df[c].str.lower() for c in cfg.features.categorical})
     lake.write_partition(df, raw_dir(cfg.name), SMALL.key, {"pipeline": cfg.name})
     score(cfg, SMALL, model["ref"].version)
-    report = monitor_predictions(with_scoring(cfg, positive_rate=(0.9, 1.0)), SMALL)
+    report = monitor_predictions(with_scoring(cfg, predicted_positive_rate=(0.9, 1.0)), SMALL)
     assert report.success
     assert {(c["check"], c["severity"]) for c in report.warnings} == {
         ("score_psi_vs_evaluation", "warning"),
-        ("positive_rate", "warning"),
+        ("predicted_positive_rate", "warning"),
     }
 
 
@@ -179,7 +179,9 @@ def test_the_operators_score_then_fail_on_a_breach(scored, cfg, postgres_url, tm
 
     from mlops.airflow.operators.data import MonitorOperator, ScoreOperator
 
-    breached = with_scoring(cfg, positive_rate=(0.9, 1.0), sink_conn_id="mlops_scores", table="operator_scores")
+    breached = with_scoring(
+        cfg, predicted_positive_rate=(0.9, 1.0), sink_conn_id="mlops_scores", table="operator_scores"
+    )
     (tmp_path / "flights.yaml").write_text(yaml.safe_dump(breached.model_dump(mode="json")))
     monkeypatch.setenv("MLOPS_CONFIG_DIR", str(tmp_path))
     monkeypatch.setenv("AIRFLOW_CONN_MLOPS_SCORES", postgres_url.replace("postgresql+psycopg2://", "postgresql://"))
@@ -188,7 +190,7 @@ def test_the_operators_score_then_fail_on_a_breach(scored, cfg, postgres_url, tm
     parquet = lake.read_partition(predictions_dir(cfg.name), NORMAL.key)
     assert written["rows"] == written["sink_rows"] == len(parquet)
     assert_same_rows(read_sql(postgres_url, "operator_scores"), parquet)  # through the Airflow connection
-    with pytest.raises(AirflowFailException, match=r"positive_rate on 2013-01-08 .*observed 0\.\d+"):
+    with pytest.raises(AirflowFailException, match=r"predicted_positive_rate on 2013-01-08 .*observed 0\.\d+"):
         MonitorOperator(task_id="monitor", pipeline="flights").execute(context)
     assert read_monitoring(cfg.name, NORMAL.key)["success"] is False
     assert_same_rows(read_sql(postgres_url, "operator_scores"), parquet)  # monitoring does not undo scoring

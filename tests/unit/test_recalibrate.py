@@ -1,4 +1,9 @@
-"""Threshold choice on real labels and real model scores, checked against brute-force scans."""
+"""Threshold choice on real labels and real model scores, checked against brute-force scans.
+
+The scan tries every distinct score and "predict nothing" (a threshold above every score), with
+scikit-learn's confusion counts, and picks by the documented order: objective, then tie-breaks,
+then the highest threshold.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score, fbeta_score, precision_score, recall_score
 
-from mlops.core.config import Model, Threshold
+from mlops.core.config import Evaluation, Model, Threshold
 from mlops.core.features import labels
 from mlops.core.modeling import build_estimator, model_input, predict_scores
 from mlops.stages.ingest import build_day
-from mlops.stages.recalibrate import InfeasibleThresholdError, choose_threshold
+from mlops.stages.recalibrate import InfeasibleThresholdError, check_class_counts, choose_threshold
+
+NOTHING = np.nextafter(1.0, 2.0)  # the "predict nothing" threshold for probabilities
 
 
 def _labelled(cfg, days):
@@ -35,14 +42,14 @@ def calibration(flights_cfg):
 
 
 def scan(y, scores):
-    """Precision, recall and F1 of `score >= t` for every unique score t, by scikit-learn."""
+    """Precision, recall, F1 and F2 of `score >= t` for every unique score t and "nothing", by scikit-learn."""
     rows = []
-    for t in np.unique(scores):
+    for t in [*np.unique(scores), NOTHING]:
         predicted = (scores >= t).astype("int64")
         rows.append(
             (
                 t,
-                precision_score(y, predicted, zero_division=0),
+                precision_score(y, predicted, zero_division=np.nan),
                 recall_score(y, predicted),
                 f1_score(y, predicted),
                 fbeta_score(y, predicted, beta=2),
@@ -50,6 +57,16 @@ def scan(y, scores):
             )
         )
     return pd.DataFrame(rows, columns=["threshold", "precision", "recall", "f1", "f2", "fp", "fn"])
+
+
+def pick(table, keys, feasible=None):
+    """The row maximising `keys` in order, then the highest threshold, among feasible rows (brute force)."""
+    rows = table if feasible is None else table[feasible]
+    best = max(
+        rows.itertuples(),
+        key=lambda r: (*(-np.inf if np.isnan(getattr(r, k)) else getattr(r, k) for k in keys), r.threshold),
+    )
+    return best
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +77,10 @@ def brute(calibration):
 def test_max_f1_is_the_argmax_of_a_brute_force_scan(calibration, brute):
     y, scores = calibration
     choice = choose_threshold(y, scores, Threshold(policy="max_f1"))
-    best = brute.loc[brute.f1.idxmax()]
+    best = pick(brute, ["f1", "precision"])
     assert choice.policy == "max_f1" and choice.rows == len(y)
     assert choice.f1 == pytest.approx(best.f1)
-    assert choice.threshold in set(brute.threshold[np.isclose(brute.f1, best.f1)])
+    assert choice.threshold == best.threshold
     predicted = scores >= choice.threshold
     assert choice.precision == pytest.approx(precision_score(y, predicted))
     assert choice.recall == pytest.approx(recall_score(y, predicted))
@@ -81,6 +98,7 @@ def test_recall_at_precision_has_max_recall_among_feasible(calibration, brute, s
     assert precision_score(y, predicted) >= min_precision
     feasible = brute[brute.precision >= min_precision]
     assert len(feasible) > 0
+    assert choice.threshold == pick(brute, ["recall", "precision"], brute.precision >= min_precision).threshold
     assert recall_score(y, predicted) == pytest.approx(feasible.recall.max())
     assert choice.recall == pytest.approx(feasible.recall.max())
     assert choice.precision >= min_precision
@@ -119,7 +137,7 @@ def test_max_fbeta_with_beta_two_is_the_argmax_of_a_brute_force_scan(calibration
     choice = choose_threshold(y, scores, Threshold(policy="max_fbeta", beta=2.0))
     best = brute.f2.max()
     assert choice.policy == "max_fbeta"
-    assert choice.threshold in set(brute.threshold[np.isclose(brute.f2, best)])
+    assert choice.threshold == pick(brute, ["f2", "precision"]).threshold
     predicted = scores >= choice.threshold
     assert fbeta_score(y, predicted, beta=2) == pytest.approx(best)
     assert choice.recall == pytest.approx(recall_score(y, predicted))
@@ -135,7 +153,7 @@ def test_precision_at_recall_has_max_precision_among_feasible(calibration, brute
     feasible = brute[brute.recall >= min_recall]
     best = feasible.precision.max()
     assert choice.policy == "precision_at_recall"
-    assert choice.threshold in set(feasible.threshold[np.isclose(feasible.precision, best)])
+    assert choice.threshold == pick(brute, ["precision", "recall"], brute.recall >= min_recall).threshold
     predicted = scores >= choice.threshold
     assert recall_score(y, predicted) >= min_recall
     assert precision_score(y, predicted) == pytest.approx(best) == pytest.approx(choice.precision)
@@ -159,11 +177,11 @@ def test_min_expected_cost_is_the_argmin_of_a_brute_force_scan(calibration, brut
     choice = choose_threshold(y, scores, policy)
     cost = cost_fp * brute.fp + cost_fn * brute.fn
     assert choice.policy == "min_expected_cost"
-    assert choice.threshold in set(brute.threshold[cost == cost.min()])
+    assert choice.threshold == pick(brute.assign(saving=-cost), ["saving"]).threshold
     predicted = scores >= choice.threshold
     fp, fn = confusion_matrix(y, predicted).ravel()[[1, 2]]
     assert cost_fp * fp + cost_fn * fn == cost.min()
-    assert choice.precision == pytest.approx(precision_score(y, predicted))
+    assert choice.precision == pytest.approx(precision_score(y, predicted, zero_division=np.nan), nan_ok=True)
     assert choice.recall == pytest.approx(recall_score(y, predicted))
     assert choice.f1 == pytest.approx(f1_score(y, predicted))
 
@@ -189,3 +207,53 @@ def test_infeasible_precision_error_names_policy_and_best_value(calibration, bru
     best = float(brute.precision.max())
     choice = choose_threshold(y, scores, Threshold(policy="recall_at_precision", min_precision=best))
     assert choice.precision == pytest.approx(best)
+
+
+def test_ties_in_the_objective_go_to_the_undominated_threshold():
+    """Recall 1 at .5 (precision 2/3) and at .4 (precision 1/2): the dominated .4 is never chosen."""
+    y = np.array([1, 0, 1, 0])
+    scores = np.array([0.9, 0.6, 0.5, 0.4])
+    choice = choose_threshold(y, scores, Threshold(policy="recall_at_precision", min_precision=0.5))
+    assert (choice.threshold, choice.recall, choice.precision) == (0.5, 1.0, pytest.approx(2 / 3))
+    # precision_at_recall: precision 1 at .9 (recall 1/2) only; the floor 0.5 keeps it
+    choice = choose_threshold(y, scores, Threshold(policy="precision_at_recall", min_recall=0.5))
+    assert (choice.threshold, choice.precision) == (0.9, 1.0)
+
+
+def test_the_real_dominated_point_of_recall_at_precision(calibration, brute):
+    """On real scores several thresholds share the best feasible recall; the highest precision among them wins."""
+    y, scores = calibration
+    for floor in sorted(brute.precision.dropna().unique()):
+        feasible = brute[brute.precision >= floor]
+        tied = feasible[feasible.recall == feasible.recall.max()]
+        if tied.precision.nunique() > 1 and floor > y.mean():
+            break
+    else:
+        pytest.fail("no precision floor leaves several thresholds at the best recall")
+    choice = choose_threshold(y, scores, Threshold(policy="recall_at_precision", min_precision=floor))
+    assert choice.precision == tied.precision.max() and choice.recall == feasible.recall.max()
+    assert choice.threshold == tied.threshold[tied.precision == tied.precision.max()].max()
+
+
+def test_min_expected_cost_may_predict_nothing():
+    """False alarms five times dearer than misses, one positive ranked below the negatives: flag nothing (cost 1)."""
+    y = np.array([1, 0, 0, 0])
+    scores = np.array([0.1, 0.2, 0.3, 0.4])
+    policy = Threshold(policy="min_expected_cost", cost_false_positive=5.0, cost_false_negative=1.0)
+    choice = choose_threshold(y, scores, policy)
+    assert choice.threshold == NOTHING and choice.recall == 0.0 and np.isnan(choice.precision)
+    assert not (scores >= choice.threshold).any() and choice.threshold > 1.0
+    cheaper_misses = choose_threshold(y, scores, policy.model_copy(update={"cost_false_positive": 0.2}))
+    assert cheaper_misses.threshold == 0.1  # then flag everything: 3 x 0.2 < 1
+
+
+def test_too_few_positives_in_the_calibration_window_are_refused():
+    y = np.zeros(5913, dtype="int64")
+    y[17] = 1
+    with pytest.raises(InfeasibleThresholdError) as info:
+        check_class_counts(y, Evaluation(min_positives=30), "pipeline 'flights', calibration window 2013-01-21..28")
+    assert str(info.value).startswith(
+        "pipeline 'flights', calibration window 2013-01-21..28: 1 positive and 5912 negative labels in "
+        "5913 rows, fewer than evaluation.min_positives 30"
+    )
+    check_class_counts(np.r_[np.ones(30), np.zeros(30)], Evaluation(min_positives=30, min_negatives=30), "w")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 
 from mlops.core.config import Limit, ShiftCheck
@@ -362,3 +363,58 @@ def test_numbers_of_any_width_pass_the_numeric_type_checks(mlops_home, uninferre
     assert report.success, report.summary()
     typed = {c["column"] for c in report.checks if c["check"] == "expect_column_values_to_be_in_type_list"}
     assert {"hour", "minute", "distance", "temp", "plane_year"} <= typed
+
+
+NULLS = {"distance": {"psi": {"mean": 0.12, "quantile": 0.3}}, "hour": {"psi": {"mean": 0.01, "quantile": 0.05}}}
+
+
+def test_a_shift_within_the_noise_of_its_sample_size_is_not_flagged():
+    """PSI 0.28 is past the error limit 0.25 but within the null's 99% quantile 0.3 at these sizes: not flagged."""
+    stats = {"distance": {"psi": 0.28}, "hour": {"psi": 0.28}, "minute": {"psi": float("nan")}}
+    checks = by_column(shift_checks(CHECK, SKEW, stats, 900, 25_000, NULLS))
+    assert checks["distance"]["success"] is True
+    assert (checks["hour"]["success"], checks["hour"]["severity"]) == (False, "error")
+    assert checks["distance"]["expected"] | {} == {
+        "warn_above": 0.1,
+        "error_above": 0.25,
+        "gates": True,
+        "rows": 900,
+        "reference_rows": 25_000,
+        "null_quantile": 0.3,
+        "null_mean": 0.12,
+        "null_level": 0.99,
+    }
+    assert "minute" not in checks  # nothing measured (e.g. no row of a known category): no check
+    beyond = by_column(shift_checks(CHECK, SKEW, {"distance": {"psi": 0.31}}, 900, 25_000, NULLS))["distance"]
+    assert (beyond["success"], beyond["severity"]) == (False, "error")
+
+
+def test_reports_and_scores_carry_the_null_distribution(mlops_home, flights_cfg, good_day):
+    write_day(good_day)
+    reference = Reference("day", profile(good_day, flights_cfg.features.categorical, flights_cfg.features.numeric))
+    report = validate(flights_cfg, DAY, references={SKEW: reference})
+    assert report.success  # a day against itself
+    assert set(report.nulls[SKEW]["dest"]) == {"psi", "js_distance"}
+    assert set(report.nulls[SKEW]["distance"]) == {"psi", "ks", "wasserstein"}
+    dest = next(c for c in report.checks if c["column"] == "dest" and c["check"] == "psi_vs_training_data")
+    assert dest["expected"]["null_quantile"] == round(report.nulls[SKEW]["dest"]["psi"]["quantile"], 4) > 0
+    history = shift_history("flights")
+    row = history[(history.feature == "dest") & (history.metric == "psi")].iloc[0]
+    assert row.null_quantile == report.nulls[SKEW]["dest"]["psi"]["quantile"]
+    assert history[history.metric == "unseen_share"].null_quantile.isna().all()  # no noise without unseen rows
+
+
+def test_the_skew_reference_holds_the_rows_days_are_compared_on(flights_cfg):
+    """All rows of the train days, labelled or not, as a validated day: cancelled flights count on both sides."""
+    from mlops.core.features import labels
+    from mlops.stages.train import reference_profile
+
+    days = Interval.parse("2013-02-07..2013-02-09")
+    rows = pd.concat([build_day(flights_cfg, d) for d in days.days()], ignore_index=True)
+    labelled = labels(rows, flights_cfg.target).notna()
+    assert 0.2 < 1 - labelled.mean() < 0.5  # the blizzard: many flights without an arrival
+    reference = reference_profile(flights_cfg, rows, days)
+    assert reference["rows"] == len(rows) and reference["population"] == f"all rows of {days.key}, labelled or not"
+    seats = rows["plane_seats"]
+    assert reference["numeric"]["plane_seats"]["null_fraction"] == pytest.approx(seats.isna().mean())
+    assert seats.isna().mean() > seats[labelled].isna().mean()  # a reference of labelled rows would miss them

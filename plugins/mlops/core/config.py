@@ -187,6 +187,14 @@ class ShiftCheck(_Strict):
     min_rows: int = Field(
         200, ge=1, description="below this many rows (either side) a shift is reported, never an error"
     )
+    null_quantile: float | None = Field(
+        0.99,
+        gt=0,
+        lt=1,
+        description="a shift is flagged only above this quantile of the statistic between two samples of the "
+        "reference of the same sizes (its null distribution at that n); null: limits alone",
+    )
+    null_resamples: int = Field(200, ge=20, description="pairs of samples drawn for that null distribution")
     exclude: list[str] = Field([], description="features not compared at all")
     record_only: list[str] = Field([], description="features whose shifts are recorded but never flagged")
     limits: dict[DriftMetric, Limit] = {}
@@ -243,8 +251,12 @@ class Validation(_Strict):
 
 ModelKind = Literal["hist_gradient_boosting", "logistic_regression"]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)  # the retrain DAG's param enum
-MetricName = Literal["roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1", "positive_rate"]
-LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
+MetricName = Literal[
+    "roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1", "predicted_positive_rate"
+]
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+NO_DIRECTION = frozenset({"predicted_positive_rate"})  # neither higher nor lower is better: no comparison gates
+RENAMED_METRICS = {"positive_rate": "'prevalence' (the share of positive labels) or 'predicted_positive_rate'"}
 CROSS = " x "
 
 
@@ -281,10 +293,31 @@ class Threshold(_Strict):
 
 
 class Evaluation(_Strict):
-    min_slice_size: int = Field(200, ge=1, description="smaller slices are reported but never gate")
+    min_slice_size: int = Field(
+        200, ge=1, description="smaller slices are reported and marked 'small', get no bootstrap interval, never gate"
+    )
     bootstrap_samples: int = Field(200, ge=0, description="resamples for confidence intervals (0: none)")
+    gate_resamples: int = Field(
+        1_000,
+        ge=0,
+        description="resamples of a comparison a gate judges before its bound is read, unless the bound is "
+        "farther than 2 x mc_z Monte Carlo errors from its limit after bootstrap_samples",
+    )
+    max_gate_resamples: int = Field(
+        20_000,
+        ge=0,
+        description="a gated comparison whose bound lies within mc_z Monte Carlo errors of its limit is resampled "
+        "further, up to this many resamples (0: gated comparisons get bootstrap_samples, no more)",
+    )
+    mc_z: float = Field(2.0, gt=0, description="Monte Carlo errors around a gate bound within which it is inconclusive")
     confidence: float = Field(0.95, gt=0, lt=1)
     seed: int = 0
+    min_positives: int = Field(
+        30, ge=1, description="fewer positive labels in the calibration or evaluation window: refuse to judge"
+    )
+    min_negatives: int = Field(
+        30, ge=1, description="fewer negative labels in the calibration or evaluation window: refuse to judge"
+    )
 
 
 class Gate(_Strict):
@@ -304,17 +337,44 @@ class Gate(_Strict):
     )
     per_slice: bool = Field(False, description="also judge every slice of at least min_slice_size rows")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a_model_metric(cls, data):
+        metric = data.get("metric") if isinstance(data, dict) else None
+        if metric in RENAMED_METRICS:
+            raise ValueError(f"metric {metric!r} was renamed {RENAMED_METRICS[metric]}")
+        if metric == "prevalence":
+            raise ValueError(
+                "metric 'prevalence' (the share of positive labels) is the same for every model on the same rows: "
+                "a gate on it cannot tell models apart"
+            )
+        return data
+
     @model_validator(mode="after")
     def _something_to_check(self) -> Gate:
         if all(v is None for v in (self.min_value, self.max_value, self.max_regression, self.min_improvement)):
             raise ValueError("a gate needs min_value, max_value, max_regression or min_improvement")
         if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
             raise ValueError(f"min_value {self.min_value} is above max_value {self.max_value}: no model could pass")
+        if self.metric in NO_DIRECTION and (self.max_regression is not None or self.min_improvement is not None):
+            raise ValueError(
+                f"metric {self.metric!r} is neither better higher nor lower: gate it with min_value or max_value"
+            )
         return self
+
+    @property
+    def compares(self) -> bool:
+        """Whether the gate judges an interval of the challenger's gain over the champion."""
+        return self.max_regression is not None
 
 
 class Promotion(_Strict):
     gates: list[Gate] = [Gate(metric="roc_auc", min_value=0.5)]
+    inconclusive: Literal["fail", "pass"] = Field(
+        "fail",
+        description="a comparison gate whose bound lies within the Monte Carlo error of its limit after "
+        "evaluation.max_gate_resamples resamples is inconclusive: it then fails (keep the champion) or passes",
+    )
 
 
 class Scoring(_Strict):
@@ -324,18 +384,27 @@ class Scoring(_Strict):
     sink_conn_id: str | None = Field(None, description="Airflow connection of the database predictions go to")
     sink_url: str | None = Field(None, description="or its SQLAlchemy URL (also: env MLOPS_SCORES_URL)")
     table: str = Field("predictions", description="table of predictions in that database")
-    positive_rate: tuple[float, float] | None = Field(
+    predicted_positive_rate: tuple[float, float] | None = Field(
         None, description="action limits [low, high] of the share of rows predicted positive"
     )
     score_psi_warn: float | None = Field(0.1, description="score drift against the evaluation scores: warn above")
     score_psi_error: float | None = Field(0.25, description="... and alert above")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "positive_rate" in data:
+            raise ValueError(
+                "'positive_rate' was renamed 'predicted_positive_rate' (the share of rows predicted positive)"
+            )
+        return data
+
     @model_validator(mode="after")
     def _limits_in_order(self) -> Scoring:
-        if self.positive_rate is not None:
-            low, high = self.positive_rate
+        if self.predicted_positive_rate is not None:
+            low, high = self.predicted_positive_rate
             if not 0 <= low <= high <= 1:
-                raise ValueError(f"positive_rate [{low}, {high}] must be shares with 0 <= low <= high <= 1")
+                raise ValueError(f"predicted_positive_rate [{low}, {high}] must be shares with 0 <= low <= high <= 1")
         warn, error = self.score_psi_warn, self.score_psi_error
         if warn is not None and error is not None and warn > error:
             raise ValueError(f"score_psi_warn {warn} is above score_psi_error {error}: the warning must come first")

@@ -1,10 +1,24 @@
-"""Binary-classification metrics: exact point values (scikit-learn) and seeded bootstrap intervals (numpy).
+"""Binary-classification metrics: point values (scikit-learn's) and a streamed, paired bootstrap.
 
-The bootstrap draws one set of row indices per resample and applies it to every model, so the
-interval of a difference between two models on the same rows is a paired one.
+Point values are scikit-learn's on a slice's rows, with one definition for every undefined case
+(`point_metrics`). A bootstrap resample draws n rows with replacement, and every metric of a resample
+is its point definition applied to the drawn rows (`Resampled.metrics`): F1 with no true positive
+is 0 in both, never dropped; what is undefined is undefined in both, and counted.
+
+Each model's scores are sorted once per slice: rows fall into cells (distinct score, label) in score
+order, and a resample is summarised by its counts per cell, from which every metric follows without
+a sort (ROC AUC by the Mann-Whitney sum, average precision by cumulative sums). Resamples are drawn
+in chunks of at most `CHUNK_DRAWS` rows, so memory does not grow with the number of resamples. The
+draws are those of `numpy.random.default_rng(seed).integers(0, n, size=(B, n))` row by row, so a
+slice's resamples are reproducible from its seed, and the first B of a longer stream are the B of a
+shorter one.
+
+Definitions, sample-size behaviour and sources of every statistic: docs/statistics.md.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import (
@@ -17,28 +31,67 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-RANKING = ("roc_auc", "pr_auc")
-PROBABILITY = ("log_loss", "brier")
-AT_THRESHOLD = ("precision", "recall", "f1")
-ALL_METRICS = (*RANKING, *PROBABILITY, *AT_THRESHOLD, "positive_rate", "predicted_positive_rate")
+ALL_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "prevalence",
+    "precision",
+    "recall",
+    "f1",
+    "predicted_positive_rate",
+)
+THRESHOLD_METRICS = ("precision", "recall", "f1", "predicted_positive_rate")
+LABEL_ONLY = frozenset({"prevalence"})  # a property of the labels: equal for every model on the same rows
 OVERALL = "overall"  # the slice name of all rows together
 EPS = np.finfo(np.float64).eps  # scikit-learn's clipping in log_loss
+ECE_BINS = 10
+CHUNK_DRAWS = 1 << 18  # drawn rows held at once (resamples x rows), whatever the number of resamples
+
+
+def expected_calibration_error(y: np.ndarray, score: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: sum over equal-width probability bins of (rows in bin / n) x |mean label - mean score|.
+
+    Bins are ((b-1)/B, b/B] (the first also holds 0), as scikit-learn's `calibration_curve` with
+    `strategy="uniform"` cuts them (Naeini et al. 2015; Guo et al. 2017, eq. 3, on the probability of
+    the positive class). `y`: (n,) of 0/1, `score`: (n,) probabilities; NaN when n is 0.
+    """
+    y = np.asarray(y, dtype="float64")
+    score = np.asarray(score, dtype="float64")
+    if len(y) == 0:
+        return float("nan")
+    which = _ece_bins(score, bins)
+    gap = np.bincount(which, weights=y - score, minlength=bins)
+    return float(np.abs(gap).sum() / len(y))
+
+
+def _ece_bins(score: np.ndarray, bins: int) -> np.ndarray:
+    return np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], score, side="left")
 
 
 def point_metrics(y: np.ndarray, score: np.ndarray, threshold: float | None) -> dict[str, float]:
-    """Every metric on one set of rows; NaN where a metric is undefined (e.g. AUC on one class)."""
+    """Every metric on one set of rows (scikit-learn's values); NaN where a metric is undefined.
+
+    `y`: (n,) 0/1 labels; `score`: (n,) probabilities of class 1; predicted positive: score >= threshold.
+    Undefined: ROC and PR AUC with one class; precision with nothing predicted positive; recall with
+    no positive; F1 (= 2TP / (2TP + FP + FN), 0 when TP = 0) with neither; every metric on no rows.
+    Without a threshold the threshold metrics are left out.
+    """
     y = np.asarray(y, dtype="int64")
     score = np.asarray(score, dtype="float64")
     nan = float("nan")
     if len(y) == 0:
-        return dict.fromkeys(ALL_METRICS, nan)
+        return dict.fromkeys(ALL_METRICS if threshold is not None else _NO_THRESHOLD, nan)
     two_classes = 0 < y.sum() < len(y)
     out = {
         "roc_auc": float(roc_auc_score(y, score)) if two_classes else nan,
         "pr_auc": float(average_precision_score(y, score)) if two_classes else nan,
         "log_loss": float(log_loss(y, score, labels=[0, 1])),
         "brier": float(brier_score_loss(y, score, labels=[0, 1])),
-        "positive_rate": float(y.mean()),
+        "ece": expected_calibration_error(y, score),
+        "prevalence": float(y.mean()),
     }
     if threshold is not None:
         predicted = (score >= threshold).astype("int64")
@@ -49,74 +102,208 @@ def point_metrics(y: np.ndarray, score: np.ndarray, threshold: float | None) -> 
     return out
 
 
-def bootstrap_indices(n: int, samples: int, seed: int) -> np.ndarray:
-    """`samples` x `n` row indices drawn with replacement, reproducible from `seed`."""
-    return np.random.default_rng(seed).integers(0, n, size=(samples, n), dtype=np.int64)
+_NO_THRESHOLD = tuple(m for m in ALL_METRICS if m not in THRESHOLD_METRICS)
 
 
-def bootstrap_metrics(
-    y: np.ndarray, score: np.ndarray, threshold: float | None, idx: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Every metric on each resample (one row of `idx` each), vectorised; NaN where undefined."""
-    yb = np.asarray(y, dtype="float64")[idx]
-    sb = np.asarray(score, dtype="float64")[idx]
-    n = idx.shape[1]
-    positives = yb.sum(axis=1)
-    negatives = n - positives
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = {
-            "roc_auc": _auc_rows(yb, sb, positives, negatives),
-            "pr_auc": _average_precision_rows(yb, sb, positives),
-            "log_loss": -np.mean(
-                yb * np.log(np.clip(sb, EPS, 1 - EPS)) + (1 - yb) * np.log(np.clip(1 - sb, EPS, 1 - EPS)), axis=1
-            ),
-            "brier": np.mean((sb - yb) ** 2, axis=1),
-            "positive_rate": positives / n,
+def proportions(y: np.ndarray, score: np.ndarray, threshold: float | None) -> dict[str, tuple[int, int]]:
+    """The metrics that are a share of rows, as (successes, trials): prevalence, precision, recall, predicted rate."""
+    y = np.asarray(y, dtype="int64")
+    out = {"prevalence": (int(y.sum()), len(y))}
+    if threshold is not None:
+        predicted = np.asarray(score, dtype="float64") >= threshold
+        tp = int((predicted & (y == 1)).sum())
+        out |= {
+            "precision": (tp, int(predicted.sum())),
+            "recall": (tp, int(y.sum())),
+            "predicted_positive_rate": (int(predicted.sum()), len(y)),
         }
-        if threshold is not None:
-            pred = sb >= threshold
-            tp = (pred & (yb == 1)).sum(axis=1)
-            predicted = pred.sum(axis=1)
-            precision = np.where(predicted > 0, tp / predicted, np.nan)
-            recall = np.where(positives > 0, tp / positives, np.nan)
-            out["precision"] = precision
-            out["recall"] = recall
-            out["f1"] = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), np.nan)
-            out["predicted_positive_rate"] = predicted / n
     return out
 
 
-def _auc_rows(yb: np.ndarray, sb: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
-    """ROC AUC per row by the rank-sum (Mann-Whitney) formula, ties sharing their average rank."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(sb, axis=1)
-    rank_sum = (ranks * yb).sum(axis=1)
-    auc = (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-    return np.where((positives > 0) & (negatives > 0), auc, np.nan)
-
-
-def _average_precision_rows(yb: np.ndarray, sb: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    """Average precision per row, as scikit-learn defines it: tied scores form one step of the curve."""
-    order = np.argsort(-sb, axis=1, kind="stable")
-    scores = np.take_along_axis(sb, order, axis=1)
-    hits = np.take_along_axis(yb, order, axis=1)
-    tp = np.cumsum(hits, axis=1)
-    precision = tp / np.arange(1, yb.shape[1] + 1)
-    recall = tp / positives[:, None]
-    group_end = np.ones_like(scores, dtype=bool)  # the last row of each run of tied scores
-    group_end[:, :-1] = scores[:, :-1] != scores[:, 1:]
-    recall_at_ends = np.maximum.accumulate(np.where(group_end, recall, 0.0), axis=1)
-    previous = np.concatenate([np.zeros((yb.shape[0], 1)), recall_at_ends[:, :-1]], axis=1)
-    ap = np.where(group_end, (recall - previous) * precision, 0.0).sum(axis=1)
-    return np.where((positives > 0) & (positives < yb.shape[1]), ap, np.nan)
-
-
-def interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Percentile interval of bootstrap values, ignoring NaN resamples."""
-    finite = values[np.isfinite(values)]
-    if len(finite) < 2:
+def wilson_interval(successes: int, trials: int, confidence: float) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (Wilson 1927; Brown, Cai & DasGupta 2001); NaN without trials."""
+    if trials == 0:
         return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+class Resampled:
+    """One model's scores on one set of rows, prepared once for any number of resamples.
+
+    `y`: (n,) 0/1 labels; `score`: (n,) probabilities; `threshold`: or None for no threshold metrics.
+    Rows are grouped by distinct score, highest first: a resample is summarised by how many drawn
+    rows of each label fall at each distinct score, and every metric follows from those counts by
+    cumulative sums (tied scores form one step of the ROC and PR curves, as in scikit-learn).
+    """
+
+    def __init__(self, y: np.ndarray, score: np.ndarray, threshold: float | None) -> None:
+        y = np.asarray(y, dtype="int64")
+        score = np.asarray(score, dtype="float64")
+        self.n = len(y)
+        self.threshold = threshold
+        distinct, group = np.unique(-score, return_inverse=True)  # group 0: the highest score
+        self.scores = -distinct
+        self.groups = len(distinct)
+        self.cell_of_row = y * self.groups + group.astype("int64")  # label 0 cells first, then label 1
+        clipped = np.clip(self.scores, EPS, 1 - EPS)
+        self.loss_positive, self.loss_negative = -np.log(clipped), -np.log(1 - clipped)
+        self.brier_positive, self.brier_negative = (self.scores - 1) ** 2, self.scores**2
+        bins = _ece_bins(self.scores, ECE_BINS)  # decreasing with the group
+        self.bin_ends = np.flatnonzero(np.r_[bins[1:] != bins[:-1], True])  # last group of each bin
+        self.predicted_groups = int((self.scores >= threshold).sum()) if threshold is not None else 0
+
+    def counts(self, draws: np.ndarray) -> np.ndarray:
+        """(k, 2, groups) drawn rows per label and distinct score; `draws`: (k, n) row indices of k resamples."""
+        k = draws.shape[0]
+        cells = self.cell_of_row[draws]
+        cells += (np.arange(k, dtype="int64") * 2 * self.groups)[:, None]
+        return np.bincount(cells.ravel(), minlength=k * 2 * self.groups).reshape(k, 2, self.groups)
+
+    def metrics(self, counts: np.ndarray, wanted: frozenset[str] | None = None) -> dict[str, np.ndarray]:
+        """Every metric (or the `wanted` ones) on each resample, from its `counts` (see `counts`).
+
+        Returns metric -> (k,) values, NaN where undefined exactly as in `point_metrics`.
+        """
+        wanted = wanted or frozenset(ALL_METRICS if self.threshold is not None else _NO_THRESHOLD)
+        n = self.n
+        neg = np.asarray(counts[:, 0], dtype="float64")
+        pos = np.asarray(counts[:, 1], dtype="float64")
+        positives = pos.sum(axis=1)
+        negatives = n - positives
+        both = (positives > 0) & (negatives > 0)
+        out: dict[str, np.ndarray] = {}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if wanted & {"roc_auc", "pr_auc", "ece"}:
+                tp = np.cumsum(pos, axis=1)  # positives scored at or above each distinct score
+            if wanted & {"roc_auc", "pr_auc"}:
+                fp = np.cumsum(neg, axis=1)
+                # Mann-Whitney: the share of (positive, negative) pairs ordered right, ties counting one half
+                wrong = np.einsum("ij,ij->i", pos, fp) - 0.5 * np.einsum("ij,ij->i", pos, neg)
+                out["roc_auc"] = np.where(both, 1 - wrong / (positives * negatives), np.nan)
+                # average precision: sum over distinct scores, highest first, of (recall step) x precision
+                fp += tp
+                precision = np.divide(tp, fp, out=fp, where=fp > 0)
+                out["pr_auc"] = np.where(both, np.einsum("ij,ij->i", pos, precision) / positives, np.nan)
+            if "ece" in wanted:  # per probability bin (contiguous groups): drawn labels minus drawn scores
+                score_sums = np.cumsum((pos + neg) * self.scores, axis=1)[:, self.bin_ends]
+                gaps = np.diff(tp[:, self.bin_ends] - score_sums, axis=1, prepend=0.0)
+                out["ece"] = np.abs(gaps).sum(axis=1) / n
+            if "log_loss" in wanted:
+                out["log_loss"] = (pos @ self.loss_positive + neg @ self.loss_negative) / n
+            if "brier" in wanted:
+                out["brier"] = (pos @ self.brier_positive + neg @ self.brier_negative) / n
+            if "prevalence" in wanted:
+                out["prevalence"] = positives / n
+            if self.threshold is not None and wanted & set(THRESHOLD_METRICS):
+                top = self.predicted_groups  # the groups scored at or above the threshold come first
+                hits = pos[:, :top].sum(axis=1)
+                flagged = hits + neg[:, :top].sum(axis=1)
+                out["precision"] = np.where(flagged > 0, hits / flagged, np.nan)
+                out["recall"] = np.where(positives > 0, hits / positives, np.nan)
+                out["f1"] = np.where(flagged + positives > 0, 2 * hits / (flagged + positives), np.nan)
+                out["predicted_positive_rate"] = flagged / n
+        return {m: out[m] for m in ALL_METRICS if m in wanted and m in out}
+
+
+def resample_draws(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """(k, n) row indices of k resamples of n rows drawn with replacement (the next k of `rng`'s stream).
+
+    The same draws as `rng.integers(0, n, size=(k, n))` (int32 draws equal int64 ones below 2**31).
+    """
+    return rng.integers(0, n, size=(k, n), dtype=np.int32 if n < 2**31 else np.int64)
+
+
+class PairedBootstrap:
+    """Seeded bootstrap of several models on the same rows: every resample is applied to every model.
+
+    `y`: (n,) labels; `models`: name -> (scores (n,), threshold or None). `draw(total)` extends the
+    stream to `total` resamples, `CHUNK_DRAWS` drawn rows at a time; `values(model, metric)` gives
+    one value per resample drawn so far, in draw order.
+    """
+
+    def __init__(self, y: np.ndarray, models: dict[str, tuple[np.ndarray, float | None]], seed: int) -> None:
+        self.n = len(y)
+        self._rng = np.random.default_rng(seed)
+        self._models = {name: Resampled(y, score, threshold) for name, (score, threshold) in models.items()}
+        self._chunks: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in models}
+        self.resamples = 0
+
+    def draw(self, total: int, metrics: frozenset[str] | None = None) -> None:
+        """Draw resamples until `total` are held; beyond the first draw, only `metrics` are computed (all: None)."""
+        per_chunk = max(1, CHUNK_DRAWS // max(self.n, 1))
+        wanted = metrics if self.resamples else None
+        while self.resamples < total:
+            k = min(per_chunk, total - self.resamples)
+            draws = resample_draws(self._rng, self.n, k)
+            for name, model in self._models.items():
+                for metric, values in model.metrics(model.counts(draws), wanted).items():
+                    self._chunks[name].setdefault(metric, []).append(values)
+            self.resamples += k
+
+    def values(self, model: str, metric: str, first: int | None = None) -> np.ndarray:
+        """The metric of `model` on each resample for which it was computed (the first `first` only)."""
+        chunks = self._chunks[model][metric]
+        if len(chunks) > 1:
+            chunks[:] = [np.concatenate(chunks)]
+        return chunks[0][:first]
+
+
+@dataclass(frozen=True)
+class BootstrapInterval:
+    """A percentile interval and its Monte Carlo standard errors (of each end, from the resamples' spread)."""
+
+    low: float
+    high: float
+    low_se: float
+    high_se: float
+    resamples: int
+    undefined: int  # resamples on which the statistic was undefined (left out of the interval)
+
+
+NO_INTERVAL = BootstrapInterval(np.nan, np.nan, np.nan, np.nan, 0, 0)
+
+
+def percentile_interval(values: np.ndarray, confidence: float, mc_error: bool = True) -> BootstrapInterval:
+    """Percentile interval (Efron & Tibshirani 1993, ch. 13) of bootstrap values, NaN resamples left out.
+
+    The Monte Carlo standard error of each end is the Maritz-Jarrett estimate (`quantile_mc_se`): how
+    much the end would move with another seed (NaN unless `mc_error`).
+    Fewer than 2 defined resamples: no interval.
+    """
+    values = np.asarray(values, dtype="float64")
+    finite = np.sort(values[np.isfinite(values)])
+    undefined = len(values) - len(finite)
+    if len(finite) < 2:
+        return BootstrapInterval(np.nan, np.nan, np.nan, np.nan, len(values), undefined)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(finite, [alpha, 1 - alpha])
-    return float(low), float(high)
+    low_se, high_se = quantile_mc_se(finite, (alpha, 1 - alpha)) if mc_error else (np.nan, np.nan)
+    return BootstrapInterval(float(low), float(high), low_se, high_se, len(values), undefined)
+
+
+def quantile_mc_se(values: np.ndarray, probabilities: tuple[float, ...]) -> tuple[float, ...]:
+    """Maritz-Jarrett standard error of the sample quantiles of sorted `values` at `probabilities`.
+
+    The m-th order statistic, m = int(p n + 0.5), weighted by Beta(m - 1, n - m) probabilities of each
+    order statistic (Maritz & Jarrett 1978; as `scipy.stats.mstats.mjci`, computed on centred values
+    and never negative under rounding). NaN when m < 2 or m > n - 1 (too few resamples for that tail).
+    """
+    from scipy.stats import beta
+
+    x = np.asarray(values, dtype="float64")
+    n = len(x)
+    x = x - x[n // 2]  # centred: the variance below is a difference of two sums
+    grid = np.arange(n + 1) / n
+    out = []
+    for p in probabilities:
+        m = int(p * n + 0.5)
+        if m < 2 or m > n - 1:
+            out.append(float("nan"))
+            continue
+        weights = np.diff(beta.cdf(grid, m - 1, n - m))
+        first, second = weights @ x, weights @ x**2
+        out.append(float(np.sqrt(max(second - first**2, 0.0))))
+    return tuple(out)

@@ -37,9 +37,13 @@ def split_window(cfg: PipelineConfig, window: Interval) -> Split:
     )
 
 
+def window_rows(df: pd.DataFrame, cfg: PipelineConfig, part: Interval) -> pd.DataFrame:
+    """Rows of `df` whose date falls in `part`, labelled or not."""
+    dates = df[cfg.source.date_column]
+    return df.loc[(dates >= pd.Timestamp(part.start)) & (dates < pd.Timestamp(part.end))]
+
+
 def split_frame(df: pd.DataFrame, cfg: PipelineConfig, part: Interval) -> pd.DataFrame:
     """Rows of `df` whose date falls in `part`, with a known label."""
-    dates = df[cfg.source.date_column]
-    mask = (dates >= pd.Timestamp(part.start)) & (dates < pd.Timestamp(part.end))
-    out = df.loc[mask]
+    out = window_rows(df, cfg, part)
     return out.loc[labels(out, cfg.target).notna()]

@@ -201,4 +201,10 @@ def _slice_table(registry, run_id: str) -> list[str]:
     wide.columns = [f"{m}.{k}" for m, k in wide.columns]
     order = ["overall", *[f for f in df.slice_feature.unique() if f != "overall"]]
     wide = wide.reset_index().set_index("slice_feature").loc[order].reset_index()
+    small = df.loc[df.status == "small", ["slice_feature", "slice_value"]].astype(str)
+    small = set(zip(small.slice_feature, small.slice_value, strict=True))
+    wide["note"] = [
+        "small: no interval, never gates" if key in small else ""
+        for key in zip(wide.slice_feature, wide.slice_value.astype(str), strict=True)
+    ]
     return ["  " + line for line in wide.to_string(index=False, float_format=lambda v: f"{v:.3f}").splitlines()]

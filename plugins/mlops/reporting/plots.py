@@ -82,15 +82,33 @@ def evaluation_plots(
         for i, model in enumerate(models):
             m = part[part.model == model].set_index("slice_value").reindex(values)
             x = np.arange(len(values)) + i * width
+            small = (m.status == "small").to_numpy()
             err = np.vstack([(m.value - m.ci_low).clip(lower=0), (m.ci_high - m.value).clip(lower=0)]).astype(float)
-            ax.bar(x, m.value, width, yerr=np.nan_to_num(err), capsize=2, label=model)
+            bars = ax.bar(x, m.value.fillna(0), width, yerr=np.nan_to_num(err), capsize=2, label=model)
+            for bar, is_small, undefined in zip(bars, small, m.value.isna(), strict=True):
+                if is_small:  # few rows: shown faded and hatched, never as certain
+                    bar.set_alpha(0.35)
+                    bar.set_hatch("//")
+                if undefined:
+                    ax.text(bar.get_x() + width / 2, 0.32, "undefined", rotation=90, ha="center", fontsize=6)
+        labels = [f"{v}\n(n={n}, small)" if s == "small" else v for v, n, s in _first_rows(part, values)]
         ax.set_xticks(
-            np.arange(len(values)) + width * (len(models) - 1) / 2, values, rotation=45, ha="right", fontsize=7
+            np.arange(len(values)) + width * (len(models) - 1) / 2, labels, rotation=45, ha="right", fontsize=7
         )
-        ax.set(title=f"{slice_metric} by {feature} (95% bootstrap intervals)", ylim=(0.3, 1.0))
+        ax.set(
+            title=f"{slice_metric} by {feature} (95% intervals; hatched: under evaluation.min_slice_size rows, "
+            "no bootstrap interval)",
+            ylim=(0.3, 1.0),
+        )
         ax.legend(fontsize=7)
     files.append(_save(plt, fig, folder / f"slices_{slice_metric}.png"))
     return files
+
+
+def _first_rows(part: pd.DataFrame, values: list[str]) -> list[tuple[str, int, str]]:
+    """(slice value, n, status) of each slice value, in the plot's order."""
+    first = part.drop_duplicates("slice_value").set_index("slice_value")
+    return [(v, int(first.loc[v, "n"]), str(first.loc[v, "status"])) for v in values]
 
 
 def _save(plt, fig, path: Path) -> Path:

@@ -1,14 +1,20 @@
 """Stage 4, sliced evaluation: challenger and champion on the same evaluation rows, per slice.
 
-Each model is judged at its own threshold. Point metrics are scikit-learn's on the slice's rows;
-95% intervals come from a seeded bootstrap that resamples the same rows for both models, so the
-interval of their difference is paired.
+Each model is judged at its own threshold. Point metrics are scikit-learn's on the slice's rows.
+Intervals: for slices of at least `evaluation.min_slice_size` rows, a seeded percentile bootstrap
+that resamples the same rows for both models (so the interval of their difference is paired);
+smaller slices are marked `small`, their shares (prevalence, precision, recall, predicted positive
+rate) get a Wilson interval and the other metrics none. A comparison that a promotion gate judges
+is resampled further while its bound lies within the Monte Carlo error of the gate's limit.
+Definitions: docs/statistics.md.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,17 +22,54 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.core.config import CROSS, LOWER_IS_BETTER, Evaluation, PipelineConfig
+from mlops.core.config import CROSS, LOWER_IS_BETTER, Evaluation, Gate, PipelineConfig
 from mlops.core.features import MISSING_SLICE, ROW_KEY, labels
-from mlops.core.metrics import OVERALL, bootstrap_indices, bootstrap_metrics, interval, point_metrics
+from mlops.core.gating import gain_bound, inconclusive, judges_slice
+from mlops.core.metrics import (
+    NO_INTERVAL,
+    OVERALL,
+    BootstrapInterval,
+    PairedBootstrap,
+    percentile_interval,
+    point_metrics,
+    proportions,
+    wilson_interval,
+)
 from mlops.core.modeling import model_input, predict_scores
 from mlops.core.splits import split_frame, split_window
 from mlops.io import registry
 from mlops.io.datasets import read_training_set
 
-SLICE_COLUMNS = ["slice_feature", "slice_value", "model", "metric", "value", "n", "ci_low", "ci_high"]
-COMPARISON_COLUMNS = ["slice_feature", "slice_value", "metric", "difference", "ci_low", "ci_high", "n"]
+SLICE_COLUMNS = [
+    "slice_feature",
+    "slice_value",
+    "model",
+    "metric",
+    "value",
+    "n",
+    "ci_low",
+    "ci_high",
+    "status",
+    "interval_method",
+    "resamples",
+    "undefined_resamples",
+]
+COMPARISON_COLUMNS = [
+    "slice_feature",
+    "slice_value",
+    "metric",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "n",
+    "status",
+    "resamples",
+    "undefined_resamples",
+    "ci_low_mc_se",
+    "ci_high_mc_se",
+]
 WORST_SLICE_METRICS = ("roc_auc", "pr_auc", "recall", "precision")
+OK, SMALL, UNDEFINED = "ok", "small", "undefined"  # status: under min_slice_size rows, or else NaN
 
 
 @dataclass(frozen=True)
@@ -53,40 +96,121 @@ def slice_groups(predictions: pd.DataFrame, slices: list[str]) -> list[tuple[str
     return groups
 
 
+def slice_seed(seed: int, number: int) -> int:
+    """The bootstrap seed of the `number`-th slice group (overall is 0)."""
+    return seed * 100_003 + number
+
+
 def evaluate_slices(
     predictions: pd.DataFrame,
     slices: list[str],
     thresholds: dict[str, float | None],
     evaluation: Evaluation | None = None,
+    gates: Sequence[Gate] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tidy metrics per slice and model (with intervals), and the paired challenger - champion differences."""
+    """Tidy metrics per slice and model (with intervals), and the paired challenger - champion differences.
+
+    `predictions`: label, `<model>_score` and slice columns; `thresholds`: model -> threshold (None: no
+    threshold metrics); a model whose scores are missing is left out. `gates`: the promotion gates,
+    whose comparisons get more resamples while their reading is inconclusive.
+    """
     evaluation = evaluation or Evaluation()
     y_all = predictions["label"].to_numpy(dtype="int64")
     models = [m for m in thresholds if predictions[f"{m}_score"].notna().all()]
+    paired = {"challenger", "champion"} <= set(models)
     rows, comparison = [], []
     for number, (feature, value, positions) in enumerate(slice_groups(predictions, slices)):
         y = y_all[positions]
         n = len(positions)
-        idx = None
-        if evaluation.bootstrap_samples and n >= 2:
-            idx = bootstrap_indices(n, evaluation.bootstrap_samples, evaluation.seed * 100_003 + number)
-        points, boots = {}, {}
+        small = n < evaluation.min_slice_size
+        scores = {m: predictions[f"{m}_score"].to_numpy(dtype="float64")[positions] for m in models}
+        points = {m: point_metrics(y, scores[m], thresholds[m]) for m in models}
+        boot = None
+        if evaluation.bootstrap_samples and not small:
+            boot = PairedBootstrap(
+                y, {m: (scores[m], thresholds[m]) for m in models}, slice_seed(evaluation.seed, number)
+            )
+            boot.draw(evaluation.bootstrap_samples)
+            if paired:
+                judged = [g for g in gates if g.compares and judges_slice(g, feature, n, evaluation.min_slice_size)]
+                _resample_until_clear(boot, judged, evaluation)
         for model in models:
-            score = predictions[f"{model}_score"].to_numpy()[positions]
-            points[model] = point_metrics(y, score, thresholds[model])
-            boots[model] = bootstrap_metrics(y, score, thresholds[model], idx) if idx is not None else {}
+            shares = proportions(y, scores[model], thresholds[model]) if small else {}
             for metric, v in points[model].items():
-                low, high = (
-                    interval(boots[model][metric], evaluation.confidence) if idx is not None else (np.nan, np.nan)
+                if boot is not None:
+                    ci = percentile_interval(
+                        boot.values(model, metric, evaluation.bootstrap_samples), evaluation.confidence
+                    )
+                    method = "bootstrap"
+                elif metric in shares:
+                    low, high = wilson_interval(*shares[metric], evaluation.confidence)
+                    ci, method = BootstrapInterval(low, high, np.nan, np.nan, 0, 0), "wilson"
+                else:
+                    ci, method = NO_INTERVAL, "none"
+                status = SMALL if small else (UNDEFINED if np.isnan(v) else OK)
+                rows.append(
+                    (feature, value, model, metric, v, n, ci.low, ci.high, status, method, ci.resamples, ci.undefined)
                 )
-                rows.append((feature, value, model, metric, v, n, low, high))
-        if {"challenger", "champion"} <= set(models):
+        if paired:
             for metric, v in points["challenger"].items():
-                low, high = np.nan, np.nan
-                if idx is not None:
-                    low, high = interval(boots["challenger"][metric] - boots["champion"][metric], evaluation.confidence)
-                comparison.append((feature, value, metric, v - points["champion"][metric], low, high, n))
+                difference = v - points["champion"][metric]
+                ci = NO_INTERVAL
+                if boot is not None:
+                    ci = percentile_interval(_differences(boot, metric), evaluation.confidence)
+                status = SMALL if small else (UNDEFINED if np.isnan(difference) else OK)
+                comparison.append(
+                    (
+                        feature,
+                        value,
+                        metric,
+                        difference,
+                        ci.low,
+                        ci.high,
+                        n,
+                        status,
+                        ci.resamples,
+                        ci.undefined,
+                        ci.low_se,
+                        ci.high_se,
+                    )
+                )
     return pd.DataFrame(rows, columns=SLICE_COLUMNS), pd.DataFrame(comparison, columns=COMPARISON_COLUMNS)
+
+
+def _differences(boot: PairedBootstrap, metric: str) -> np.ndarray:
+    return boot.values("challenger", metric) - boot.values("champion", metric)
+
+
+def _resample_until_clear(boot: PairedBootstrap, gates: list[Gate], evaluation: Evaluation) -> None:
+    """Resample a gated comparison further while its reading is unclear, up to max_gate_resamples.
+
+    A bound farther than 2 x mc_z Monte Carlo errors from its limit after bootstrap_samples is read as
+    it is. Otherwise the slice gets gate_resamples (with few resamples in a 2.5% tail the error
+    estimate is itself rough), then, while a bound lies within mc_z errors of its limit, enough for its
+    current distance to clear mc_z errors (the error falls as 1 / sqrt(resamples); a quarter to
+    spare, at least twice as many). Only the gated metrics are computed on the extra resamples.
+    """
+    if not gates or not evaluation.max_gate_resamples or not _needed(boot, gates, evaluation, 2 * evaluation.mc_z):
+        return
+    metrics = frozenset(g.metric for g in gates)
+    boot.draw(min(evaluation.gate_resamples, evaluation.max_gate_resamples), metrics)
+    while boot.resamples < evaluation.max_gate_resamples and (needed := _needed(boot, gates, evaluation)):
+        boot.draw(min(needed, evaluation.max_gate_resamples), metrics)
+
+
+def _needed(boot: PairedBootstrap, gates: list[Gate], evaluation: Evaluation, z: float | None = None) -> int:
+    """Resamples that would make every gate's reading clear at `z` (default mc_z) errors; 0 when all are."""
+    z = z or evaluation.mc_z
+    needed = 0
+    for gate in gates:
+        ci = percentile_interval(_differences(boot, gate.metric), evaluation.confidence)
+        bound, se, _ = gain_bound(gate, ci.low, ci.high, ci.low_se, ci.high_se)
+        limit = -gate.max_regression
+        if inconclusive(bound, limit, se, z):
+            distance = abs(bound - limit)
+            factor = (z * se / distance) ** 2 * 1.25 if distance > 0 else math.inf
+            needed = max(needed, 2 * boot.resamples, math.ceil(boot.resamples * min(factor, 1e9)))
+    return needed
 
 
 def slice_metrics(
@@ -132,7 +256,7 @@ def evaluate(cfg: PipelineConfig, training_key: str, window, challenger_version:
     thresholds = {"challenger": challenger.threshold}
     if champion:
         thresholds["champion"] = champion.threshold
-    metrics, comparison = evaluate_slices(predictions, cfg.slices, thresholds, cfg.evaluation)
+    metrics, comparison = evaluate_slices(predictions, cfg.slices, thresholds, cfg.evaluation, cfg.promotion.gates)
     worst = worst_slices(metrics, cfg.evaluation.min_slice_size)
 
     c = registry.client()

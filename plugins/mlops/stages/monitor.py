@@ -1,11 +1,11 @@
-"""Stage 8, prediction monitoring: the scores and the positive rate of every scored day.
+"""Stage 8, prediction monitoring: the scores and the predicted positive rate of every scored day.
 
 - score drift: PSI of the day's scores against the evaluation scores of the version that scored
   the day (`evaluation/eval_predictions.parquet`, column `challenger_score`, logged to that
   version's own training run), on the deciles of those reference scores; limits
   `scoring.score_psi_warn` and `scoring.score_psi_error`;
-- positive rate: the share of rows predicted positive against the action limits
-  `scoring.positive_rate` [low, high]; outside them is an error.
+- predicted positive rate: the share of rows predicted positive against the action limits
+  `scoring.predicted_positive_rate` [low, high]; outside them is an error.
 
 The predictions are already written when monitoring runs: a breach is flagged, recorded and (by
 the daily DAG's monitor task) turned into a failed task and its alert mail; it never undoes the
@@ -45,7 +45,7 @@ class MonitorReport(CheckOutcomes):
     interval: str
     rows: int
     checks: list[dict[str, Any]]
-    days: dict[str, dict[str, Any]]  # day -> version, rows, positive rate, score PSI and its bins
+    days: dict[str, dict[str, Any]]  # day -> version, rows, predicted positive rate, score PSI and its bins
     monitored_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     def summary(self) -> str:
@@ -125,7 +125,7 @@ def monitor_day(
     info: dict[str, Any] = {
         "model_version": version,
         "rows": rows,
-        "positive_rate": rate,
+        "predicted_positive_rate": rate,
         "reference_rows": len(reference) if reference is not None else 0,
         "score_psi": None,
     }
@@ -153,11 +153,13 @@ def monitor_day(
             breach = ("error" if gates else "warning") if over_error else ("warning" if over_warn else None)
             expected = {"warn_above": warn, "error_above": error, "gates": gates, "reference_rows": len(reference)}
             checks.append(_check("score_psi_vs_evaluation", "score", day, version, breach, round(value, 4), expected))
-    if scoring.positive_rate is not None:
-        low, high = scoring.positive_rate
+    if scoring.predicted_positive_rate is not None:
+        low, high = scoring.predicted_positive_rate
         breach = None if low <= rate <= high else ("error" if gates else "warning")
         expected = {"between": [low, high], "gates": gates, "rows": rows}
-        checks.append(_check("positive_rate", "predicted_label", day, version, breach, round(rate, 4), expected))
+        checks.append(
+            _check("predicted_positive_rate", "predicted_label", day, version, breach, round(rate, 4), expected)
+        )
     return info, checks
 
 

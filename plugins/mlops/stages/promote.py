@@ -3,6 +3,11 @@
 Gates work like TFMA's: value thresholds on the challenger, and change thresholds against the
 champion judged on the paired bootstrap interval of their difference, overall and per slice (slices
 of at least `evaluation.min_slice_size` rows). A challenger passes only when every check passes.
+
+Nothing is judged when the evaluation window holds fewer positives or negatives than
+`evaluation.min_positives` / `min_negatives`. A slice whose metric is undefined (one class) is
+reported as not judged. A comparison whose bound lies within `evaluation.mc_z` Monte Carlo errors
+of its limit is inconclusive and follows `promotion.inconclusive`.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from mlops.core.config import LOWER_IS_BETTER, Gate, PipelineConfig
+from mlops.core.gating import gain_bound, inconclusive, judges_slice
 from mlops.core.metrics import OVERALL
 from mlops.io import audit, registry
 from mlops.io.paths import mlops_home
+
+PASS, FAIL, INCONCLUSIVE, NOT_JUDGED = "pass", "fail", "inconclusive", "not_judged"
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,11 @@ class GateCheck:
     scope: str  # "overall" or "<slice_feature>=<slice_value>"
     passed: bool
     detail: str
+    outcome: str = ""  # pass, fail, inconclusive (passed as promotion.inconclusive says) or not_judged
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            object.__setattr__(self, "outcome", PASS if self.passed else FAIL)
 
 
 @dataclass(frozen=True)
@@ -47,42 +60,64 @@ class PromotionDecision:
     def reasons(self) -> list[str]:
         failed = [c for c in self.checks if not c.passed]
         lines = [f"FAIL {c.name} [{c.scope}]: {c.detail}" for c in failed]
+        lines += [
+            f"INCONCLUSIVE {c.name} [{c.scope}]: {c.detail}"
+            for c in self.checks
+            if c.passed and c.outcome == INCONCLUSIVE
+        ]
+        lines += [f"NOT JUDGED {c.name} [{c.scope}]: {c.detail}" for c in self.checks if c.outcome == NOT_JUDGED]
         if not failed:
-            lines.append(f"pass all {len(self.checks)} checks")
+            judged = sum(c.outcome != NOT_JUDGED for c in self.checks)
+            lines.append(f"pass all {judged} checks")
         if self.blocked_by:
             lines.append(f"not promoted: {self.blocked_by}")
         return lines
-
-
-def _scopes(rows: pd.DataFrame, gate: Gate, min_slice_size: int) -> pd.DataFrame:
-    overall = rows.slice_feature == OVERALL
-    if not gate.per_slice:
-        return rows[overall]
-    return rows[overall | (rows.n >= min_slice_size)]
 
 
 def _scope(row) -> str:
     return OVERALL if row.slice_feature == OVERALL else f"{row.slice_feature}={row.slice_value}"
 
 
+def class_counts_check(cfg: PipelineConfig, metrics: pd.DataFrame) -> GateCheck:
+    """Enough positives and negatives in the evaluation window to judge at all (from the overall prevalence)."""
+    overall = metrics[
+        (metrics.slice_feature == OVERALL) & (metrics.model == "challenger") & (metrics.metric == "prevalence")
+    ]
+    n = int(overall.n.iloc[0]) if len(overall) else 0
+    positives = round(float(overall.value.iloc[0]) * n) if n else 0
+    negatives = n - positives
+    e = cfg.evaluation
+    enough = positives >= e.min_positives and negatives >= e.min_negatives
+    detail = (
+        f"evaluation window: {positives} positive and {negatives} negative labels in {n} rows "
+        f"(evaluation.min_positives {e.min_positives}, min_negatives {e.min_negatives})"
+    )
+    return GateCheck("evaluation_class_counts", OVERALL, enough, detail if enough else f"{detail}: not judged")
+
+
 def judge(cfg: PipelineConfig, metrics: pd.DataFrame, comparison: pd.DataFrame, has_champion: bool) -> list[GateCheck]:
-    """Every configured gate on the evaluation's artifacts (slice_metrics.csv and comparison.csv)."""
-    checks: list[GateCheck] = []
-    min_size = cfg.evaluation.min_slice_size
+    """Every configured gate on the evaluation's artifacts (slice_metrics.csv and comparison.csv).
+
+    The first check is the class-count guard: when it fails, no gate is judged.
+    """
+    guard = class_counts_check(cfg, metrics)
+    if not guard.passed:
+        return [guard]
+    checks: list[GateCheck] = [guard]
+    e = cfg.evaluation
     challenger = metrics[metrics.model == "challenger"]
     for gate in cfg.promotion.gates:
-        name = f"{gate.metric}"
-        for row in _scopes(challenger[challenger.metric == gate.metric], gate, min_size).itertuples():
+        rows = challenger[challenger.metric == gate.metric]
+        for row in rows[
+            [judges_slice(gate, f, n, e.min_slice_size) for f, n in zip(rows.slice_feature, rows.n, strict=True)]
+        ].itertuples():
             if math.isnan(row.value):
-                if row.slice_feature == OVERALL:
-                    checks.append(
-                        GateCheck(f"{name}_defined", _scope(row), False, "metric undefined on the evaluation set")
-                    )
+                checks.append(_undefined(f"{gate.metric}_defined", row))
                 continue
             if gate.min_value is not None:
                 checks.append(
                     GateCheck(
-                        f"{name}_min_value",
+                        f"{gate.metric}_min_value",
                         _scope(row),
                         row.value >= gate.min_value,
                         f"challenger {row.value:.4f} >= {gate.min_value} (n={row.n})",
@@ -91,7 +126,7 @@ def judge(cfg: PipelineConfig, metrics: pd.DataFrame, comparison: pd.DataFrame, 
             if gate.max_value is not None:
                 checks.append(
                     GateCheck(
-                        f"{name}_max_value",
+                        f"{gate.metric}_max_value",
                         _scope(row),
                         row.value <= gate.max_value,
                         f"challenger {row.value:.4f} <= {gate.max_value} (n={row.n})",
@@ -100,37 +135,59 @@ def judge(cfg: PipelineConfig, metrics: pd.DataFrame, comparison: pd.DataFrame, 
         if gate.max_regression is None and gate.min_improvement is None:
             continue
         if not has_champion:
-            checks.append(GateCheck(f"{name}_vs_champion", OVERALL, True, "no champion yet: nothing to compare"))
+            checks.append(GateCheck(f"{gate.metric}_vs_champion", OVERALL, True, "no champion yet: nothing to compare"))
             continue
-        sign = -1.0 if gate.metric in LOWER_IS_BETTER else 1.0  # sign * difference > 0 means better
-        for row in _scopes(comparison[comparison.metric == gate.metric], gate, min_size).itertuples():
+        rows = comparison[comparison.metric == gate.metric]
+        for row in rows[
+            [judges_slice(gate, f, n, e.min_slice_size) for f, n in zip(rows.slice_feature, rows.n, strict=True)]
+        ].itertuples():
             if math.isnan(row.difference):
+                checks.append(_undefined(f"{gate.metric}_vs_champion", row))
                 continue
-            gain = sign * row.difference
             if gate.max_regression is not None:
-                low, high = sorted((sign * row.ci_low, sign * row.ci_high))
-                strict = gate.test == "non_inferiority"
-                bound = low if strict else high  # pessimistic or optimistic end of the gain's interval
-                bound = gain if math.isnan(bound) else bound
-                end = "lower" if strict else "upper"
-                checks.append(
-                    GateCheck(
-                        f"{name}_{gate.test}",
-                        _scope(row),
-                        bound >= -gate.max_regression,
-                        f"gain {gain:+.4f}, CI {end} end {bound:+.4f} >= -{gate.max_regression} (n={row.n})",
-                    )
-                )
+                checks.append(_comparison(cfg, gate, row))
             if gate.min_improvement is not None and row.slice_feature == OVERALL:
+                gain = (-1.0 if gate.metric in LOWER_IS_BETTER else 1.0) * row.difference
                 checks.append(
                     GateCheck(
-                        f"{name}_min_improvement",
+                        f"{gate.metric}_min_improvement",
                         OVERALL,
                         gain >= gate.min_improvement,
                         f"gain {gain:+.4f} >= {gate.min_improvement}",
                     )
                 )
     return checks
+
+
+def _undefined(name: str, row) -> GateCheck:
+    """An undefined metric: a failure overall (nothing to judge the model on), not judged on a slice."""
+    if row.slice_feature == OVERALL:
+        return GateCheck(name, OVERALL, False, f"metric undefined on the evaluation set (n={row.n})")
+    return GateCheck(
+        name, _scope(row), True, f"undefined on this slice (one class?), not judged (n={row.n})", NOT_JUDGED
+    )
+
+
+def _comparison(cfg: PipelineConfig, gate: Gate, row) -> GateCheck:
+    """max_regression on one end of the paired interval of the gain, with its Monte Carlo error."""
+    gain = (-1.0 if gate.metric in LOWER_IS_BETTER else 1.0) * row.difference
+    low_se = getattr(row, "ci_low_mc_se", math.nan)
+    high_se = getattr(row, "ci_high_mc_se", math.nan)
+    bound, se, end = gain_bound(gate, row.ci_low, row.ci_high, low_se, high_se)
+    limit = -gate.max_regression
+    name = f"{gate.metric}_{gate.test}"
+    if math.isnan(bound):  # no interval: the point gain is the bound
+        return GateCheck(
+            name, _scope(row), gain >= limit, f"gain {gain:+.4f}, no interval: gain >= {limit} (n={row.n})"
+        )
+    resamples = int(getattr(row, "resamples", 0) or 0)
+    mc = f" ± {cfg.evaluation.mc_z * se:.4f} (Monte Carlo, {resamples} resamples)" if math.isfinite(se) else ""
+    detail = f"gain {gain:+.4f}, CI {end} end {bound:+.4f}{mc} >= {limit} (n={row.n})"
+    if inconclusive(bound, limit, se, cfg.evaluation.mc_z):
+        rule = cfg.promotion.inconclusive
+        detail += f": inconclusive, the limit lies within the Monte Carlo error; promotion.inconclusive={rule}"
+        return GateCheck(name, _scope(row), rule == "pass", detail, INCONCLUSIVE)
+    return GateCheck(name, _scope(row), bound >= limit, detail)
 
 
 def promotion_allowed(allow_promotion: bool | None, run_type: str) -> tuple[bool, str]:

@@ -1,22 +1,37 @@
-"""Stage 5, decision-threshold recalibration on the calibration window, stored with the model version."""
+"""Stage 5, decision-threshold recalibration on the calibration window, stored with the model version.
+
+Every policy is an exact optimum over all candidate thresholds: each distinct calibration score
+(predict positive when score >= threshold) plus "predict nothing" (a threshold above every
+probability). Ties are broken in a stated order (`TIE_BREAKS`), ending with the highest threshold
+(the fewest rows predicted positive).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve, roc_curve
 
-from mlops.core.config import PipelineConfig, Threshold
+from mlops.core.config import Evaluation, PipelineConfig, Threshold
 from mlops.core.features import labels
 from mlops.core.modeling import model_input, predict_scores
 from mlops.core.splits import split_frame, split_window
 from mlops.io import registry
 from mlops.io.datasets import read_training_set
 
+# policy -> what it maximises, in order: the objective first, then the tie-breaks; the last resort
+# is always the highest threshold
+TIE_BREAKS = {
+    "max_f1": ("fbeta", "precision"),
+    "max_fbeta": ("fbeta", "precision"),
+    "recall_at_precision": ("recall", "precision"),
+    "precision_at_recall": ("precision", "recall"),
+    "min_expected_cost": ("-cost",),
+}
+
 
 class InfeasibleThresholdError(ValueError):
-    """No threshold satisfies the policy on the calibration window."""
+    """No threshold satisfies the policy on the calibration window, or the window cannot support a choice."""
 
 
 @dataclass(frozen=True)
@@ -29,63 +44,108 @@ class ThresholdChoice:
     rows: int
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """Every candidate threshold (increasing) with its confusion counts on the calibration rows."""
+
+    threshold: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    positives: int
+    negatives: int
+
+    @property
+    def fn(self) -> np.ndarray:
+        return self.positives - self.tp
+
+    @property
+    def precision(self) -> np.ndarray:
+        """TP / (TP + FP); NaN where nothing is predicted positive."""
+        predicted = self.tp + self.fp
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(predicted > 0, self.tp / predicted, np.nan)
+
+    @property
+    def recall(self) -> np.ndarray:
+        return self.tp / self.positives
+
+    def fbeta(self, beta: float) -> np.ndarray:
+        """(1 + b^2) TP / ((1 + b^2) TP + b^2 FN + FP): 0 when TP = 0, as scikit-learn's fbeta_score."""
+        b2 = beta**2
+        return (1 + b2) * self.tp / ((1 + b2) * self.tp + b2 * self.fn + self.fp)
+
+
+def candidates(y: np.ndarray, scores: np.ndarray) -> Candidates:
+    """Confusion counts of `score >= t` for every distinct score t, and of "predict nothing" (the last)."""
+    y = np.asarray(y, dtype="int64")
+    scores = np.asarray(scores, dtype="float64")
+    distinct, inverse = np.unique(scores, return_inverse=True)
+    pos = np.bincount(inverse, weights=y, minlength=len(distinct))
+    total = np.bincount(inverse, minlength=len(distinct))
+    tp = np.cumsum(pos[::-1])[::-1]  # rows scored at or above each distinct score
+    predicted = np.cumsum(total[::-1])[::-1]
+    nothing = np.nextafter(max(1.0, float(distinct[-1])), np.inf)  # above every probability
+    return Candidates(
+        np.append(distinct, nothing),
+        np.append(tp, 0).astype("int64"),
+        np.append(predicted - tp, 0).astype("int64"),
+        int(y.sum()),
+        int(len(y) - y.sum()),
+    )
+
+
+def check_class_counts(y: np.ndarray, minimum: Evaluation, window: str) -> None:
+    """Refuse a window with fewer positive or negative labels than the configured minimum."""
+    y = np.asarray(y, dtype="int64")
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    if positives < minimum.min_positives or negatives < minimum.min_negatives:
+        raise InfeasibleThresholdError(
+            f"{window}: {positives} positive and {negatives} negative labels in {len(y)} rows, fewer than "
+            f"evaluation.min_positives {minimum.min_positives} / min_negatives {minimum.min_negatives}: "
+            "no threshold is chosen on so few"
+        )
+
+
 def choose_threshold(y: np.ndarray, scores: np.ndarray, policy: Threshold) -> ThresholdChoice:
-    """Pick the decision threshold that the policy asks for (predict positive when score >= threshold)."""
+    """Pick the decision threshold that the policy asks for (predict positive when score >= threshold).
+
+    `y`: (n,) 0/1 labels; `scores`: (n,) probabilities. Raises InfeasibleThresholdError when the labels
+    hold one class or no threshold meets the policy's floor.
+    """
     y = np.asarray(y, dtype="int64")
     if len(np.unique(y)) < 2:
         raise InfeasibleThresholdError(f"calibration labels hold one class only ({len(y)} rows): no threshold fits")
-    precision, recall, thresholds = precision_recall_curve(y, scores)
-    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    if policy.policy == "min_expected_cost":
-        return _min_expected_cost(y, np.asarray(scores, dtype="float64"), policy)
-    best = _pick(policy, precision, recall)
-    return ThresholdChoice(
-        float(thresholds[best]),
-        policy.policy,
-        float(precision[best]),
-        float(recall[best]),
-        float(f1[best]),
-        len(y),
-    )
-
-
-def _min_expected_cost(y: np.ndarray, scores: np.ndarray, policy: Threshold) -> ThresholdChoice:
-    """The threshold with the lowest total cost of false positives and false negatives."""
-    fpr, tpr, thresholds = roc_curve(y, scores, drop_intermediate=False)
-    keep = np.isfinite(thresholds)
-    positives, negatives = int(y.sum()), int(len(y) - y.sum())
-    fp, tp = fpr[keep] * negatives, tpr[keep] * positives
-    cost = policy.cost_false_positive * fp + policy.cost_false_negative * (positives - tp)
-    best = int(np.argmin(cost))
-    precision = tp[best] / (tp[best] + fp[best]) if tp[best] + fp[best] else float("nan")
-    recall = tp[best] / positives
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return ThresholdChoice(
-        float(thresholds[keep][best]), policy.policy, float(precision), float(recall), float(f1), len(y)
-    )
-
-
-def _pick(policy: Threshold, precision: np.ndarray, recall: np.ndarray) -> int:
-    if policy.policy in ("max_f1", "max_fbeta"):
-        b2 = 1.0 if policy.policy == "max_f1" else policy.beta**2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fbeta = np.where(precision + recall > 0, (1 + b2) * precision * recall / (b2 * precision + recall), 0.0)
-        return int(np.argmax(fbeta))
+    c = candidates(y, scores)
+    precision, recall = c.precision, c.recall
+    objectives = {
+        "fbeta": c.fbeta(policy.beta if policy.policy == "max_fbeta" else 1.0),
+        "precision": np.nan_to_num(precision, nan=-np.inf),
+        "recall": recall,
+        "-cost": -(policy.cost_false_positive * c.fp + policy.cost_false_negative * c.fn),
+    }
+    feasible = np.ones(len(c.threshold), dtype=bool)
     if policy.policy == "recall_at_precision":
-        return _best_subject_to(recall, precision, policy.min_precision, "recall_at_precision", "precision")
-    return _best_subject_to(precision, recall, policy.min_recall, "precision_at_recall", "recall")
+        feasible = _floor(precision, policy.min_precision, "recall_at_precision", "precision")
+    elif policy.policy == "precision_at_recall":
+        feasible = _floor(recall, policy.min_recall, "precision_at_recall", "recall")
+    keys = [objectives[k] for k in TIE_BREAKS[policy.policy]]
+    # lexsort: the last key is the primary one; candidates are in increasing threshold order
+    order = np.lexsort([np.arange(len(c.threshold)), *reversed(keys)])
+    best = int(next(i for i in order[::-1] if feasible[i]))
+    f1 = c.fbeta(1.0)
+    return ThresholdChoice(
+        float(c.threshold[best]), policy.policy, float(precision[best]), float(recall[best]), float(f1[best]), len(y)
+    )
 
 
-def _best_subject_to(objective: np.ndarray, constraint: np.ndarray, floor: float, name: str, what: str) -> int:
-    feasible = np.flatnonzero(constraint >= floor)
-    if not len(feasible):
+def _floor(values: np.ndarray, floor: float, name: str, what: str) -> np.ndarray:
+    feasible = np.nan_to_num(values, nan=-np.inf) >= floor
+    if not feasible.any():
+        best = np.nanmax(values)
         raise InfeasibleThresholdError(
-            f"policy {name}: no threshold reaches {what} >= {floor}; "
-            f"the best reachable {what} is {constraint.max():.4f}"
+            f"policy {name}: no threshold reaches {what} >= {floor}; the best reachable {what} is {best:.4f}"
         )
-    return int(feasible[np.argmax(objective[feasible])])
+    return feasible
 
 
 def recalibrate(
@@ -95,10 +155,11 @@ def recalibrate(
     policy = policy or cfg.threshold
     ref = registry.version(cfg.name, model_version)
     model = registry.load_sklearn(ref)
-    part = split_frame(read_training_set(cfg.name, training_key), cfg, split_window(cfg, window).calibration)
-    choice = choose_threshold(
-        labels(part, cfg.target).to_numpy(), predict_scores(model, model_input(part, cfg.features)), policy
-    )
+    calibration = split_window(cfg, window).calibration
+    part = split_frame(read_training_set(cfg.name, training_key), cfg, calibration)
+    y = labels(part, cfg.target).to_numpy()
+    check_class_counts(y, cfg.evaluation, f"pipeline {cfg.name!r}, calibration window {calibration}")
+    choice = choose_threshold(y, predict_scores(model, model_input(part, cfg.features)), policy)
     registry.set_version_tags(
         cfg.name, model_version, {"threshold": choice.threshold, "threshold_policy": choice.policy}
     )

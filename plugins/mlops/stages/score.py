@@ -56,7 +56,7 @@ class ScoreResult:
     model_version: str | None  # of the last day scored (None: every day was empty)
     threshold: float | None
     rows: int
-    positive_rate: float
+    predicted_positive_rate: float  # share of rows predicted positive
     versions: dict[str, str] = field(default_factory=dict)  # day -> model version
     sink: str | None = None  # the SQL table written too, password masked
     sink_rows: int = 0

@@ -20,7 +20,7 @@ from mlops.core.features import labels
 from mlops.core.interval import Interval
 from mlops.core.metrics import point_metrics
 from mlops.core.modeling import build_estimator, model_input, predict_scores
-from mlops.core.splits import Split, split_frame, split_window
+from mlops.core.splits import Split, split_frame, split_window, window_rows
 from mlops.io import registry
 from mlops.io.datasets import read_training_set
 from mlops.io.lake import content_digest
@@ -142,11 +142,19 @@ def train(
         for metric, value in point_metrics(labels(part, cfg.target).to_numpy(), scores, None).items():
             metrics[f"{name}_{metric}"] = value
         metrics[f"{name}_rows"] = float(len(part))
-    run_id, version = _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics)
+    reference = reference_profile(cfg, window_rows(df, cfg, split.train), split.train)
+    run_id, version = _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics, reference)
     return TrainResult(run_id, cfg.name, version, training_key, split, metrics, fp)
 
 
-def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics) -> tuple[str, str]:
+def reference_profile(cfg: PipelineConfig, rows: pd.DataFrame, days: Interval) -> dict:
+    """The skew reference: the profile of every row of the train days, labelled or not, as days are validated."""
+    reference = profile(rows, cfg.features.categorical, cfg.features.numeric)
+    reference["population"] = f"all rows of {days.key}, labelled or not"
+    return reference
+
+
+def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics, reference) -> tuple[str, str]:
     import mlflow
     import mlflow.data
     import mlflow.sklearn
@@ -180,9 +188,7 @@ def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics)
             mlflow.log_input(dataset, context=name)
             mlflow.set_tag(f"lake_digest.{name}", content_digest(part)[:16])
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
-        mlflow.log_dict(
-            profile(parts["train"], cfg.features.categorical, cfg.features.numeric), "reference/profile.json"
-        )
+        mlflow.log_dict(reference, "reference/profile.json")
         mlflow.log_dict(cfg.masked_dump(), "config/pipeline.json")  # passwords and tokens masked
         example = model_input(parts["train"].head(5), cfg.features)
         info = mlflow.sklearn.log_model(

@@ -4,9 +4,13 @@
 - skew: against the training data of the model that was champion for this data interval;
 - volume: each day's row count against the same weekday of recent weeks.
 
-The references follow from the run's data interval, so a backfill of an old day compares with the
-day before it and with the champion of that time, exactly as the original run did. Every run's
-shift scores are kept (one Parquet file per interval) whether or not anything failed.
+Both references follow from the run's data interval, so a backfill of an old day compares with the
+day before it and with the champion of that time, exactly as the original run did. Both compare
+like with like: every row of the day (labelled or not) against every row of the previous day, or of
+the champion's training days (the profile's `population` says which rows it holds). A shift is
+flagged when it passes its limit and the `null_quantile` of the statistic between two samples of the
+reference of the same sizes (what sampling alone gives at that n). Every run's shift scores are
+kept (one Parquet file per interval) whether or not anything failed.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlops.core.checks import CheckOutcomes, shorten
 from mlops.core.config import PipelineConfig, ShiftCheck
-from mlops.core.drift import compare, profile
+from mlops.core.drift import compare, null_distribution, profile
 from mlops.core.interval import Interval
 from mlops.core.volume import history_days, volume_check
 from mlops.io import lake
@@ -49,6 +54,7 @@ class ValidationReport(CheckOutcomes):
     checks: list[dict[str, Any]]
     shifts: dict[str, dict[str, dict[str, float]]]  # drift|skew -> feature -> metric -> value
     references: dict[str, str | None]  # drift|skew -> reference name
+    nulls: dict[str, dict[str, dict[str, dict[str, float]]]] = field(default_factory=dict)  # ... -> {mean, quantile}
     report_path: str | None = None  # the HTML report, when published
     mlflow_run_id: str | None = None  # the MLflow run holding it, when published
     validated_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
@@ -69,9 +75,18 @@ class ValidationReport(CheckOutcomes):
 
 
 def shift_checks(
-    check: ShiftCheck, kind: str, stats: dict[str, dict[str, float]], rows: int, reference_rows: int
+    check: ShiftCheck,
+    kind: str,
+    stats: dict[str, dict[str, float]],
+    rows: int,
+    reference_rows: int,
+    nulls: dict[str, dict[str, dict[str, float]]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One check per feature and limited metric: an error only with enough rows on both sides."""
+    """One check per feature and limited metric: an error only with enough rows on both sides.
+
+    A value is over a limit when it exceeds the limit and, where `nulls` gives one, the quantile of
+    the statistic's null distribution at these sizes. An undefined value (no row to measure) is skipped.
+    """
     checks = []
     gating = min(rows, reference_rows) >= check.min_rows
     for feature, by_metric in sorted(stats.items()):
@@ -79,10 +94,25 @@ def shift_checks(
             continue
         for metric, value in sorted(by_metric.items()):
             limit = check.limit(feature, metric)
-            if limit.warn is None and limit.error is None:
+            if (limit.warn is None and limit.error is None) or np.isnan(value):
                 continue
-            over_error = limit.error is not None and value > limit.error
-            over_warn = limit.warn is not None and value > limit.warn
+            null = (nulls or {}).get(feature, {}).get(metric)
+            beyond_noise = null is None or not value <= null["quantile"]
+            over_error = limit.error is not None and value > limit.error and beyond_noise
+            over_warn = limit.warn is not None and value > limit.warn and beyond_noise
+            expected = {
+                "warn_above": limit.warn,
+                "error_above": limit.error,
+                "gates": gating,
+                "rows": rows,
+                "reference_rows": reference_rows,
+            }
+            if null is not None:
+                expected |= {
+                    "null_quantile": round(null["quantile"], 4),
+                    "null_mean": round(null["mean"], 4),
+                    "null_level": check.null_quantile,
+                }
             checks.append(
                 {
                     "check": f"{metric}_vs_{AGAINST[kind]}",
@@ -90,13 +120,7 @@ def shift_checks(
                     "success": not (over_error or over_warn),
                     "severity": "error" if over_error and gating else "warning",
                     "observed": round(float(value), 4),
-                    "expected": {
-                        "warn_above": limit.warn,
-                        "error_above": limit.error,
-                        "gates": gating,
-                        "rows": rows,
-                        "reference_rows": reference_rows,
-                    },
+                    "expected": expected,
                 }
             )
     return checks
@@ -121,7 +145,9 @@ def champion_training_data(cfg: PipelineConfig, day: dt.date) -> Reference | Non
     champion = registry.champion_for(cfg.name, day)
     if champion is None:
         return None
-    return Reference(f"training data of {cfg.name} v{champion.version}", registry.load_reference(champion.run_id))
+    reference = registry.load_reference(champion.run_id)
+    population = reference.get("population", "its labelled training rows")
+    return Reference(f"training data of {cfg.name} v{champion.version} ({population})", reference)
 
 
 def validate_frame(
@@ -144,14 +170,19 @@ def validate_frame(
     checks = [{**c, "severity": "error"} for c in run_suite(suite, df, run_name=key, data_docs=data_docs)]
     checks += extra_checks or []
     shifts: dict[str, dict[str, dict[str, float]]] = {}
+    nulls: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for kind, reference in references.items():
         if reference is None:
             continue
         check = getattr(cfg.validation, kind)
         shifts[kind] = compare(reference.profile, df, exclude=check.exclude)
-        checks += shift_checks(check, kind, shifts[kind], len(df), reference.profile["rows"])
+        if check.null_quantile is not None:
+            nulls[kind] = null_distribution(
+                reference.profile, df, check.null_quantile, check.null_resamples, exclude=check.exclude
+            )
+        checks += shift_checks(check, kind, shifts[kind], len(df), reference.profile["rows"], nulls.get(kind))
     names = {kind: (ref.name if ref else None) for kind, ref in references.items()}
-    report = ValidationReport(cfg.name, key, len(df), checks, shifts, names)
+    report = ValidationReport(cfg.name, key, len(df), checks, shifts, names, nulls)
     if publish:
         from mlops.reporting.report import log_to_mlflow, write_report
 
@@ -165,14 +196,30 @@ def validate_frame(
 
 
 def _write_scores(pipeline: str, key: str, report: ValidationReport) -> None:
+    nan = {"mean": float("nan"), "quantile": float("nan")}
     rows = [
-        (pipeline, key, kind, report.references.get(kind), feature, metric, float(value), report.rows)
+        (
+            pipeline,
+            key,
+            kind,
+            report.references.get(kind),
+            feature,
+            metric,
+            float(value),
+            report.rows,
+            (null := report.nulls.get(kind, {}).get(feature, {}).get(metric, nan))["mean"],
+            null["quantile"],
+        )
         for kind, by_feature in report.shifts.items()
         for feature, by_metric in by_feature.items()
         for metric, value in by_metric.items()
     ]
     frame = pd.DataFrame(
-        rows, columns=["pipeline", "interval", "comparison", "reference", "feature", "metric", "value", "rows"]
+        rows,
+        columns=[
+            *("pipeline", "interval", "comparison", "reference", "feature", "metric", "value", "rows"),
+            *("null_mean", "null_quantile"),
+        ],
     )
     lake.write_partition(frame, shift_scores_dir(pipeline), key, {"pipeline": pipeline, "interval": key})
 
