@@ -347,7 +347,7 @@ def test_digest_follows_the_model_not_credentials_or_operations(tmp_path, raw):
     operations = base.model_copy(
         update={
             "alerts": base.alerts.model_copy(update={"email": ["someone@example.com"], "retries": 5}),
-            "scoring": base.scoring.model_copy(update={"batch_rows": 10, "positive_rate": (0.1, 0.2)}),
+            "scoring": base.scoring.model_copy(update={"batch_rows": 10, "predicted_positive_rate": (0.1, 0.2)}),
             "schedules": base.schedules.model_copy(update={"daily": "0 0 * * 1-5"}),
             "description": "reworded",
         }

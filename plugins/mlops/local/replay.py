@@ -341,7 +341,7 @@ def _realized(labelled: list) -> dict[str, Any]:
                     "period": period,
                     "roc_auc": auc,
                     "rows": len(part),
-                    "positive_rate": float(y.mean()),
+                    "prevalence": float(y.mean()),
                     "model_versions": versions,
                 }
             )

@@ -84,7 +84,7 @@ def write_html(data: dict[str, Any], path: Path) -> Path:
     )
     months = "".join(
         f"<tr><td>{m['period']}</td><td>{_f(m['roc_auc'])}</td><td>{m['rows']}</td>"
-        f"<td>{m['positive_rate']:.3f}</td><td>{', '.join(m['model_versions'])}</td></tr>"
+        f"<td>{m['prevalence']:.3f}</td><td>{', '.join(m['model_versions'])}</td></tr>"
         for m in data["realized"].get("monthly", [])
     )
     mails = "".join(f"<li>{esc(s)}</li>" for s in data["alerts"]["subjects"])
