@@ -61,10 +61,13 @@ def _run(args: argparse.Namespace) -> int:
             mlflow_port=args.mlflow_port, airflow_port=args.airflow_port, smtp_port=args.smtp_port, host=args.host
         )
     if args.command == "status":
-        from mlops.core.config import load_all
+        from mlops.core.config import load_each
         from mlops.local.status import status
 
-        report = status(load_all())
+        configs, errors = load_each()
+        for error in errors.values():  # one invalid file hides its own pipeline only
+            print(f"mlops status: left out: {error}", file=sys.stderr)
+        report = status(list(configs.values()))
         if args.json:
             print(json.dumps(report, indent=2))
         else:
