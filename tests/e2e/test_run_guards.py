@@ -57,10 +57,11 @@ def test_a_conf_with_unknown_keys_is_refused_naming_them(mlops_home, airflow_db,
 
 @pytest.fixture
 def flaky_config(tmp_path, monkeypatch):
-    """The flights pipeline with one retry and no delay, so dag.test() runs the retry at once."""
+    """The flights pipeline as `flaky`, with one retry and no delay, so dag.test() runs the retry at once."""
     data = yaml.safe_load(FLIGHTS_YAML.read_text())
+    data["name"] = "flaky"
     data["alerts"] = {**copy.deepcopy(data["alerts"]), "retries": 1, "retry_delay_seconds": 0}
-    (tmp_path / "flights.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (tmp_path / "flaky.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     monkeypatch.setenv("MLOPS_CONFIG_DIR", str(tmp_path))
 
 
@@ -69,15 +70,15 @@ def test_scoring_while_mlflow_is_down_is_unreachable_and_retried(
 ):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    outcome = runs.run("flights_daily", day("2013-02-01"), {"model_version": "2"}, mark_success="^validate$")
+    outcome = runs.run("flaky_daily", day("2013-02-01"), {"model_version": "2"}, mark_success="^validate$")
     assert outcome.tasks == {
         "ingest": "success",
         "validate": "success",
         "score": "failed",
         "monitor": "upstream_failed",
     }
-    assert tries("flights_daily", "score") == 2  # retried, as a transient fault is
+    assert tries("flaky_daily", "score") == 2  # retried, as a transient fault is
     [mail] = smtp_sink.messages
     text = body_text(mail)
-    assert "is unreachable (get_model_version('flights', '2'))" in text, text
+    assert "is unreachable (get_model_version('flaky', '2'))" in text, text
     assert "has no version" not in text

@@ -67,8 +67,9 @@ def database(postgres_url):
 
 @pytest.fixture
 def conn_only(database, tmp_path, monkeypatch):
-    """The flights pipeline reading PostgreSQL through Airflow connection `flights_db` only."""
+    """The flights pipeline as `sqlflights`, reading PostgreSQL through Airflow connection `flights_db` only."""
     data = yaml.safe_load((REPO_ROOT / "config" / "pipelines" / "flights.yaml").read_text())
+    data["name"] = "sqlflights"
     data["source"] = {
         "kind": "sql",
         "conn_id": "flights_db",
@@ -76,12 +77,12 @@ def conn_only(database, tmp_path, monkeypatch):
         "date_columns": data["source"]["date_columns"],
         "date_column": "flight_date",
     }
-    path = tmp_path / "flights.yaml"
+    path = tmp_path / "sqlflights.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert PASSWORD not in path.read_text() and "url" not in data["source"]
     monkeypatch.setenv("MLOPS_CONFIG_DIR", str(tmp_path))
     monkeypatch.setenv("AIRFLOW_CONN_FLIGHTS_DB", database)
-    return load_pipeline("flights")
+    return load_pipeline("sqlflights")
 
 
 def test_the_connection_resolves_to_a_sqlalchemy_url(conn_only, database, monkeypatch):
@@ -89,27 +90,27 @@ def test_the_connection_resolves_to_a_sqlalchemy_url(conn_only, database, monkey
     monkeypatch.delenv("AIRFLOW_CONN_FLIGHTS_DB")
     with pytest.raises(ConnectionNotFoundError) as info:
         source_url(conn_only)
-    assert str(info.value).startswith("pipeline 'flights': source.conn_id 'flights_db' is not an Airflow connection")
+    assert str(info.value).startswith("pipeline 'sqlflights': source.conn_id 'flights_db' is not an Airflow connection")
 
 
 def test_ingest_assemble_infer_schema_and_check_all_read_through_the_connection(
     conn_only, mlops_home, airflow_db, smtp_sink, tmp_path, capsys
 ):
-    assert main(["check", "flights", "--day", "2013-02-01"]) == 0
+    assert main(["check", "sqlflights", "--day", "2013-02-01"]) == 0
     assert "config and source agree" in capsys.readouterr().out
 
-    daily = runs.run("flights_daily", day("2013-02-01"), mark_success="^(validate|score|monitor)$")
+    daily = runs.run("sqlflights_daily", day("2013-02-01"), mark_success="^(validate|score|monitor)$")
     assert daily.tasks["ingest"] == "success", daily.tasks
-    manifest = lake.read_manifest(raw_dir("flights"), "2013-02-01")
+    manifest = lake.read_manifest(raw_dir("sqlflights"), "2013-02-01")
     assert manifest["source"].startswith("sql:postgresql+psycopg2://conn_reader:***@")
 
     suite = tmp_path / "suite.json"
-    args = ["infer-schema", "flights", "--start", "2013-02-01", "--end", "2013-02-03", "--output", str(suite)]
+    args = ["infer-schema", "sqlflights", "--start", "2013-02-01", "--end", "2013-02-03", "--output", str(suite)]
     assert main(args) == 0 and suite.exists()  # ingested 2013-02-02 itself
 
     conf = {"window_start": "2013-02-01", "window_end": "2013-02-04"}
-    retrain = runs.run("flights_retrain", day("2013-02-03"), conf, mark_success="^(?!assemble$).*")
+    retrain = runs.run("sqlflights_retrain", day("2013-02-03"), conf, mark_success="^(?!assemble$).*")
     assert retrain.tasks["assemble"] == "success", retrain.tasks
     assert retrain.xcoms["assemble"]["days"] == DAYS  # ingested 2013-02-03 itself
-    assert (training_dir("flights") / "2013-02-01..2013-02-04.parquet").exists()
+    assert (training_dir("sqlflights") / "2013-02-01..2013-02-04.parquet").exists()
     assert smtp_sink.messages == []

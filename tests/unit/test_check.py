@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 
 import pytest
 import yaml
@@ -132,3 +133,14 @@ def test_cli_check_exit_codes_and_messages(raw, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"mlops check: {path}: invalid pipeline config: validation:")
     assert "'hour': [23.0, 0.0]" in err
+
+
+def test_cli_status_leaves_out_an_invalid_file_and_says_so(raw, tmp_path, monkeypatch, capsys, mlops_home):
+    monkeypatch.setenv("MLOPS_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "flights.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    broken = {**copy.deepcopy(raw), "name": "other", "schedules": {**raw["schedules"], "daily": "0 6 * * *"}}
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(broken, sort_keys=False))
+    assert main(["status", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert list(json.loads(out)["pipelines"]) == ["flights"]
+    assert f"mlops status: left out: {tmp_path / 'other.yaml'}: invalid pipeline config: schedules" in err

@@ -38,7 +38,7 @@ NAME = "flights"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).launch()  # ready before the first MLflow call
     proxy = KillSwitchProxy(srv)
     home = tmp_path_factory.mktemp("faults-home")
     with pytest.MonkeyPatch.context() as mp, threadpool_limits(limits=1, user_api="openmp"):
@@ -69,8 +69,10 @@ def cfg(flights_cfg):
 
 @pytest.fixture(scope="module")
 def window(server, cfg):
-    ingest_missing(cfg, WINDOW)
-    return assemble(cfg, WINDOW).key
+    ingest_missing(cfg, WINDOW)  # no MLflow needed: while the server starts
+    key = assemble(cfg, WINDOW).key
+    server[0].ready()
+    return key
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,7 @@ def decision(version: str) -> str | None:
     return registry.client().get_model_version(NAME, version).tags.get("promotion_decision")
 
 
-def test_mlflow_refuses_requests_without_the_credentials(server, champion_one):
+def test_mlflow_refuses_requests_without_the_credentials(server, window):
     srv, _ = server
     url = f"{srv.url}/api/2.0/mlflow/registered-models/alias"
     anonymous = requests.post(url, json={"name": NAME, "alias": "champion", "version": "1"}, timeout=10)

@@ -85,10 +85,13 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_airflow_cli(args.args)
     if args.command == "status":
-        from mlops.core.config import load_all
+        from mlops.core.config import load_each
         from mlops.local.status import status
 
-        report = status(load_all())
+        configs, errors = load_each()
+        for error in errors.values():  # one invalid file hides its own pipeline only
+            print(f"mlops status: left out: {error}", file=sys.stderr)
+        report = status(list(configs.values()))
         if args.json:
             print(json.dumps(report, indent=2))
         else:
