@@ -176,7 +176,8 @@ def test_weekly_retrain_skips_failed_days_and_compares_with_the_champion(first_m
     outcome = runs.run("flights_retrain", week)
     assert outcome.succeeded, outcome.tasks
     assembled = outcome.xcoms["assemble"]
-    assert assembled["training_key"] == "2013-01-07..2013-02-11"
+    # the 182-day window starts no earlier than the pipeline's start date: all days since 1 January
+    assert assembled["training_key"] == "2013-01-01..2013-02-11"
     assert "2013-02-08" in assembled["excluded"] and "2013-02-08" not in assembled["days"]
     assert outcome.xcoms["evaluate"]["champion_version"] == first_model.xcoms["train"]["version"]
     overall = outcome.xcoms["evaluate"]["overall"]

@@ -37,9 +37,9 @@ def test_demo_then_status(tmp_path):
             assert " passed " in lines[day] and "scored " in lines[day], lines[day]
     assert "retrain 2013-01-01..2013-02-01: version 1 promoted" in out
     assert "Last evaluation (version 2, challenger and champion on the same rows of the evaluation window " in out
-    # the weekly retrain trains on the 35 days before Monday 11 February: 21 + 7 + 7, named as such
+    # the weekly retrain trains on every day since 1 January (window_days 182): 27 + 7 + 7, named as such
     assert (
-        "      window training 2013-01-07 to 2013-01-27 (21 days), threshold calibration 2013-01-28 to 2013-02-03 "
+        "      window training 2013-01-01 to 2013-01-27 (27 days), threshold calibration 2013-01-28 to 2013-02-03 "
         "(7 days), evaluation 2013-02-04 to 2013-02-10 (7 days)"
     ) in out
     for day in BLIZZARD:

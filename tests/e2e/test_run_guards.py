@@ -6,6 +6,7 @@ retried, never as "no version 2".
 from __future__ import annotations
 
 import copy
+import html
 
 import pytest
 import yaml
@@ -50,7 +51,7 @@ def test_a_conf_with_unknown_keys_is_refused_naming_them(mlops_home, airflow_db,
     assert outcome.tasks[first] == "failed" and set(list(outcome.tasks.values())[1:]) <= {"upstream_failed"}
     assert tries(dag_id, first) == 1  # refused at once: retrying cannot fix a conf
     [mail] = smtp_sink.messages
-    text = body_text(mail)
+    text = html.unescape(body_text(mail))  # the HTML part escapes quotes
     assert f"the run's conf has unknown keys {unknown}" in text and f"DAG {dag_id}" in text
     assert not (mlops_home / "lake" / "flights" / "raw").exists()  # nothing ran
 
@@ -79,6 +80,6 @@ def test_scoring_while_mlflow_is_down_is_unreachable_and_retried(
     }
     assert tries("flaky_daily", "score") == 2  # retried, as a transient fault is
     [mail] = smtp_sink.messages
-    text = body_text(mail)
+    text = html.unescape(body_text(mail))  # the HTML part escapes quotes
     assert "is unreachable (get_model_version('flaky', '2'))" in text, text
     assert "has no version" not in text

@@ -99,7 +99,7 @@ def stack_environment(
         "AIRFLOW__API__HOST": api_host,
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API__BASE_URL": f"http://{'localhost' if api_host in LOOPBACK else api_host}:{api_port}",
+        "AIRFLOW__API__BASE_URL": f"http://{'127.0.0.1' if api_host in LOOPBACK else api_host}:{api_port}",
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",

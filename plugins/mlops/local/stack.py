@@ -298,7 +298,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _browsable(host: str) -> str:
-    return "localhost" if host in ("127.0.0.1", "0.0.0.0", "::1") else host
+    """The address to print and link for a service bound to `host` (loopback and any-address: 127.0.0.1)."""
+    return "127.0.0.1" if host in (*LOOPBACK, "0.0.0.0", "::") else host
 
 
 def _clean_env() -> dict[str, str]:
