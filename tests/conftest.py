@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -35,6 +36,21 @@ pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.http_server"]
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored():
+    """MLflow keeps the tracking and registry URIs in module globals (`mlflow.set_tracking_uri`,
+    `mlflow.set_registry_uri`, which `registry.client()` calls): a test that points them at its own
+    server must not leave them to the next one, whose `MlflowClient(tracking_uri=...)` would otherwise
+    resolve the registry to a server that is gone."""
+    yield
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_utils._tracking_uri = None
+        registry_utils._registry_uri = None
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,9 @@ def _retrain_and_check_champion(stack: Stack) -> str:
     stack.api.trigger("flights_retrain", "retrain_2013-01-22", "2013-01-22T00:00:00Z", RETRAIN_CONF)
     assert stack.wait_run("flights_retrain", "retrain_2013-01-22", 420) == "success"
     assert set(stack.api.tasks("flights_retrain", "retrain_2013-01-22").values()) == {"success"}
-    champion = MlflowClient(tracking_uri=stack.mlflow_uri).get_model_version_by_alias("flights", "champion")
+    champion = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri).get_model_version_by_alias(
+        "flights", "champion"
+    )
     assert champion.tags["promotion_decision"] == "promoted"
     return champion.version
 
@@ -224,7 +226,9 @@ def test_local_executor_retrain_daily_backfill_and_blizzard():
         # unpaused all along, yet no scheduled run: the DAGs end with the data (schedules.end_date)
         for dag_id in ("flights_daily", "flights_retrain"):
             assert stack.api.get(f"/dags/{dag_id}/dagRuns", run_type="scheduled")["total_entries"] == 0, dag_id
-        champion = MlflowClient(tracking_uri=stack.mlflow_uri).get_model_version_by_alias("flights", "champion")
+        champion = MlflowClient(
+            tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri
+        ).get_model_version_by_alias("flights", "champion")
         assert champion.version == version
         assert stack.mails("flights", "2013-02-08")
         print(

@@ -5,9 +5,11 @@ Call :func:`configure` before anything imports airflow; values already in the en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from mlops.core.config import REPO_ROOT
@@ -46,6 +48,25 @@ def configure(parallelism: int = 4) -> dict[str, str]:
     set_now = {k: v for k, v in wanted.items() if k not in os.environ}
     os.environ.update(set_now)
     return set_now
+
+
+@contextlib.contextmanager
+def overridden(values: Mapping[str, str]) -> Iterator[None]:
+    """Set these environment variables for the block, then put back what was there (or remove them).
+
+    For in-process callers (the demo, a replay's report, tests): a setting for one stack or one sink
+    must not outlive it in the process, where the next caller would reach a server that is gone.
+    """
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -38,10 +38,10 @@ def run_demo(pipeline: str = "flights", quiet: bool = True) -> int:
     reset_home(home)
     from mlops.local.mailsink import MailSink
 
-    with MailSink(mail_dir()) as sink:
-        import os
-
-        os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = airflow_env.smtp_connection(sink.host, sink.port)
+    with (
+        MailSink(mail_dir()) as sink,
+        airflow_env.overridden({"AIRFLOW_CONN_SMTP_DEFAULT": airflow_env.smtp_connection(sink.host, sink.port)}),
+    ):
         airflow_env.configure()
         print(f"mlops demo: writing under {home}; SMTP sink on {sink.host}:{sink.port}", flush=True)
         outcomes = _run_chain(pipeline, quiet)

@@ -25,6 +25,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ def replay(
 
     Raises RuntimeError naming the run or backfill when Airflow refuses or loses one.
     """
+    from mlops.airflow import environment as airflow_env
     from mlops.core.config import load_pipeline
     from mlops.io.paths import mlops_home
     from mlops.local.mailsink import free_port
@@ -122,17 +124,24 @@ def replay(
         for kind, first, last in the_plan.steps:
             driver.backfill(kind, first, last)
         wall = time.monotonic() - started
-        data = _collect(cfg, stack, driver, the_plan, start, end, wall)
-        if previous is not None:
-            data["reprocess_check"] = _compare(previous.get("digests", {}), data["digests"])
-        from mlops.reporting.replay import log_to_mlflow, write_html
+        with airflow_env.overridden({"MLFLOW_TRACKING_URI": stack.env["MLFLOW_TRACKING_URI"]}):
+            data = _report(cfg, stack, driver, the_plan, previous, reports_dir, (start, end, wall))
+    return data
 
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        json_path = reports_dir / f"{REPORT_NAME.format(pipeline=pipeline)}.json"
-        json_path.write_text(json.dumps(data, indent=2, default=str))
-        html_path = write_html(data, reports_dir / f"{REPORT_NAME.format(pipeline=pipeline)}.html")
-        data["mlflow_run_id"] = log_to_mlflow(data, json_path, html_path)
-        json_path.write_text(json.dumps(data, indent=2, default=str))
+
+def _report(cfg, stack, driver, the_plan, previous, reports_dir: Path, span: tuple) -> dict[str, Any]:
+    """Collect the report's data, write its JSON and HTML and log both to MLflow (the stack's server)."""
+    from mlops.reporting.replay import log_to_mlflow, write_html
+
+    data = _collect(cfg, stack, driver, the_plan, *span)
+    if previous is not None:
+        data["reprocess_check"] = _compare(previous.get("digests", {}), data["digests"])
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    json_path = reports_dir / f"{REPORT_NAME.format(pipeline=cfg.name)}.json"
+    json_path.write_text(json.dumps(data, indent=2, default=str))
+    html_path = write_html(data, reports_dir / f"{REPORT_NAME.format(pipeline=cfg.name)}.html")
+    data["mlflow_run_id"] = log_to_mlflow(data, json_path, html_path)
+    json_path.write_text(json.dumps(data, indent=2, default=str))
     return data
 
 
@@ -222,15 +231,12 @@ class _Driver:
 
 def _collect(cfg, stack, driver: _Driver, the_plan: ReplayPlan, start, end, wall: float) -> dict[str, Any]:
     """The report's data from the lake, MLflow, the mail sink and Airflow's runs."""
-    import os
-
     import numpy as np
 
     from mlops.io import lake
     from mlops.io.datasets import read_report
     from mlops.io.paths import predictions_dir, raw_dir
 
-    os.environ["MLFLOW_TRACKING_URI"] = stack.env["MLFLOW_TRACKING_URI"]
     daily = {run["logical_date"][:10]: run for run in driver.runs if run["kind"] == "daily"}
     days, labelled = [], []
     digests: dict[str, dict[str, str]] = {}

@@ -166,6 +166,7 @@ class LocalStack:
         self.airflow_port, self.mlflow_port, self.smtp_port = airflow_port, mlflow_port, smtp_port
         self.host, self.preload, self.parallelism, self.all_admins = host, preload, parallelism, all_admins
         self.services: list[Service] = []
+        self._scoped = contextlib.ExitStack()
         self.postgres = None
         self.sink = None
         self.env: dict[str, str] = {}
@@ -191,7 +192,8 @@ class LocalStack:
         from mlops.local.postgres import start_postgres
 
         started = time.monotonic()
-        os.environ["MLOPS_HOME"] = str(self.home)
+        # this process's stages and reports read the stack's home until stop() puts the previous one back
+        self._scoped.enter_context(airflow_env.overridden({"MLOPS_HOME": str(self.home)}))
         self.postgres = start_postgres(self.home / "postgres")
         airflow_db = self.postgres.create_database("airflow")
         scores_db = self.postgres.create_database("scores")
@@ -264,6 +266,7 @@ class LocalStack:
                 self.postgres.stop()
                 self.postgres = None
             (self.home / "stack.json").unlink(missing_ok=True)
+            self._scoped.close()
             if main:
                 signal.signal(signal.SIGINT, previous)
 
