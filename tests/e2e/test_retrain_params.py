@@ -55,9 +55,9 @@ def test_model_kind_and_threshold_policy_params(logistic, flights_cfg):
     assert run.data.metrics["calibration_precision"] >= flights_cfg.threshold.min_precision
     assert float(tags["threshold"]) == logistic.xcoms["recalibrate"]["threshold"]
     model = registry.load_sklearn(registry.version("flights", trained["version"]))
-    if "model" in model.named_steps:  # probabilities calibrated on the calibration window: unwrap
-        model = model.named_steps["model"].estimator.estimator  # CalibratedClassifierCV(FrozenEstimator(...))
-    assert type(model.named_steps["classifier"]).__name__ == "LogisticRegression"
+    calibrated = model.named_steps["model"]  # flights.yaml calibrates probabilities (sigmoid)
+    assert type(calibrated).__name__ == "CalibratedClassifierCV" and calibrated.method == "sigmoid"
+    assert type(calibrated.estimator.estimator.named_steps["classifier"]).__name__ == "LogisticRegression"
     assert logistic.xcoms["promote"]["promoted"]
     assert registry.version_by_alias("flights", registry.CHAMPION).version == trained["version"]
 

@@ -44,7 +44,6 @@ ALL_METRICS = (
     "predicted_positive_rate",
 )
 THRESHOLD_METRICS = ("precision", "recall", "f1", "predicted_positive_rate")
-LABEL_ONLY = frozenset({"prevalence"})  # a property of the labels: equal for every model on the same rows
 OVERALL = "overall"  # the slice name of all rows together
 EPS = np.finfo(np.float64).eps  # scikit-learn's clipping in log_loss
 ECE_BINS = 10

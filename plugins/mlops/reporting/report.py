@@ -71,7 +71,7 @@ def render(report: dict[str, Any], df: pd.DataFrame, profiles: dict[str, dict[st
     for kind, by_feature in report["shifts"].items():
         if kind not in profiles:
             continue
-        ranked = sorted(by_feature.items(), key=lambda kv: -kv[1].get("psi", 0.0))[:TOP_SHIFTED]
+        ranked = sorted(by_feature.items(), key=lambda kv: -np.nan_to_num(kv[1].get("psi", 0.0)))[:TOP_SHIFTED]
         for feature, stats in ranked:
             title = f"{feature} vs {report['references'][kind]} (PSI {stats.get('psi', 0):.3f})"
             plots.append(
@@ -126,7 +126,7 @@ def log_to_mlflow(report: dict[str, Any], html_path: Path) -> str:
     c.log_metric(run.info.run_id, "rows", report["rows"])
     for kind, by_feature in report["shifts"].items():
         for metric in ("psi", "js_distance", "ks"):
-            values = [s[metric] for s in by_feature.values() if metric in s]
+            values = [s[metric] for s in by_feature.values() if np.isfinite(s.get(metric, np.nan))]
             if values:
                 c.log_metric(run.info.run_id, f"{kind}_max_{metric}", float(max(values)))
     c.log_artifact(run.info.run_id, str(html_path), "validation")

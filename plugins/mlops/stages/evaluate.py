@@ -134,47 +134,36 @@ def evaluate_slices(
             if paired:
                 judged = [g for g in gates if g.compares and judges_slice(g, feature, n, evaluation.min_slice_size)]
                 _resample_until_clear(boot, judged, evaluation)
+        status = SMALL if small else OK
         for model in models:
             shares = proportions(y, scores[model], thresholds[model]) if small else {}
             for metric, v in points[model].items():
-                if boot is not None:
-                    ci = percentile_interval(
-                        boot.values(model, metric, evaluation.bootstrap_samples), evaluation.confidence
-                    )
-                    method = "bootstrap"
-                elif metric in shares:
-                    low, high = wilson_interval(*shares[metric], evaluation.confidence)
-                    ci, method = BootstrapInterval(low, high, np.nan, np.nan, 0, 0), "wilson"
-                else:
-                    ci, method = NO_INTERVAL, "none"
-                status = SMALL if small else (UNDEFINED if np.isnan(v) else OK)
+                ci, method = _model_interval(boot, model, metric, shares.get(metric), evaluation)
+                state = UNDEFINED if status == OK and np.isnan(v) else status
                 rows.append(
-                    (feature, value, model, metric, v, n, ci.low, ci.high, status, method, ci.resamples, ci.undefined)
+                    (feature, value, model, metric, v, n, ci.low, ci.high, state, method, ci.resamples, ci.undefined)
                 )
         if paired:
             for metric, v in points["challenger"].items():
                 difference = v - points["champion"][metric]
-                ci = NO_INTERVAL
-                if boot is not None:
-                    ci = percentile_interval(_differences(boot, metric), evaluation.confidence)
-                status = SMALL if small else (UNDEFINED if np.isnan(difference) else OK)
-                comparison.append(
-                    (
-                        feature,
-                        value,
-                        metric,
-                        difference,
-                        ci.low,
-                        ci.high,
-                        n,
-                        status,
-                        ci.resamples,
-                        ci.undefined,
-                        ci.low_se,
-                        ci.high_se,
-                    )
-                )
+                ci = percentile_interval(_differences(boot, metric), evaluation.confidence) if boot else NO_INTERVAL
+                state = UNDEFINED if status == OK and np.isnan(difference) else status
+                errors = (ci.resamples, ci.undefined, ci.low_se, ci.high_se)
+                comparison.append((feature, value, metric, difference, ci.low, ci.high, n, state, *errors))
     return pd.DataFrame(rows, columns=SLICE_COLUMNS), pd.DataFrame(comparison, columns=COMPARISON_COLUMNS)
+
+
+def _model_interval(
+    boot: PairedBootstrap | None, model: str, metric: str, share: tuple[int, int] | None, evaluation: Evaluation
+) -> tuple[BootstrapInterval, str]:
+    """(interval, method) of one model's metric: bootstrap on large slices, Wilson for a small slice's shares."""
+    if boot is not None:
+        values = boot.values(model, metric, evaluation.bootstrap_samples)
+        return percentile_interval(values, evaluation.confidence, mc_error=False), "bootstrap"
+    if share is not None:
+        low, high = wilson_interval(*share, evaluation.confidence)
+        return BootstrapInterval(low, high, np.nan, np.nan, 0, 0), "wilson"
+    return NO_INTERVAL, "none"
 
 
 def _differences(boot: PairedBootstrap, metric: str) -> np.ndarray:
