@@ -72,21 +72,23 @@ def test_real_daily_and_weekly_data_intervals_within_the_data(dagbag):
 
 
 def test_each_dag_file_imports_fast_and_light():
-    """Measured in a fresh interpreter once Airflow is imported: under 0.5 s (best of 3), no heavy library."""
+    """Measured in a fresh interpreter once Airflow is imported: under 0.5 s of CPU (best of 3; CPU time,
+    not wall time, so a busy machine does not fail it), no heavy library."""
     for path in sorted(DAGS_FOLDER.glob("*.py")):
         best = min((_import_once(path) for _ in range(3)), key=lambda m: m["seconds"])
         assert best["heavy"] == [], f"{path.name} imports {best['heavy']} at parse time"
-        assert best["seconds"] < 0.5, f"{path.name} took {best['seconds']:.3f} s to import"
+        assert best["seconds"] < 0.5, f"{path.name} took {best['seconds']:.3f} s of CPU to import"
 
 
 def _import_once(path) -> dict:
-    """Import time of one DAG file in a fresh interpreter, after `import airflow.sdk`, and heavy modules seen."""
+    """CPU seconds to import one DAG file in a fresh interpreter, after `import airflow.sdk`, and heavy
+    modules seen."""
     code = (
         "import json, runpy, sys, time\n"
         "import airflow.sdk\n"
-        "t = time.perf_counter()\n"
+        "t = time.process_time()\n"
         f"runpy.run_path({str(path)!r})\n"
-        "elapsed = time.perf_counter() - t\n"
+        "elapsed = time.process_time() - t\n"
         f"print(json.dumps({{'seconds': elapsed, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

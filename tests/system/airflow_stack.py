@@ -6,7 +6,6 @@ CeleryExecutor), driven through the REST API v2 with `requests` only.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -19,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 from cryptography.fernet import Fernet
 
 from mlops.airflow import environment as airflow_env
 from mlops.core.config import REPO_ROOT
+from mlops.local.airflow_api import AirflowApi
 from mlops.local.mailsink import MailSink, free_port
 from mlops.local.stack import Service, bin_path, http_ok, wait_until
 from tests.fixtures.postgres import Cluster, start_cluster
@@ -37,40 +36,11 @@ CELERY_SETTINGS = {
 }
 
 
-class Api:
-    """The Airflow REST API v2 with a bearer token from POST /auth/token."""
-
-    def __init__(self, base: str, token: str) -> None:
-        self.base = base
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
-
-    def get(self, path: str, **params) -> dict:
-        r = self.session.get(f"{self.base}/api/v2{path}", params=params, timeout=30)
-        r.raise_for_status()
-        return r.json()
-
-    def post(self, path: str, body: dict) -> requests.Response:
-        return self.session.post(f"{self.base}/api/v2{path}", json=body, timeout=30)
-
-    def patch(self, path: str, body: dict) -> requests.Response:
-        return self.session.patch(f"{self.base}/api/v2{path}", json=body, timeout=30)
-
-    def trigger(self, dag_id: str, run_id: str, logical_date: str | None, conf: dict) -> dict:
-        r = self.post(f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": logical_date, "conf": conf})
-        assert r.status_code == 200, f"trigger {dag_id} {run_id}: {r.status_code} {r.text}"
-        return r.json()
-
-    def tasks(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        found = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
-        return {t["task_id"]: t["state"] for t in found}
-
-
 @dataclass
 class Stack:
     root: Path
     executor: str
-    api: Api | None = None
+    api: AirflowApi | None = None
     pg: Cluster | None = None
     sink: MailSink | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -226,12 +196,7 @@ def airflow_stack(executor: str = "LocalExecutor", preload: bool = False) -> Ite
 
         base_url = f"http://127.0.0.1:{api_port}"
         wait_until(http_ok(f"{base_url}/api/v2/monitor/health"), 180, "Airflow API", stack.services)
-        passwords = stack.airflow_home / "simple_auth_manager_passwords.json.generated"
-        wait_until(passwords.exists, 30, "the generated admin password", [api_server])
-        password = json.loads(passwords.read_text())["admin"]
-        r = requests.post(f"{base_url}/auth/token", json={"username": "admin", "password": password}, timeout=30)
-        assert r.status_code in (200, 201), f"POST /auth/token: {r.status_code} {r.text}"
-        stack.api = Api(base_url, r.json()["access_token"])
+        stack.api = AirflowApi.connect(base_url, stack.airflow_home, [api_server])
         wait_until(http_ok(f"{stack.mlflow_uri}/health"), 120, "MLflow server", [mlflow])
         print(f"system ({executor}): stack up in {time.monotonic() - started:.0f} s", flush=True)
         yield stack

@@ -19,33 +19,47 @@ from tests.system.airflow_stack import base_env
 pytestmark = pytest.mark.system
 
 
+START, END = "2013-02-04", "2013-02-13"  # Monday to Tuesday: a week, its retrain, two days after it
+DAYS = [f"2013-02-{d:02d}" for d in range(4, 13)]
+
+
+def _mlops_replay(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**base_env(), "MLOPS_HOME": str(home)}
+    cmd = [bin_path("mlops"), "replay", "flights", *args]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, check=False)
+    print(out.stdout[-4000:], out.stderr[-4000:])
+    assert out.returncode == 0, out.stderr[-4000:]
+    leftovers = [
+        p.info for p in psutil.process_iter(["pid", "cmdline"]) if str(home) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftovers, f"processes left behind: {leftovers}"
+    return out
+
+
 @pytest.fixture(scope="module")
 def replayed():
-    """`mlops replay flights --start 2013-02-01 --end 2013-02-15` in a fresh MLOPS_HOME.
+    """`mlops replay flights --start 2013-02-04 --end 2013-02-13` in a fresh MLOPS_HOME, then
+    `--reprocess` over 8-13 February (the blizzard, the week's retrain, the days after it).
 
-    The home is a `mkdtemp` folder, not pytest's tmp_path: pytest prunes old base temp folders, which
-    would delete a running server's data when another pytest session starts meanwhile.
+    Yields (home, the first replay's report, its stdout, the reprocess's report). The home is a
+    `mkdtemp` folder, not pytest's tmp_path: pytest prunes old base temp folders, which would delete
+    a running server's data when another pytest session starts meanwhile.
     """
     home = Path(tempfile.mkdtemp(prefix="mlops-replay-"))
-    env = {**base_env(), "MLOPS_HOME": str(home)}
-    cmd = [bin_path("mlops"), "replay", "flights", "--start", "2013-02-01", "--end", "2013-02-15"]
+    report = home / "reports" / "flights-replay.json"
     try:
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, check=False)
-        print(out.stdout[-4000:], out.stderr[-4000:])
-        assert out.returncode == 0, out.stderr[-4000:]
-        leftovers = [
-            p.info for p in psutil.process_iter(["pid", "cmdline"]) if str(home) in " ".join(p.info["cmdline"] or [])
-        ]
-        assert not leftovers, f"processes left behind: {leftovers}"
-        yield home, json.loads((home / "reports" / "flights-replay.json").read_text()), out.stdout
+        out = _mlops_replay(home, "--start", START, "--end", END)
+        first = json.loads(report.read_text())
+        _mlops_replay(home, "--start", "2013-02-08", "--end", END, "--reprocess")
+        yield home, first, out.stdout, json.loads(report.read_text())
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
 
 def test_every_day_is_scored_or_failed_for_a_named_cause(replayed):
-    _, data, _ = replayed
+    _, data, _, _ = replayed
     days = {d["day"]: d for d in data["days"]}
-    assert sorted(days) == [f"2013-02-{i:02d}" for i in range(1, 15)]
+    assert sorted(days) == DAYS
     for day, entry in days.items():
         assert entry["status"] in ("scored", "failed"), entry
         if entry["status"] == "failed":
@@ -59,14 +73,14 @@ def test_every_day_is_scored_or_failed_for_a_named_cause(replayed):
 
 
 def test_the_week_retrain_ran_after_its_days_and_each_day_has_the_champion_of_that_day(replayed):
-    _, data, _ = replayed
+    _, data, _, _ = replayed
     weekly = [r for r in data["retrains"] if r["kind"] == "retrain"]
-    assert [r["interval"] for r in weekly] == ["2013-01-28", "2013-02-04"]
+    assert [r["interval"] for r in weekly] == ["2013-02-04"]
     assert all(r["state"] == "success" for r in data["retrains"]), data["retrains"]
     bootstrap = next(r for r in data["retrains"] if r["kind"] == "bootstrap")
     assert bootstrap["promoted"] and bootstrap["version"] == "1"
     days = {d["day"]: d for d in data["days"]}
-    assert days["2013-02-01"]["model_version"] == "1"  # before the first weekly retrain
+    assert days["2013-02-04"]["model_version"] == "1"  # before the first weekly retrain
     # days after a promotion are scored by the promoted version, days before by the earlier one
     promoted = {r["interval"]: r["version"] for r in weekly if r["promoted"]}
     if "2013-02-04" in promoted:
@@ -74,12 +88,26 @@ def test_the_week_retrain_ran_after_its_days_and_each_day_has_the_champion_of_th
 
 
 def test_the_report_has_realized_auc_wall_time_and_overhead(replayed):
-    home, data, stdout = replayed
+    home, data, stdout, _ = replayed
     assert data["wall_seconds"] > 0
     assert data["per_run"]["median_overhead_seconds"] is not None
     assert data["realized"]["weekly"] and all(0.5 < w["roc_auc"] < 0.9 for w in data["realized"]["weekly"])
     html = (home / "reports" / "flights-replay.html").read_text()
     assert "Replay of flights" in html and "data:image/png;base64," in html
     assert data["mlflow_run_id"]
-    assert "=== replay of flights 2013-02-01..2013-02-15" in stdout
-    assert os.path.exists(home / "replay" / "flights" / "lake" / "flights" / "predictions" / "2013-02-14.parquet")
+    assert f"=== replay of flights {START}..{END}" in stdout
+    assert os.path.exists(home / "replay" / "flights" / "lake" / "flights" / "predictions" / "2013-02-12.parquet")
+
+
+def test_a_second_replay_of_the_same_days_leaves_digest_identical_outputs(replayed):
+    """`--reprocess` runs the completed runs again (backfills with reprocess_behavior: completed): the
+    raw partitions, validation reports and predictions are digest-identical, failed days included."""
+    _, first, _, again = replayed
+    check = again["reprocess_check"]
+    reprocessed = [f"2013-02-{d:02d}" for d in range(8, 13)]
+    assert sorted(first["digests"]) == DAYS and sorted(again["digests"]) == reprocessed
+    assert check == {"days_compared": len(reprocessed), "identical": len(reprocessed), "differences": {}}, check
+    assert all("predictions" in first["digests"][d] for d in ("2013-02-11", "2013-02-12"))
+    assert "predictions" not in first["digests"]["2013-02-08"]  # the blizzard: validated, not scored
+    rerun = {d["day"]: d for d in again["days"]}
+    assert rerun["2013-02-11"]["model_version"] == {d["day"]: d for d in first["days"]}["2013-02-11"]["model_version"]

@@ -167,9 +167,9 @@ def test_errors_never_show_the_password(postgres_url, engine, keys):
 
 def test_errors_say_whether_a_retry_can_help(postgres_url, table, keys):
     """An unreachable server may come back (retry); a NULL key fails the same way every time (no retry)."""
-    from tests.fixtures.postgres import _free_port
+    from mlops.local.mailsink import free_port
 
-    closed = sa.engine.make_url(postgres_url).set(port=_free_port()).render_as_string(hide_password=False)
+    closed = sa.engine.make_url(postgres_url).set(port=free_port()).render_as_string(hide_password=False)
     with pytest.raises(SinkError, match="cannot connect") as unreachable:
         PostgresSink(closed, table).replace_interval("flights", *day_bounds(DAY1), [])
     assert unreachable.value.transient is True

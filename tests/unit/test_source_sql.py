@@ -18,8 +18,8 @@ from mlops.io.paths import raw_dir
 from mlops.io.sources import SourceError, SourceSchemaError
 from mlops.io.sources.nycflights13 import load_table
 from mlops.io.sources.sql import SqlSource
+from mlops.local.mailsink import free_port
 from mlops.stages.ingest import build_day, ingest
-from tests.fixtures.postgres import _free_port
 
 DAY = "2013-02-01"
 LOADED_DAYS = ["2013-02-01", "2013-02-02", "2013-02-03"]
@@ -136,7 +136,7 @@ def test_read_table_quotes_the_name_and_uses_a_declared_query(pg, flights_cfg):
 
 
 def test_connection_refused_names_masked_url_and_day(pg, flights_cfg, mlops_home):
-    url = with_url(pg, port=_free_port(), password="topsecret")
+    url = with_url(pg, port=free_port(), password="topsecret")
     cfg = sql_cfg(flights_cfg, url)
 
     with pytest.raises(SourceError) as caught:

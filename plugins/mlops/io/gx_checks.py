@@ -3,15 +3,26 @@
 A pipeline's suite is the committed, reviewed suite `include/gx/expectations/<pipeline>.json`
 (written by `mlops infer-schema`, see mlops.io.schema) when it exists, plus the explicit rules of the
 config's `validation` section. Runs go through a file context under `$MLOPS_HOME/gx`, whose
-checkpoint also rebuilds the Data Docs site (`gx/uncommitted/data_docs/local_site/index.html`).
+checkpoint also updates the Data Docs site (`gx/uncommitted/data_docs/local_site/index.html`).
+
+Data Docs are updated incrementally: a run renders the page of its own validation result and of its
+suite only (GX's `UpdateDataDocsAction` passes those resource identifiers), and the index lists the
+latest `DATA_DOCS_INDEX_LIMIT` results, so its cost does not grow with the days stored. A pipeline
+has one stored suite per kind (`<pipeline>_partition` for a day, `<pipeline>_window` for a training
+window), not one per day. The file store is not safe for concurrent writers (GX writes its JSON files
+and the index in place), so a run holds an exclusive lock on `$MLOPS_HOME/gx/store.lock` while it
+writes to the store: the daily DAG can run several days at once (`max_active_runs` > 1).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +45,7 @@ NUMERIC_TYPES = [
 ]
 DATETIME_TYPES = [f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns")]  # naive datetimes of any unit
 ROW_COUNT = "expect_table_row_count_to_be_between"
+DATA_DOCS_INDEX_LIMIT = 60  # validation results listed on the Data Docs index (each keeps its page)
 
 
 def suite_path(pipeline: str) -> Path:
@@ -52,21 +64,50 @@ def _gx(project_root: str):
     # GX fingerprints each batch by hashing the whole frame, twice per run (1.7 s per million rows);
     # our partitions already carry a content digest in their manifest, so turn the fingerprint off.
     pandas_execution_engine.HASH_THRESHOLD = 0
-    context = gx.get_context(mode="file", project_root_dir=project_root)
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    try:
-        source = context.data_sources.get("mlops")
-    except (KeyError, ValueError):
-        source = context.data_sources.add_pandas("mlops")
-    try:
-        asset = source.get_asset("partition")
-    except LookupError:
-        asset = source.add_dataframe_asset("partition")
-    try:
-        batch_definition = asset.get_batch_definition("whole")
-    except (KeyError, LookupError):
-        batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+    with _store_lock(Path(project_root)):  # creating the project and adding a source rewrite its config file
+        context = gx.get_context(mode="file", project_root_dir=project_root)
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        _bound_index(context)
+        try:
+            source = context.data_sources.get("mlops")
+        except (KeyError, ValueError):
+            source = context.data_sources.add_pandas("mlops")
+        try:
+            asset = source.get_asset("partition")
+        except LookupError:
+            asset = source.add_dataframe_asset("partition")
+        try:
+            batch_definition = asset.get_batch_definition("whole")
+        except (KeyError, LookupError):
+            batch_definition = asset.add_batch_definition_whole_dataframe("whole")
     return gx, context, batch_definition
+
+
+def _bound_index(context) -> None:
+    """List only the latest DATA_DOCS_INDEX_LIMIT validation results on the index (GX reads each one
+    listed to render it: unbounded, the daily update costs more every day)."""
+    sites = context.variables.data_docs_sites or {}
+    changed = False
+    for site in sites.values():
+        index = site.setdefault("site_index_builder", {"class_name": "DefaultSiteIndexBuilder"})
+        if index.get("validation_results_limit") != DATA_DOCS_INDEX_LIMIT:
+            index["validation_results_limit"] = DATA_DOCS_INDEX_LIMIT
+            changed = True
+    if changed:
+        context.variables.data_docs_sites = sites
+        context.variables.save()
+
+
+@contextlib.contextmanager
+def _store_lock(project_root: Path) -> Iterator[None]:
+    """An exclusive lock on the GX file store of `project_root`, across the processes of one host."""
+    project_root.mkdir(parents=True, exist_ok=True)
+    with (project_root / "store.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _context():
@@ -78,10 +119,11 @@ def data_docs_index() -> Path:
     return mlops_home() / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def build_suite(cfg: PipelineConfig, n_days: int = 1, key: str | None = None):
+def build_suite(cfg: PipelineConfig, n_days: int = 1):
     """The committed suite (if any) plus the config's rules; row-count bounds scale with the days.
 
-    `key` (the interval) makes the suite's name unique, so that concurrent runs never share a stored suite.
+    Named `<pipeline>_partition` for one day and `<pipeline>_window` for several: one stored suite per
+    kind (each validation result keeps the expectations it was run with, bounds included).
     """
     gx, _, _ = _context()
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -130,7 +172,7 @@ def build_suite(cfg: PipelineConfig, n_days: int = 1, key: str | None = None):
     expectations += [
         E.ExpectColumnValuesToBeInSet(column=col, value_set=values) for col, values in v.categories.items()
     ]
-    name = f"{cfg.name}_{key}" if key else f"{cfg.name}_partition"
+    name = f"{cfg.name}_partition" if n_days == 1 else f"{cfg.name}_window"
     return gx.ExpectationSuite(name=name, expectations=_distinct(expectations))
 
 
@@ -154,28 +196,15 @@ def _distinct(expectations: list) -> list:
 def run_suite(suite, df: pd.DataFrame, run_name: str | None = None, data_docs: bool = True) -> list[dict[str, Any]]:
     """Validate `df`; one plain dict per expectation: name, column, success, observed, expected.
 
-    With `data_docs`, the run goes through a checkpoint that stores it and rebuilds the Data Docs.
+    With `data_docs`, the run goes through a checkpoint that stores it and updates the Data Docs, under
+    the store's lock.
     Without, it runs in two passes: every expectation with BOOLEAN_ONLY results (4x faster than
     SUMMARY on a million rows), then the failed and the table-level ones again for their observed values.
     """
     gx, context, batch_definition = _context()
     if data_docs:
-        from great_expectations.core.run_identifier import RunIdentifier
-
-        suite = context.suites.add_or_update(suite)
-        definition = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=suite.name, data=batch_definition, suite=suite)
-        )
-        checkpoint = context.checkpoints.add_or_update(
-            gx.Checkpoint(
-                name=suite.name,
-                validation_definitions=[definition],
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-            )
-        )
-        outcome = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
-        result = next(iter(outcome.run_results.values()))
-        return [_check(r) for r in result.results]
+        with _store_lock(mlops_home() / "gx"):
+            return _run_checkpoint(gx, context, batch_definition, suite, df, run_name)
     batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
     results = list(batch.validate(suite, result_format="BOOLEAN_ONLY").results)
     # details for what failed, and for the cheap table-level checks (their observed values are reported)
@@ -191,6 +220,26 @@ def run_suite(suite, df: pd.DataFrame, run_name: str | None = None, data_docs: b
         for i, r in zip(failed, batch.validate(detail, result_format="SUMMARY").results, strict=True):
             results[i] = r
     return [_check(r) for r in results]
+
+
+def _run_checkpoint(gx, context, batch_definition, suite, df: pd.DataFrame, run_name: str | None) -> list[dict]:
+    """Store the suite, run it through a checkpoint (result stored, Data Docs updated); the checks."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    suite = context.suites.add_or_update(suite)
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=suite.name, data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=suite.name,
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+        )
+    )
+    outcome = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
+    result = next(iter(outcome.run_results.values()))
+    return [_check(r) for r in result.results]
 
 
 def _is_map(kind: str) -> bool:

@@ -108,7 +108,11 @@ def _start_embedded(data: Path) -> Postgres:
     return Postgres(data, Path(host), "embedded", stop)
 
 
-def _system_binaries() -> tuple[str, str]:
+def system_binaries() -> tuple[str, str]:
+    """Paths of the machine's `initdb` and `pg_ctl`: on PATH, else the newest /usr/lib/postgresql/*/bin.
+
+    Raises FileNotFoundError when neither place has them.
+    """
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if initdb and pg_ctl:
         return initdb, pg_ctl
@@ -120,7 +124,7 @@ def _system_binaries() -> tuple[str, str]:
 
 
 def _start_system(data: Path) -> Postgres:
-    initdb, pg_ctl = _system_binaries()
+    initdb, pg_ctl = system_binaries()
     prefix: list[str] = []
     if os.geteuid() == 0:
         import pwd

@@ -262,12 +262,14 @@ def _collect(cfg, stack, driver: _Driver, the_plan: ReplayPlan, start, end, wall
                 if not c["success"] and c["severity"] == "error"
             ]
         pred_path = predictions_dir(cfg.name) / f"{day}.parquet"
+        preds = None
         if pred_path.exists() and tasks.get("score") == "success":
             preds = lake.read_partition(predictions_dir(cfg.name), day)
             entry["scored_rows"] = len(preds)
             entry["model_version"] = ",".join(sorted(set(preds["model_version"].astype(str))))
             raw = lake.read_partition(raw_dir(cfg.name), day)
             labelled.append(_join_labels(cfg, preds, raw, day))
+        if entry["rows"] is not None:  # a failed day too: its partition and validation report
             digests[day] = _digests(cfg, day, preds)
         if run is None:
             entry.update(status="failed", reasons=["no daily run was created for this day"])
@@ -397,24 +399,27 @@ def _retrains(cfg, driver: _Driver) -> list[dict[str, Any]]:
 
 
 def _digests(cfg, day: str, preds) -> dict[str, str]:
-    """Digests of what a daily run leaves, without what names the run or the time it ran."""
+    """Digests of what a daily run leaves, without what names the run or the time it ran: the raw
+    partition, the validation report and (for a scored day) the predictions."""
     from mlops.io import lake
     from mlops.io.datasets import read_report
     from mlops.io.paths import raw_dir
 
     report = read_report(cfg.name, day) or {}
     stable = {k: report.get(k) for k in ("rows", "checks", "shifts", "references", "success")}
-    kept = preds.drop(columns=[c for c in ("scored_at", "mlflow_run_id") if c in preds.columns])
-    return {
+    out = {
         "raw": lake.read_manifest(raw_dir(cfg.name), day)["content_digest"],
         "validation": hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16],
-        "predictions": lake.content_digest(kept),
     }
+    if preds is not None:
+        kept = preds.drop(columns=[c for c in ("scored_at", "mlflow_run_id") if c in preds.columns])
+        out["predictions"] = lake.content_digest(kept)
+    return out
 
 
 def _compare(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> dict[str, Any]:
     common = sorted(set(before) & set(after))
-    differ = {d: [k for k in after[d] if before[d].get(k) != after[d][k]] for d in common}
+    differ = {d: sorted(k for k in {*before[d], *after[d]} if before[d].get(k) != after[d].get(k)) for d in common}
     differ = {d: ks for d, ks in differ.items() if ks}
     return {"days_compared": len(common), "identical": len(common) - len(differ), "differences": differ}
 

@@ -166,7 +166,7 @@ def validate_frame(
     With `publish`, the HTML report is written and logged with the JSON report to an MLflow run.
     `extra_checks` (records like the suite's, with a severity) join the report as they are.
     """
-    suite = build_suite(cfg, n_days, key)
+    suite = build_suite(cfg, n_days)
     checks = [{**c, "severity": "error"} for c in run_suite(suite, df, run_name=key, data_docs=data_docs)]
     checks += extra_checks or []
     shifts: dict[str, dict[str, dict[str, float]]] = {}

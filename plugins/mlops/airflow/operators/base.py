@@ -148,20 +148,12 @@ class PipelineOperator(BaseOperator):
 
 
 def _manual_interval(timetable, logical):
-    """The interval Airflow's scheduler gives a manual run whose run-after time is `logical`, or None.
-
-    The authoring timetable (`airflow.sdk`) lacks the computation; the core one has it.
-    """
+    """The interval Airflow's scheduler gives a manual run whose run-after time is `logical`, or None
+    (a timetable without data intervals, e.g. an asset schedule)."""
     import pendulum
-    from airflow.sdk import CronDataIntervalTimetable
 
-    if isinstance(timetable, CronDataIntervalTimetable):
-        from airflow.timetables.interval import CronDataIntervalTimetable as Core
-
-        timetable = Core(timetable.expression, timetable.timezone)
-    if not hasattr(timetable, "infer_manual_data_interval"):
-        return None
-    return timetable.infer_manual_data_interval(run_after=pendulum.instance(logical))
+    infer = getattr(timetable, "infer_manual_data_interval", None)
+    return None if infer is None else infer(run_after=pendulum.instance(logical))
 
 
 class ChecksFailed(AirflowFailException):

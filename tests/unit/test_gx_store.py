@@ -1,0 +1,58 @@
+"""The Great Expectations file store under concurrent runs, as the daily DAG makes them with
+`max_active_runs` > 1 under LocalExecutor: one process per task, all writing to `$MLOPS_HOME/gx`."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import yaml
+
+from mlops.core.interval import Interval
+from mlops.io import gx_checks
+from mlops.stages.ingest import ingest
+from mlops.stages.validate import validate
+
+DAYS = [f"2013-02-{d:02d}" for d in range(1, 5)]
+
+
+def _validate_day(day: str) -> tuple[str, int, bool]:
+    """In a fresh process (spawn), as a task runs: validate one day with Data Docs."""
+    import traceback
+
+    from mlops.core.config import load_pipeline
+
+    try:
+        report = validate(load_pipeline("flights"), Interval.parse(day), references={}, data_docs=True)
+    except Exception as exc:  # the child's traceback, which the pool would otherwise drop
+        raise RuntimeError(f"validating {day} failed:\n{traceback.format_exc()}") from exc
+    return day, len(report.checks), report.success
+
+
+def test_four_processes_validating_at_once_leave_a_whole_store_and_site(mlops_home, flights_cfg):
+    ingest(flights_cfg, Interval.parse(f"{DAYS[0]}..2013-02-05"))
+    os.environ["MLOPS_HOME"] = str(mlops_home)  # (monkeypatched by the fixture) the children inherit it
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done = sorted(pool.map(_validate_day, DAYS))
+    assert [d for d, _, _ in done] == DAYS
+    assert len({n for _, n, _ in done}) == 1 and done[0][1] > 20  # every run ran the whole suite
+
+    root = mlops_home / "gx" / "gx"
+    # one stored suite for the daily partitions, not one per day; valid JSON after concurrent writes
+    suites = sorted(p.name for p in (root / "expectations").glob("*.json"))
+    assert suites == ["flights_partition.json"], suites
+    assert json.loads((root / "expectations" / "flights_partition.json").read_text())["expectations"]
+    # every run's result is stored, whole
+    results = list((root / "uncommitted" / "validations").rglob("*.json"))
+    names = sorted(json.loads(p.read_text())["meta"]["run_id"]["run_name"] for p in results)
+    assert names == DAYS
+    # the site: every run listed on the index, one page per result, the index bounded
+    index = gx_checks.data_docs_index().read_text()
+    assert all(day in index for day in DAYS)
+    pages = list((gx_checks.data_docs_index().parent / "validations").rglob("*.html"))
+    assert len(pages) == len(DAYS)
+    config = yaml.safe_load((root / "great_expectations.yml").read_text())
+    [site] = config["data_docs_sites"].values()
+    assert site["site_index_builder"]["validation_results_limit"] == gx_checks.DATA_DOCS_INDEX_LIMIT
