@@ -88,6 +88,9 @@ def test_labels_config_defaults_and_errors(tmp_path, flights_cfg):
         load_config(path)
     with pytest.raises(ValueError, match=r"labels\.column 'distance' is a feature"):
         PipelineConfig.model_validate(text | {"labels": {"column": "distance"}})
+    sql = {"kind": "sql", "conn_id": "labels_db", "query": "select * from t where d >= :start and d < :end"}
+    with pytest.raises(ValueError, match=r"a separate sql label source needs 'url'"):
+        PipelineConfig.model_validate(text | {"labels": {"source": sql}})
     with pytest.raises(ValueError, match=r"(?s)labels\.colum\b.*Extra inputs"):
         PipelineConfig.model_validate(text | {"labels": {"colum": "arr_delay"}})
 

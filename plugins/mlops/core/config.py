@@ -426,6 +426,15 @@ class Labels(_Strict):
     column: str | None = Field(None, description="the column the target rule applies to; null: target.column")
     delay_days: int = Field(0, ge=0, le=366, description="days after a scored day until its labels are complete")
 
+    @model_validator(mode="after")
+    def _reachable(self) -> Labels:
+        if self.source is not None and self.source.kind == "sql" and self.source.url is None:
+            raise ValueError(
+                "source: a separate sql label source needs 'url' (its conn_id is not resolved; "
+                "or leave labels.source empty to re-read the pipeline's own source)"
+            )
+        return self
+
 
 class Schedules(_Strict):
     daily: str = "0 0 * * *"
