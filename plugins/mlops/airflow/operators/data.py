@@ -272,7 +272,7 @@ class OutcomesOperator(PipelineOperator):
             for day in days:
                 result = day_outcomes(cfg, day, url=url)
                 summaries.append(result.summary())
-                self._log_result(result)
+                self._log_result(result, cfg.validation.label_completeness)
         logged = [s["mlflow"]["run_id"] for s in summaries if s.get("mlflow")]
         if logged:
             context["ti"].xcom_push(key=XCOM_KEY, value=logged[-1])
@@ -282,7 +282,8 @@ class OutcomesOperator(PipelineOperator):
             )
         return summaries
 
-    def _log_result(self, result) -> None:
+    def _log_result(self, result, completeness: float) -> None:
+        """The day's status and label counts in the task log; every shortfall of labels is a warning."""
         counts = result.counts
         if result.status == "not_scored":
             self.log.warning("%s %s: not scored, no outcomes: %s", result.pipeline, result.day, result.reason)
@@ -308,3 +309,12 @@ class OutcomesOperator(PipelineOperator):
         ):
             if counts.get(name):
                 self.log.warning("%s %s: %d %s", result.pipeline, result.day, counts[name], what)
+        if counts["coverage"] < completeness:
+            self.log.warning(
+                "%s %s: only %.1f%% of the predictions have a label, below validation.label_completeness %.0f%%: "
+                "its realized metrics describe the labelled rows only",
+                result.pipeline,
+                result.day,
+                100 * counts["coverage"],
+                100 * completeness,
+            )
