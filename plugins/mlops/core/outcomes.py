@@ -138,14 +138,15 @@ def _bootstrap(y: np.ndarray, score: np.ndarray, threshold: float, resamples: in
     return {m: np.concatenate(v) for m, v in chunks.items()}
 
 
-def expected_counts(score: np.ndarray) -> tuple[Resampled, np.ndarray]:
+def expected_counts(score: np.ndarray, threshold: float | None = None) -> tuple[Resampled, np.ndarray]:
     """The rows grouped by distinct score, and the expected (negatives, positives) per group: (1, 2, groups).
 
     Under calibration a row with score s is a positive with probability s: a group's expected
-    positives are the sum of its scores, its expected negatives the sum of (1 - score).
+    positives are the sum of its scores, its expected negatives the sum of (1 - score). The returned
+    `Resampled` (labels unused) turns such counts into metrics at `threshold`.
     """
     score = np.asarray(score, dtype="float64")
-    model = Resampled(np.zeros(len(score), dtype="int64"), score, None)
+    model = Resampled(np.zeros(len(score), dtype="int64"), score, threshold)
     group = model.cell_of_row  # all labels 0 above: the cell is the distinct-score group
     positives = np.bincount(group, weights=score, minlength=model.groups)
     negatives = np.bincount(group, weights=1 - score, minlength=model.groups)
@@ -165,9 +166,7 @@ def estimated(score: np.ndarray, threshold: float, *, resamples: int, confidence
     n = len(score)
     if n == 0:
         return {m: Value(np.nan, np.nan, np.nan, 0, UNDEFINED, NONE) for m in ESTIMATED_METRICS}
-    model, expected = expected_counts(score)
-    model.threshold = threshold
-    model.predicted_groups = int((model.scores >= threshold).sum())
+    model, expected = expected_counts(score, threshold)
     wanted = frozenset(ESTIMATED_METRICS)
     points = {m: float(v[0]) for m, v in model.metrics(expected, wanted).items()}
     draws = _label_draws(model, score, resamples, seed, wanted) if resamples > 0 else {}
