@@ -225,11 +225,19 @@ def test_a_rerun_replaces_its_day_in_the_lake_and_its_step_in_mlflow(cfg, days):
 
 def test_a_day_not_scored_has_no_outcomes(cfg, days):
     write_predictions(cfg, OTHER, days[OTHER], "1", seed=2)
-    day_outcomes(cfg, OTHER, log_to_mlflow=False)
+    day_outcomes(cfg, OTHER)
+    run_id = outcome_runs.find_month_run(cfg.name, "2013-03")
+    assert OTHER.toordinal() in outcome_runs.metric_series(run_id, outcome_runs.SENTINEL)
     predictions.retract(cfg.name, OTHER.isoformat(), "failed validation", None, (None, None))
-    result = day_outcomes(cfg, OTHER, log_to_mlflow=False)
+
+    result = day_outcomes(cfg, OTHER)
+
     assert result.status == "not_scored" and "failed validation" in result.reason
     assert OTHER.isoformat() not in lake.list_partitions(outcomes_dir(cfg.name))
+    rebuilt = outcome_runs.find_month_run(cfg.name, "2013-03")
+    assert result.mlflow["run_id"] == rebuilt != run_id
+    assert OTHER.toordinal() not in outcome_runs.metric_series(rebuilt, outcome_runs.SENTINEL)
+    assert day_outcomes(cfg, OTHER).mlflow is None  # nothing left to drop
 
 
 # CBPE on synthetic scores

@@ -130,6 +130,19 @@ def log_day(pipeline: str, day: dt.date, rows: pd.DataFrame, counts: dict[str, A
     return {"run_id": run_id, "month": month, "step": step, "rebuilt": False, "metrics": len(metrics)}
 
 
+def forget_day(pipeline: str, day: dt.date) -> dict[str, Any] | None:
+    """Drop a day from its month's run (its outcomes left the lake, e.g. its predictions were retracted).
+
+    Rebuilds the month's run from the lake when the day was logged there; returns what
+    `rebuild_month` returns, or None when there was nothing to drop.
+    """
+    month = day.strftime("%Y-%m")
+    run_id = find_month_run(pipeline, month)
+    if run_id is None or day.toordinal() not in _logged_steps(run_id):
+        return None
+    return rebuild_month(pipeline, month, replaces=run_id)
+
+
 def rebuild_month(pipeline: str, month: str, replaces: str | None = None) -> dict[str, Any]:
     """A new run of the month holding every day of the lake's outcomes of that month; deletes `replaces`."""
     run_id = _create_month_run(pipeline, month)

@@ -19,7 +19,8 @@ For scored day S (the `<name>_outcomes` DAG evaluates S = its interval's day - `
    day is logged to MLflow (`io.outcome_runs`: a run per month, step = day).
 
 A day that is not scored (never, or its predictions were retracted) has no outcomes: any earlier
-ones are removed, and the result says why.
+ones are removed (from the lake, and from the month's MLflow run, rebuilt without it), and the result
+says why.
 """
 
 from __future__ import annotations
@@ -205,7 +206,9 @@ def day_outcomes(
         record = predictions.record(cfg.name, key) or {}
         reason = record.get("reason") or "the day has no predictions (not scored yet, or being rewritten)"
         _remove(cfg.name, key)
-        result = OutcomeResult(cfg.name, key, NOT_SCORED, {}, [], pd.DataFrame(columns=OUTCOME_COLUMNS), reason=reason)
+        dropped = outcome_runs.forget_day(cfg.name, day) if log_to_mlflow else None
+        empty = pd.DataFrame(columns=OUTCOME_COLUMNS)
+        result = OutcomeResult(cfg.name, key, NOT_SCORED, {}, [], empty, mlflow=dropped, reason=reason)
         lake.write_json(outcomes_dir(cfg.name) / f"{key}.json", result.summary())
         return result
     columns = [ROW_KEY, "model_version", "threshold", "score"]
