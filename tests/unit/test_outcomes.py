@@ -25,8 +25,9 @@ from sklearn.metrics import (
 from mlops.core.config import ConfigError, Evaluation, PipelineConfig, load_config
 from mlops.core.features import ROW_KEY, labels
 from mlops.core.interval import Interval
-from mlops.core.outcomes import estimated, expected_counts, realized
+from mlops.core.outcomes import estimate_errors, estimated, expected_counts, realized
 from mlops.io import lake, outcome_runs, predictions, registry
+from mlops.io.datasets import outcome_history
 from mlops.io.labels import read_labels
 from mlops.io.paths import outcomes_dir, predictions_dir, raw_dir
 from mlops.stages.ingest import ingest
@@ -221,6 +222,19 @@ def test_a_rerun_replaces_its_day_in_the_lake_and_its_step_in_mlflow(cfg, days):
     assert after[OTHER.toordinal()] == pytest.approx(before[OTHER.toordinal()])
     assert after[DAY.toordinal()] != pytest.approx(before[DAY.toordinal()])
     assert registry.client().get_run(run_id).info.lifecycle_stage == "deleted"
+
+    history = outcome_history(cfg.name)
+    assert sorted(set(history.day)) == [DAY.isoformat(), OTHER.isoformat()]
+    errors = estimate_errors(history).set_index("metric")
+    assert set(errors.index) == {"roc_auc", "precision", "recall"} and (errors.days == 2).all()
+    realized_auc = history[
+        (history.kind == "realized") & (history.metric == "roc_auc") & (history.slice_feature == "overall")
+    ]
+    estimated_auc = history[
+        (history.kind == "estimated") & (history.metric == "roc_auc") & (history.slice_feature == "overall")
+    ]
+    gaps = estimated_auc.value.to_numpy() - realized_auc.value.to_numpy()
+    assert errors.loc["roc_auc", "median_absolute_error"] == pytest.approx(np.median(np.abs(gaps)))
 
 
 def test_a_day_not_scored_has_no_outcomes(cfg, days):

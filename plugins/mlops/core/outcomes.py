@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from mlops.core.metrics import (
     CHUNK_DRAWS,
@@ -201,3 +202,22 @@ def _label_draws(
             chunks[metric].append(values)
         done += k
     return {m: np.concatenate(v) for m, v in chunks.items()}
+
+
+def estimate_errors(rows: pd.DataFrame, slice_feature: str = "overall") -> pd.DataFrame:
+    """How far the estimates were from the realized values over days: one row per metric.
+
+    `rows`: outcome rows of any number of days (columns of `stages.outcomes.OUTCOME_COLUMNS`).
+    Returns metric, days (estimated rows with a realized value), median_absolute_error, mean_error
+    (estimate - realized: positive when the estimate was optimistic for roc_auc) and max_absolute_error,
+    over the estimated rows of `slice_feature` (default: the whole day).
+    """
+    columns = ["metric", "days", "median_absolute_error", "mean_error", "max_absolute_error"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    est = rows[(rows["kind"] == ESTIMATED) & (rows["slice_feature"] == slice_feature)].dropna(subset=["estimate_error"])
+    out = [
+        (metric, len(g), g.estimate_error.abs().median(), g.estimate_error.mean(), g.estimate_error.abs().max())
+        for metric, g in est.groupby("metric", sort=True)
+    ]
+    return pd.DataFrame(out, columns=columns)
