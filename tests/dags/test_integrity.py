@@ -42,7 +42,7 @@ def test_task_chains(dagbag):
 
 
 def test_every_task_is_a_stage_operator_with_retries_and_failure_mail(dagbag):
-    for dag_id in ("flights_daily", "flights_retrain", "flights_rollback", "flights_rescore"):
+    for dag_id in ("flights_daily", "flights_retrain", "flights_rollback", "flights_rescore", "flights_outcomes"):
         for task in dagbag.dags[dag_id].tasks:
             assert isinstance(task, PipelineOperator), task.task_id
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
@@ -69,6 +69,17 @@ def test_real_daily_and_weekly_data_intervals_within_the_data(dagbag):
         assert isinstance(dag.timetable, EndingCronDataIntervalTimetable)
         assert dag.start_date.date().isoformat() == "2013-01-01"
         assert dag.timetable.end.date().isoformat() == "2013-12-31"
+
+
+def test_the_outcomes_dag_runs_on_the_day_labels_are_due(dagbag):
+    """flights delay_days is 1: the interval [D, D + 1) evaluates scored day D - 1: runs start and end a day later."""
+    outcomes = dagbag.dags["flights_outcomes"]
+    assert [t.task_id for t in outcomes.tasks] == ["outcomes"]
+    assert isinstance(outcomes.timetable, EndingCronDataIntervalTimetable)
+    assert outcomes.start_date.date().isoformat() == "2013-01-02"
+    assert outcomes.timetable.end.date().isoformat() == "2014-01-01"
+    assert set(outcomes.params.keys()) == {"start", "end"}
+    assert outcomes.max_active_runs == 1
 
 
 def test_each_dag_file_imports_fast_and_light():
@@ -166,6 +177,7 @@ def test_a_broken_pipeline_file_is_an_import_error_and_the_others_keep_their_dag
         "alpha_retrain",
         "alpha_rollback",
         "alpha_rescore",
+        "alpha_outcomes",
     }
     assert [f for f in bag.import_errors if not f.endswith("invalid_pipelines.py")] == []  # pipelines.py is clean
     [error] = bag.import_errors.values()

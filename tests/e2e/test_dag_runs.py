@@ -15,7 +15,7 @@ import pytest
 from mlops.airflow import environment as airflow_env
 from mlops.core.interval import Interval
 from mlops.io import lake, registry
-from mlops.io.paths import predictions_dir, raw_dir
+from mlops.io.paths import outcomes_dir, predictions_dir, raw_dir
 from mlops.local import runs
 from mlops.local.mailsink import MailSink, body_text
 from mlops.stages.ingest import build_day
@@ -108,6 +108,39 @@ def test_daily_run_scores_every_row_stamped_with_model_and_interval(first_model)
     assert lake.list_partitions(predictions_dir("flights")).count("2013-01-22") == 1
     assert len(lake.read_partition(predictions_dir("flights"), "2013-01-22")) == len(raw)
     assert lake.read_manifest(raw_dir("flights"), "2013-01-22")["content_digest"] == lake.content_digest(raw)
+
+
+def test_outcomes_run_evaluates_the_day_scored_delay_days_before(first_model):
+    """flights_outcomes for 2013-01-23 (labels.delay_days 1) evaluates 2013-01-22, scored by the daily run above."""
+    outcome = runs.run("flights_outcomes", Interval.parse("2013-01-23"))
+    assert outcome.succeeded, outcome.tasks
+    [summary] = outcome.xcoms["outcomes"]
+    assert summary["day"] == "2013-01-22" and summary["status"] in ("complete", "partial")
+    counts = summary["counts"]
+    assert counts["predictions"] == len(lake.read_partition(raw_dir("flights"), "2013-01-22"))
+    assert counts["labelled"] + counts["missing"] + counts["unknown"] == counts["predictions"]
+    assert counts["unmatched"] == 0
+    rows = lake.read_partition(outcomes_dir("flights"), "2013-01-22")
+    assert {
+        "day",
+        "model_version",
+        "slice_feature",
+        "slice_value",
+        "metric",
+        "kind",
+        "value",
+        "ci_low",
+        "ci_high",
+        "n",
+    } <= set(rows.columns)
+    champion = registry.version_by_alias("flights", "champion")
+    assert set(rows.model_version) == {champion.version} and set(rows.kind) == {"realized", "estimated"}
+    overall = rows[(rows.slice_feature == "overall") & (rows.metric == "roc_auc")].set_index("kind")
+    assert 0.5 < overall.loc["realized", "value"] < 1 and 0.5 < overall.loc["estimated", "value"] < 1
+    assert overall.loc["realized", "n"] == counts["labelled"]
+    assert {"carrier", "origin x hour_band"} <= set(rows.slice_feature)
+    run = registry.client().get_run(summary["mlflow"]["run_id"])
+    assert run.data.tags["month"] == "2013-01" and "realized/roc_auc/overall" in run.data.metrics
 
 
 def test_broken_partition_stops_the_chain_and_mails_the_failed_checks(first_model, flights_cfg, mail):

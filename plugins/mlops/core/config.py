@@ -411,6 +411,31 @@ class Scoring(_Strict):
         return self
 
 
+class Labels(_Strict):
+    """Where the ground truth of scored rows comes from, and when it is complete (the `<name>_outcomes` DAG).
+
+    The labels of scored day S are read on day S + `delay_days` (the outcomes DAG's data interval),
+    keyed by the row key, and turned into 0/1 by the `target` rule applied to `column`.
+    """
+
+    source: Source | None = Field(
+        None,
+        description="where the labels are read; null: the pipeline's own source re-read for the scored day. "
+        "Its rows must carry the row_key columns (or a 'row_key' column) and `column`",
+    )
+    column: str | None = Field(None, description="the column the target rule applies to; null: target.column")
+    delay_days: int = Field(0, ge=0, le=366, description="days after a scored day until its labels are complete")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Labels:
+        if self.source is not None and self.source.kind == "sql" and self.source.url is None:
+            raise ValueError(
+                "source: a separate sql label source needs 'url' (its conn_id is not resolved; "
+                "or leave labels.source empty to re-read the pipeline's own source)"
+            )
+        return self
+
+
 class Schedules(_Strict):
     daily: str = "0 0 * * *"
     retrain: str = "0 0 * * 1"
@@ -480,6 +505,7 @@ class PipelineConfig(_Strict):
     evaluation: Evaluation = Evaluation()
     promotion: Promotion = Promotion()
     scoring: Scoring = Scoring()
+    labels: Labels = Labels()
     schedules: Schedules
     alerts: Alerts
 
@@ -513,6 +539,21 @@ class PipelineConfig(_Strict):
                 if unknown:
                     raise ValueError(f"validation.{check}.{key} names {unknown}, which are not features")
         return self
+
+    @model_validator(mode="after")
+    def _labels_column(self) -> PipelineConfig:
+        column = self.labels.column
+        if column is not None and self.labels.source is None and column in self.features.all:
+            raise ValueError(
+                f"labels.column {column!r} is a feature: the labels must be the ground truth "
+                "(a leakage column such as target.column), not a model input"
+            )
+        return self
+
+    @property
+    def label_column(self) -> str:
+        """The column the labels are read from: `labels.column`, else `target.column`."""
+        return self.labels.column or self.target.column
 
     @property
     def slice_columns(self) -> list[str]:
@@ -553,6 +594,7 @@ NOT_MODEL_DEFINING: dict[str, Any] = {
     "owner_email": True,
     "source": {"conn_id", "timeout_seconds", "retries", "backoff_seconds"},
     "scoring": True,
+    "labels": True,
     "schedules": True,
     "alerts": True,
 }

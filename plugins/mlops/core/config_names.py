@@ -63,4 +63,14 @@ def name_problems(
     check("validation.not_null", cfg.validation.not_null, columns, final)
     check("validation.ranges", list(cfg.validation.ranges), columns, final)
     check("validation.categories", list(cfg.validation.categories), columns, final)
+    if cfg.labels.source is None:  # labels re-read from the source: its raw rows, no joins or derived columns
+        raw = list(dict.fromkeys([*source_columns, src.date_column]))
+        what = f"{where} (labels are re-read from the source's own rows)"
+        check(
+            "labels.column" if cfg.labels.column else "target.column (the labels' column)",
+            [cfg.label_column],
+            raw,
+            what,
+        )
+        check("row_key (the labels' key)", [c for c in cfg.row_key if c in columns], raw, what)
     return problems

@@ -14,7 +14,7 @@ import pandas as pd
 from mlops.core.config import PipelineConfig
 from mlops.core.interval import Interval
 from mlops.io import lake
-from mlops.io.paths import raw_dir, shift_scores_dir, training_dir, validation_dir
+from mlops.io.paths import outcomes_dir, raw_dir, shift_scores_dir, training_dir, validation_dir
 from mlops.io.predictions import scored_days
 
 
@@ -75,6 +75,13 @@ def shift_history(pipeline: str) -> pd.DataFrame:
     """Every stored shift score, for plotting drift over time."""
     keys = lake.list_partitions(shift_scores_dir(pipeline))
     frames = [lake.read_partition(shift_scores_dir(pipeline), k) for k in keys]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def outcome_history(pipeline: str) -> pd.DataFrame:
+    """Every stored outcome row (realized and estimated, every scored day), in day order; empty frame: none yet."""
+    keys = lake.list_partitions(outcomes_dir(pipeline))
+    frames = [lake.read_partition(outcomes_dir(pipeline), k) for k in keys]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -53,6 +53,11 @@ def monitoring_dir(pipeline: str) -> Path:
     return lake_dir(pipeline) / "monitoring"
 
 
+def outcomes_dir(pipeline: str) -> Path:
+    """Folder of the outcomes series: `outcomes/<scored day>.parquet` (tidy metrics) and `.json` (label counts)."""
+    return lake_dir(pipeline) / "outcomes"
+
+
 def mlflow_ui_url() -> str:
     """Base address of the MLflow UI for links: `$MLOPS_MLFLOW_UI_URL`, default http://localhost:5000."""
     return os.environ.get("MLOPS_MLFLOW_UI_URL", "http://localhost:5000").rstrip("/")

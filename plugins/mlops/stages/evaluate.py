@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.core.config import CROSS, LOWER_IS_BETTER, Evaluation, Gate, PipelineConfig
-from mlops.core.features import MISSING_SLICE, ROW_KEY, labels
+from mlops.core.config import LOWER_IS_BETTER, Evaluation, Gate, PipelineConfig
+from mlops.core.features import ROW_KEY, labels
 from mlops.core.gating import gain_bound, inconclusive, judges_slice
 from mlops.core.metrics import (
     NO_INTERVAL,
@@ -36,6 +36,7 @@ from mlops.core.metrics import (
     wilson_interval,
 )
 from mlops.core.modeling import model_input, predict_scores
+from mlops.core.slicing import slice_groups, slice_seed
 from mlops.core.splits import split_frame, split_window
 from mlops.io import registry
 from mlops.io.datasets import read_training_set
@@ -79,26 +80,6 @@ class EvaluationResult:
     overall: dict[str, dict[str, float]]  # model -> metric -> value
     worst_slices: dict[str, dict[str, Any]]  # model -> metric -> {slice, value, gap}
     rows: int
-
-
-def slice_groups(predictions: pd.DataFrame, slices: list[str]) -> list[tuple[str, str, np.ndarray]]:
-    """(slice_feature, slice_value, row positions): overall first, then each slice value, sorted.
-
-    Rows whose slice column has no value form their own slice, `(missing)`.
-    """
-    groups = [(OVERALL, OVERALL, np.arange(len(predictions)))]
-    for spec in slices:
-        columns = [c.strip() for c in spec.split(CROSS)]
-        keys = predictions[columns].astype("str").fillna(MISSING_SLICE)
-        for value, positions in sorted(keys.groupby(columns, sort=False, dropna=False).indices.items()):
-            parts = value if isinstance(value, tuple) else (value,)
-            groups.append((spec, CROSS.join(str(p) for p in parts), positions))
-    return groups
-
-
-def slice_seed(seed: int, number: int) -> int:
-    """The bootstrap seed of the `number`-th slice group (overall is 0)."""
-    return seed * 100_003 + number
 
 
 def evaluate_slices(

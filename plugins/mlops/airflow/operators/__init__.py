@@ -3,6 +3,7 @@
 from mlops.airflow.operators.data import (
     IngestOperator,
     MonitorOperator,
+    OutcomesOperator,
     RescoreOperator,
     ScoreOperator,
     ValidateOperator,
@@ -21,6 +22,7 @@ __all__ = [
     "EvaluateOperator",
     "IngestOperator",
     "MonitorOperator",
+    "OutcomesOperator",
     "PromoteOperator",
     "RecalibrateOperator",
     "RescoreOperator",

@@ -244,3 +244,77 @@ class MonitorOperator(PipelineOperator):
                 {"Monitoring report": (monitoring_dir(cfg.name) / f"{interval.key}.json").resolve().as_uri()},
             )
         return {"interval": interval.key, "checks": len(report.checks), "warnings": len(report.warnings)}
+
+
+class OutcomesOperator(PipelineOperator):
+    """Realized and estimated performance of the scored days whose labels are due in the run's interval.
+
+    The run's data interval [D, D + 1) is the day the labels of scored day D - `labels.delay_days`
+    are due; params `start`/`end` name scored days directly instead. Label counts (missing, unknown,
+    unmatched) are logged as warnings and returned; a run whose days were none of them scored is skipped.
+    """
+
+    operator_extra_links = (MlflowRunLink(),)
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        from mlops.stages.outcomes import NOT_SCORED, day_outcomes, scored_days
+
+        cfg = self.config()
+        params = context.get("params") or {}
+        if params.get("start") or params.get("end"):
+            days = self.interval(context).days()
+        else:
+            days = scored_days(cfg, self.interval(context))
+        self.check_within_data(cfg, Interval(days[0], days[-1] + dt.timedelta(days=1)), context)
+        url = self.resolved(source_url, cfg) if cfg.labels.source is None else None
+        summaries = []
+        with failing_at_once():
+            for day in days:
+                result = day_outcomes(cfg, day, url=url)
+                summaries.append(result.summary())
+                self._log_result(result, cfg.validation.label_completeness)
+        logged = [s["mlflow"]["run_id"] for s in summaries if s.get("mlflow")]
+        if logged:
+            context["ti"].xcom_push(key=XCOM_KEY, value=logged[-1])
+        if all(s["status"] == NOT_SCORED for s in summaries):
+            raise AirflowSkipException(
+                f"{cfg.name}: no scored day to evaluate: " + "; ".join(f"{s['day']}: {s['reason']}" for s in summaries)
+            )
+        return summaries
+
+    def _log_result(self, result, completeness: float) -> None:
+        """The day's status and label counts in the task log; every shortfall of labels is a warning."""
+        counts = result.counts
+        if result.status == "not_scored":
+            self.log.warning("%s %s: not scored, no outcomes: %s", result.pipeline, result.day, result.reason)
+            return
+        self.log.info(
+            "%s %s (versions %s): %s labels, %d of %d predictions labelled (coverage %.3f); realized ROC AUC %s, "
+            "estimated %s",
+            result.pipeline,
+            result.day,
+            ", ".join(result.versions),
+            result.status,
+            counts["labelled"],
+            counts["predictions"],
+            counts["coverage"],
+            result.overall("realized", "roc_auc"),
+            result.overall("estimated", "roc_auc"),
+        )
+        for name, what in (
+            ("missing", "predictions with no label row (labels not arrived)"),
+            ("unknown", "predictions whose label row has no value"),
+            ("unmatched", "label rows whose key matches no prediction"),
+            ("duplicate_keys", "label rows repeating a key (first kept)"),
+        ):
+            if counts.get(name):
+                self.log.warning("%s %s: %d %s", result.pipeline, result.day, counts[name], what)
+        if counts["coverage"] < completeness:
+            self.log.warning(
+                "%s %s: only %.1f%% of the predictions have a label, below validation.label_completeness %.0f%%: "
+                "its realized metrics describe the labelled rows only",
+                result.pipeline,
+                result.day,
+                100 * counts["coverage"],
+                100 * completeness,
+            )
