@@ -185,13 +185,16 @@ class LocalStack:
         return self.home / "logs"
 
     def start(self, timeout: float = 240) -> LocalStack:
-        """Start everything and wait until Airflow's API and MLflow answer (about 40 s)."""
+        """Start everything and wait until Airflow's API and MLflow answer (about 40 s on a quiet machine).
+
+        `timeout` (seconds) counts from the launch of the servers, after the metadata database's
+        migration (which has its own 600 s limit): a busy machine slows both.
+        """
         from mlops.airflow import environment as airflow_env
         from mlops.local.airflow_api import AirflowApi
         from mlops.local.mailsink import MailSink
         from mlops.local.postgres import start_postgres
 
-        started = time.monotonic()
         # this process's stages and reports read the stack's home until stop() puts the previous one back
         self._scoped.enter_context(airflow_env.overridden({"MLOPS_HOME": str(self.home)}))
         self.postgres = start_postgres(self.home / "postgres")
@@ -229,13 +232,14 @@ class LocalStack:
         )
         for name in ("scheduler", "dag-processor", "triggerer"):
             self._service(f"airflow-{name}", [airflow, name])
-        remaining = max(30.0, timeout - (time.monotonic() - started))
+        started = time.monotonic()
         wait_until(
             http_ok(f"http://127.0.0.1:{self.airflow_port}/api/v2/monitor/health"),
-            remaining,
+            timeout,
             "Airflow API",
             self.services,
         )
+        remaining = max(30.0, timeout - (time.monotonic() - started))
         wait_until(http_ok(f"http://127.0.0.1:{self.mlflow_port}/health"), remaining, "MLflow server", self.services)
         base = f"http://127.0.0.1:{self.airflow_port}"
         if self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"].lower() == "true":
