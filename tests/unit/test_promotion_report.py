@@ -153,3 +153,19 @@ def test_report_location_is_the_challengers_run(promoted):
     where = report_location("flights", "2")
     assert where["run_id"] == promoted["second"].run_id and where["path"] == REPORT_PATH
     assert where["experiment_id"] == registry.experiment_id("flights")
+
+
+def test_the_pipeline_page_serves_the_report_and_links_it(promoted):
+    from fastapi.testclient import TestClient
+
+    from mlops.airflow.pipeline_page import create_app
+
+    client = TestClient(create_app())
+    response = client.get("/pipelines/flights/versions/2/promotion")
+    assert response.status_code == 200 and response.text == promoted["page"]
+    assert response.headers["content-type"].startswith("text/html")
+    missing = client.get("/pipelines/flights/versions/1/promotion")  # set as champion by hand: never judged
+    assert missing.status_code == 404 and "has no promotion report" in missing.json()["detail"]
+    assert client.get("/pipelines/flights/versions/99/promotion").status_code == 404
+    page = client.get("/pipelines/flights").text
+    assert '<a href="flights/versions/2/promotion">promotion report</a>' in page

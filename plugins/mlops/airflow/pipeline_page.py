@@ -4,6 +4,8 @@ Routes (under the mount prefix, `/mlops` in the plugin):
 - `GET /` the list of pipelines (HTML),
 - `GET /pipelines/{name}` a pipeline's page (HTML, plots inline: see `mlops.reporting.pipeline_page`),
   404 for a pipeline that has no valid config,
+- `GET /pipelines/{name}/versions/{version}/promotion` the promotion report of a version (HTML, read
+  from its MLflow run), 404 when the version or its report does not exist, 503 when MLflow is unreachable,
 - `GET /health` `{"status": "ok"}`.
 
 Importing this module costs nothing heavy: Airflow imports the plugin in every process (scheduler,
@@ -70,6 +72,24 @@ def create_app():
         data = page_data(name)
         with render_lock:
             return render_page(data)
+
+    @app.get("/pipelines/{name}/versions/{version}/promotion", response_class=HTMLResponse)
+    def promotion_report(name: str, version: str) -> str:
+        from mlops.io.registry import RegistryUnavailableError
+        from mlops.stages.promote import read_report
+
+        configs, _ = load_each()
+        if name not in {cfg.name for cfg in configs.values()} or not version.isdigit():
+            raise HTTPException(status_code=404, detail=f"no pipeline {name!r} or no version {version!r}")
+        try:
+            page = read_report(name, version)
+        except LookupError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        except RegistryUnavailableError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
+        if page is None:
+            raise HTTPException(status_code=404, detail=f"{name} version {version} has no promotion report")
+        return page
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -203,10 +203,23 @@ def shift_plot(shifts: pd.DataFrame, metric: str = SHIFT_METRIC) -> str | None:
 # HTML
 
 
-def _table(head: list[str], rows: list[list[Any]]) -> str:
+def _table(head: list[str], rows: list[list[Any]], escaped: bool = False) -> str:
+    """An HTML table; cells are escaped unless `escaped` says they are HTML already."""
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    cell = (lambda c: str(c)) if escaped else (lambda c: html.escape(str(c)))
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{th}</tr>{body}</table>"
+
+
+REPORTED_EVENTS = ("promoted", "rejected", "not_promoted")  # decisions of the promote stage: they have a report
+
+
+def _report_link(pipeline: str, event: dict[str, Any]) -> str:
+    """A relative link (from `pipelines/<name>`) to the promotion report of a decided version, else ""."""
+    version = str(event.get("version", ""))
+    if event.get("event") not in REPORTED_EVENTS or not version.isdigit():
+        return ""
+    return f'<a href="{html.escape(pipeline)}/versions/{version}/promotion">promotion report</a>'
 
 
 def _img(png: str | None, alt: str, empty: str) -> str:
@@ -226,12 +239,13 @@ def render_page(data: dict[str, Any]) -> str:
     events, outcomes, shifts, alert_rows = data["events"], data["outcomes"], data["shifts"], data["alerts"]
     event_rows = [
         [
-            e.get("at", ""),
-            e.get("event", ""),
-            e.get("version", ""),
-            e.get("previous") or "",
-            e.get("triggered_by") or "",
-            "; ".join(e.get("reasons") or [])[:400],
+            esc(str(e.get("at", ""))),
+            esc(str(e.get("event", ""))),
+            esc(str(e.get("version", ""))),
+            esc(str(e.get("previous") or "")),
+            esc(str(e.get("triggered_by") or "")),
+            esc("; ".join(e.get("reasons") or [])[:400]),
+            _report_link(name, e),
         ]
         for e in reversed(events)
     ]
@@ -256,7 +270,7 @@ def render_page(data: dict[str, Any]) -> str:
 <p>{esc(headline)}; outcomes: {esc(span)}; {len(alert_rows)} alerts.</p>
 <h2>Champion timeline</h2>
 {_img(timeline_plot(events), "champion timeline", "no promotion decision recorded yet")}
-{_table(["at", "event", "version", "previous", "triggered by", "reasons"], event_rows)}
+{_table(["at", "event", "version", "previous", "triggered by", "reasons", "report"], event_rows, escaped=True)}
 <h2>Realized and estimated performance per slice</h2>{performance}{errors}
 <h2>Drift and skew</h2>
 {_img(shift_plot(shifts), "shift scores per day", "no shift scores yet")}
@@ -271,5 +285,6 @@ def render_index(pipelines: list[str], errors: dict[str, str] | None = None) -> 
     items = "".join(f'<li><a href="pipelines/{esc(p)}">{esc(p)}</a></li>' for p in pipelines)
     broken = "".join(f"<li>{esc(k)}: {esc(v)[:300]}</li>" for k, v in (errors or {}).items())
     return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>MLOps pipelines</title>
-<link rel="icon" href="data:,"><style>{_CSS}</style></head><body><h1>MLOps pipelines</h1><ul>{items or "<li>no pipeline configured</li>"}</ul>
+<link rel="icon" href="data:,"><style>{_CSS}</style></head><body><h1>MLOps pipelines</h1>
+<ul>{items or "<li>no pipeline configured</li>"}</ul>
 {f"<h2>Invalid configs</h2><ul>{broken}</ul>" if broken else ""}</body></html>"""

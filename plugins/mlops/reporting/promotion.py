@@ -188,6 +188,37 @@ def _data_rows(data: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+_DELTA_HEAD = ["scope", "metric", "n", "champion [95% CI]", "challenger [95% CI]", "difference [95% paired CI]"]
+
+
+def _deltas_html(slices: list[dict[str, Any]]) -> str:
+    """The whole window's table open; each slice feature's table folded (`<details>`), in the evaluation's order."""
+
+    def row(r: dict[str, Any]) -> list[str]:
+        return [
+            html.escape(_scope(r)) + (" <i>(small)</i>" if r["status"] == "small" else ""),
+            html.escape(r["metric"]),
+            str(r["n"]),
+            _interval(r["champion"], r["champion_low"], r["champion_high"]),
+            _interval(r["challenger"], r["challenger_low"], r["challenger_high"]),
+            _interval(r["difference"], r["ci_low"], r["ci_high"], signed=True),
+        ]
+
+    features = list(dict.fromkeys(r["slice_feature"] for r in slices))
+    parts = []
+    for feature in features:
+        rows = [row(r) for r in slices if r["slice_feature"] == feature]
+        if feature == "overall":
+            parts.append(_table(_DELTA_HEAD, rows))
+        else:
+            count = len({r["slice_value"] for r in slices if r["slice_feature"] == feature})
+            parts.append(
+                f"<details><summary>by {html.escape(feature)} ({count} slices)</summary>{_table(_DELTA_HEAD, rows)}"
+                "</details>"
+            )
+    return "".join(parts) or "<p>no slice metrics</p>"
+
+
 def render_promotion_report(data: dict[str, Any]) -> str:
     """HTML of one promotion decision.
 
@@ -249,20 +280,7 @@ def render_promotion_report(data: dict[str, Any]) -> str:
             ["key", "champion", "challenger"], [[esc(r["key"]), _value(r["old"]), _value(r["new"])] for r in diff]
         )
     slices = data.get("slices") or []
-    deltas = _table(
-        ["scope", "metric", "n", "champion [95% CI]", "challenger [95% CI]", "difference [95% paired CI]"],
-        [
-            [
-                esc(_scope(r)) + (" <i>(small)</i>" if r["status"] == "small" else ""),
-                esc(r["metric"]),
-                str(r["n"]),
-                _interval(r["champion"], r["champion_low"], r["champion_high"]),
-                _interval(r["challenger"], r["challenger_low"], r["challenger_high"]),
-                _interval(r["difference"], r["ci_low"], r["ci_high"], signed=True),
-            ]
-            for r in slices
-        ],
-    )
+    deltas = _deltas_html(slices)
     plots = [(f"{metric}: challenger - champion per slice", delta_plot(slices, metric)) for metric in PLOTTED_METRICS]
     images = [(title, png) for title, png in plots if png] + [(i["title"], i["png"]) for i in data.get("images", [])]
     imgs = "".join(

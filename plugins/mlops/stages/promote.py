@@ -327,6 +327,20 @@ def report_location(pipeline: str, version: str) -> dict[str, str]:
     return {"experiment_id": run.info.experiment_id, "run_id": ref.run_id, "path": REPORT_PATH}
 
 
+def read_report(pipeline: str, version: str) -> str | None:
+    """The promotion report (HTML) of a version; None when it has none (never judged, or judged before reports).
+
+    Raises LookupError for an unknown version, RegistryUnavailableError when MLflow cannot be reached.
+    """
+    ref = registry.version(pipeline, version)
+    if REPORT_PATH not in _artifact_paths(ref.run_id, str(Path(REPORT_PATH).parent)):
+        return None
+    import mlflow.artifacts
+
+    with registry.reachable(f"reading the promotion report of {pipeline} version {version}"):
+        return mlflow.artifacts.load_text(f"runs:/{ref.run_id}/{REPORT_PATH}")
+
+
 def promote(
     cfg: PipelineConfig,
     challenger_version: str,
