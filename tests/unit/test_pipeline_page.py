@@ -128,3 +128,16 @@ def test_the_page_renders_in_chromium_with_data_and_no_console_errors(served):
         assert reasons[0].split(":")[0] in page
     assert "2013-03-01 to 2013-03-04 (4 days)" in page
     assert "Error of the estimates" in page and "median_absolute_error" in page
+
+
+def test_the_real_api_server_app_serves_the_page(airflow_db, prepared):
+    """Airflow's own api-server app (`airflow api-server` serves it) mounts the plugin's app under /mlops."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app("core"))
+    assert client.get("/mlops/health").json() == {"status": "ok"}
+    index = client.get("/mlops/")
+    assert index.status_code == 200 and '<a href="pipelines/flights">flights</a>' in index.text
+    page = client.get("/mlops/pipelines/flights")
+    assert page.status_code == 200 and "Champion timeline" in page.text
