@@ -53,7 +53,15 @@ def test_config_diff_names_changed_added_and_removed_keys():
     assert flatten({"a": {}}) == {"a": {}}
 
 
-def test_a_report_without_champion_renders_offline():
+@pytest.mark.parametrize(
+    ("passed", "promoted", "blocked_by", "outcome", "verdict"),
+    [
+        (True, True, None, "pass", "PROMOTED: version 1 is the champion"),
+        (True, False, "param allow_promotion is false", "pass", "PASSED, NOT PROMOTED: param allow_promotion is false"),
+        (False, False, None, "fail", "REJECTED: 1 of 1 checks failed"),
+    ],
+)
+def test_a_report_without_champion_renders_offline(passed, promoted, blocked_by, outcome, verdict):
     metrics = pd.DataFrame(
         [("overall", "overall", "challenger", "roc_auc", 0.7, 500, 0.65, 0.75, "ok")],
         columns=["slice_feature", "slice_value", "model", "metric", "value", "n", "ci_low", "ci_high", "status"],
@@ -65,11 +73,11 @@ def test_a_report_without_champion_renders_offline():
         {
             "pipeline": "p",
             "decided_at": "2026-01-01T00:00:00+00:00",
-            "passed": True,
-            "promoted": True,
-            "blocked_by": None,
-            "reasons": ["pass all 1 checks"],
-            "checks": [{"name": "roc_auc_min_value", "scope": "overall", "outcome": "pass", "detail": "0.7 >= 0.5"}],
+            "passed": passed,
+            "promoted": promoted,
+            "blocked_by": blocked_by,
+            "reasons": ["a reason"],
+            "checks": [{"name": "roc_auc_min_value", "scope": "overall", "outcome": outcome, "detail": "0.7 >= 0.5"}],
             "challenger": {"version": "1", "run_id": "r", "threshold": 0.3, "data": {}},
             "champion": None,
             "config_diff": [],
@@ -77,7 +85,8 @@ def test_a_report_without_champion_renders_offline():
             "images": [],
         }
     )
-    assert "PROMOTED" in page and "no champion to compare with" in page and "0.7000 [0.6500, 0.7500]" in page
+    assert verdict in page and "no champion to compare with" in page and "0.7000 [0.6500, 0.7500]" in page
+    assert "0.7 &gt;= 0.5" in page and f'<span class="{outcome}">{outcome}</span>' in page
     no_external_urls(page)
 
 
