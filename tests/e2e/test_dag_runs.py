@@ -77,7 +77,18 @@ def test_retrain_registers_a_champion_with_threshold_and_slice_metrics(first_mod
     assert (overall.ci_low <= overall.value).all() and (overall.value <= overall.ci_high).all()
     artifacts = {a.path for a in registry.client().list_artifacts(run_id, "evaluation/plots")}
     assert {"evaluation/plots/roc_pr_calibration.png", "evaluation/plots/metric_vs_threshold.png"} <= artifacts
-    assert {a.path for a in registry.client().list_artifacts(run_id, "promotion")} == {"promotion/gate_report.json"}
+    promotion = {a.path for a in registry.client().list_artifacts(run_id, "promotion")}
+    assert promotion == {"promotion/gate_report.json", "promotion/report.html"}
+    page = mlflow.artifacts.load_text(f"runs:/{run_id}/promotion/report.html")
+    assert "PROMOTED" in page and all(
+        reason.split(" [")[0] in page for reason in first_model.xcoms["promote"]["reasons"]
+    )
+    where = stored_xcom(first_model, "promote", "promotion_report")  # what the "Promotion report" link opens
+    assert where == {
+        "experiment_id": registry.experiment_id("flights"),
+        "run_id": run_id,
+        "path": "promotion/report.html",
+    }
     assert tags["validation_status"] == "passed"
 
     predictions = pd.read_parquet(
@@ -87,6 +98,17 @@ def test_retrain_registers_a_champion_with_threshold_and_slice_metrics(first_mod
         predictions.columns
     )
     assert len(predictions) == overall.loc["roc_auc", "n"]
+
+
+def stored_xcom(outcome, task_id: str, key: str):
+    """An XCom a task pushed under `key` (not its return value), read from Airflow's database."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=outcome.run_id, key=key, task_ids=task_id, dag_ids=outcome.dag_id)
+        row = session.scalars(query).first()
+        return XComModel.deserialize_value(row) if row is not None else None
 
 
 def test_daily_run_scores_every_row_stamped_with_model_and_interval(first_model):

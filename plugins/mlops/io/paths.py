@@ -68,6 +68,11 @@ def mlflow_run_url(run_id: str) -> str:
     return f"{mlflow_ui_url()}/#/runs/{run_id}"
 
 
+def mlflow_artifact_url(experiment_id: str, run_id: str, path: str) -> str:
+    """Link to one artifact of a run in the MLflow UI (its artifact browser opens the file; HTML is previewed)."""
+    return f"{mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}"
+
+
 def mlflow_tracking_uri() -> str:
     """`$MLFLOW_TRACKING_URI`, or a SQLite store under `$MLOPS_HOME/mlflow`."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")

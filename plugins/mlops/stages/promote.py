@@ -12,15 +12,19 @@ of its limit is inconclusive and follows `promotion.inconclusive`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import fcntl
 import hashlib
 import json
 import math
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -29,6 +33,7 @@ from mlops.core.gating import gain_bound, inconclusive, judges_slice
 from mlops.core.metrics import OVERALL
 from mlops.io import audit, registry
 from mlops.io.paths import mlops_home
+from mlops.reporting.promotion import PARTS, REPORT_PATH, config_diff, render_promotion_report, slice_deltas
 
 PASS, FAIL, INCONCLUSIVE, NOT_JUDGED = "pass", "fail", "inconclusive", "not_judged"
 
@@ -222,6 +227,120 @@ def load_evaluation(run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_csv(f"{folder}/slice_metrics.csv"), pd.read_csv(f"{folder}/comparison.csv")
 
 
+def _model_record(ref: registry.VersionRef) -> dict[str, Any]:
+    """What the promotion report shows of one version: its run's lineage tags and data per part of the window."""
+    run = registry.client().get_run(ref.run_id)
+    tags, metrics = run.data.tags, run.data.metrics
+    split = json.loads(tags.get("split") or "{}")
+    return {
+        "version": ref.version,
+        "run_id": ref.run_id,
+        "threshold": ref.threshold,
+        **{k: tags.get(k) for k in ("training_window", "config_digest", "code_digest", "git_commit")},
+        "data": {
+            part: {
+                "window": split.get(part),
+                "rows": int(metrics[f"{part}_rows"]) if f"{part}_rows" in metrics else None,
+                "label_rate": metrics.get(f"{part}_prevalence"),
+                "digest": tags.get(f"lake_digest.{part}"),
+            }
+            for part in PARTS
+        },
+    }
+
+
+def _artifact_paths(run_id: str, folder: str) -> list[str]:
+    return [f.path for f in registry.client().list_artifacts(run_id, folder) if not f.is_dir]
+
+
+def recorded_config(run_id: str) -> dict[str, Any] | None:
+    """The config a run was trained with (its `config/pipeline.json`, credentials masked); None if not recorded."""
+    import mlflow.artifacts
+
+    if "config/pipeline.json" not in _artifact_paths(run_id, "config"):
+        return None
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/config/pipeline.json")
+
+
+def _evaluation_images(run_id: str) -> list[dict[str, str]]:
+    """The evaluation's PNG plots of the run, base64-encoded: [{title, png}]."""
+    import mlflow.artifacts
+
+    paths = [p for p in _artifact_paths(run_id, "evaluation/plots") if p.endswith(".png")]
+    if not paths:
+        return []
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/plots"))
+    return [
+        {"title": f"evaluation: {Path(p).stem}", "png": base64.b64encode((folder / Path(p).name).read_bytes()).decode()}
+        for p in paths
+    ]
+
+
+def report_data(
+    cfg: PipelineConfig, decision: PromotionDecision, metrics: pd.DataFrame, comparison: pd.DataFrame
+) -> dict[str, Any]:
+    """Everything the promotion report shows, as plain values (see `reporting.promotion.render_promotion_report`).
+
+    The champion shown is the one the evaluation compared against (the run's `evaluation_champion_version`
+    tag), else the decision's. Raises RegistryUnavailableError when MLflow cannot be reached.
+    """
+    challenger = registry.version(cfg.name, decision.challenger_version)
+    evaluated = registry.client().get_run(challenger.run_id).data.tags.get("evaluation_champion_version")
+    number = evaluated if evaluated and evaluated != "none" else decision.champion_version
+    champion = registry.version(cfg.name, number) if number and number != challenger.version else None
+    new = recorded_config(challenger.run_id)
+    old = recorded_config(champion.run_id) if champion else None
+    note = ""
+    if new is None or (champion and old is None):
+        note = "a config was not recorded on " + ("the challenger's run" if new is None else "the champion's run")
+    return {
+        "pipeline": cfg.name,
+        "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "passed": decision.passed,
+        "promoted": decision.promoted,
+        "blocked_by": decision.blocked_by,
+        "reasons": decision.reasons,
+        "checks": [asdict(ch) for ch in decision.checks],
+        "challenger": _model_record(challenger),
+        "champion": _model_record(champion) if champion else None,
+        "config_diff": None if note else config_diff(old, new),
+        "config_note": note,
+        "slices": slice_deltas(metrics, comparison),
+        "images": _evaluation_images(challenger.run_id),
+    }
+
+
+def log_report(data: dict[str, Any]) -> str:
+    """Render the promotion report and log it to the challenger's run as `promotion/report.html`; returns the run id."""
+    run_id = data["challenger"]["run_id"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(REPORT_PATH).name
+        path.write_text(render_promotion_report(data))
+        registry.client().log_artifact(run_id, str(path), str(Path(REPORT_PATH).parent))
+    return run_id
+
+
+def report_location(pipeline: str, version: str) -> dict[str, str]:
+    """Where a version's promotion report is: {experiment_id, run_id, path} (for the Airflow extra link)."""
+    ref = registry.version(pipeline, version)
+    run = registry.client().get_run(ref.run_id)
+    return {"experiment_id": run.info.experiment_id, "run_id": ref.run_id, "path": REPORT_PATH}
+
+
+def read_report(pipeline: str, version: str) -> str | None:
+    """The promotion report (HTML) of a version; None when it has none (never judged, or judged before reports).
+
+    Raises LookupError for an unknown version, RegistryUnavailableError when MLflow cannot be reached.
+    """
+    ref = registry.version(pipeline, version)
+    if REPORT_PATH not in _artifact_paths(ref.run_id, str(Path(REPORT_PATH).parent)):
+        return None
+    import mlflow.artifacts
+
+    with registry.reachable(f"reading the promotion report of {pipeline} version {version}"):
+        return mlflow.artifacts.load_text(f"runs:/{ref.run_id}/{REPORT_PATH}")
+
+
 def promote(
     cfg: PipelineConfig,
     challenger_version: str,
@@ -276,6 +395,7 @@ def promote(
         promoted = passed and blocked is None
         decision = PromotionDecision(cfg.name, challenger.version, current, passed, promoted, checks, blocked)
         c.log_dict(challenger.run_id, {**asdict(decision), "reasons": decision.reasons}, "promotion/gate_report.json")
+        log_report(report_data(cfg, decision, metrics, comparison))
         trail = {
             "run_id": challenger.run_id,
             "airflow_run_id": airflow_run_id,

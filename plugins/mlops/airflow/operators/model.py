@@ -8,7 +8,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops.airflow.assets import announce_champion
 from mlops.airflow.connections import source_url
-from mlops.airflow.links import XCOM_KEY, MlflowRunLink
+from mlops.airflow.links import REPORT_XCOM_KEY, XCOM_KEY, MlflowRunLink, PromotionReportLink
 from mlops.airflow.operators.base import PipelineOperator
 from mlops.airflow.operators.data import failing_at_once
 
@@ -134,14 +134,19 @@ class EvaluateOperator(_AfterTraining):
 
 
 class PromoteOperator(_AfterTraining):
-    """Move the `champion` alias to the challenger when every gate passes (an event on the champion asset)."""
+    """Move the `champion` alias to the challenger when every gate passes (an event on the champion asset).
+
+    Its extra links open the challenger's MLflow run and its promotion report.
+    """
+
+    operator_extra_links = (MlflowRunLink(), PromotionReportLink())
 
     def __init__(self, *, evaluate_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.evaluate_task_id = evaluate_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from mlops.stages.promote import promote, promotion_allowed
+        from mlops.stages.promote import promote, promotion_allowed, report_location
 
         trained = self.trained(context)
         evaluated = self.pulled(context, self.evaluate_task_id)
@@ -160,6 +165,10 @@ class PromoteOperator(_AfterTraining):
         )
         for reason in decision.reasons:
             self.log.info(reason)
+        where = report_location(self.pipeline, decision.challenger_version)
+        context["ti"].xcom_push(key=XCOM_KEY, value=where["run_id"])
+        context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=where)
+        self.log.info("promotion report: run %s, artifact %s", where["run_id"], where["path"])
         if decision.promoted:
             announce_champion(context, self.pipeline, decision.challenger_version, "promotion")
         return {

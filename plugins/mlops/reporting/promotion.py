@@ -1,0 +1,306 @@
+"""The promotion report a reviewer reads: one self-contained HTML page per retrain.
+
+Pure functions from plain data (dicts, lists, numbers, strings) to HTML: the promote stage gathers the
+data (gate checks, the two models' recorded configs and data, the evaluation's slice metrics) and
+logs the page to the challenger's MLflow run as `promotion/report.html`. The page loads nothing from
+elsewhere: the CSS is inline and the plots are base64 PNGs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from typing import Any
+
+import pandas as pd
+
+REPORT_PATH = "promotion/report.html"  # artifact path on the challenger's run
+DELTA_METRICS = ("roc_auc", "pr_auc", "precision", "recall", "brier", "log_loss", "ece", "predicted_positive_rate")
+PLOTTED_METRICS = ("roc_auc", "pr_auc")
+PARTS = ("train", "calibration", "evaluation")
+_ABSENT = "(absent)"
+
+_CSS = """body{font-family:sans-serif;margin:1.5em;max-width:75em}
+table{border-collapse:collapse;font-size:12px;margin-bottom:1em}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
+.pass{color:#2e7d32}.fail{color:#c62828;font-weight:bold}.inconclusive{color:#ef6c00}.not_judged{color:#777}
+.num{text-align:right;font-family:monospace}code{font-size:11px;word-break:break-all}img{margin:4px;max-width:100%}"""
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level with dotted keys (`training.model.params.max_iter`); lists stay whole values."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(item, dict) and item:
+            out.update(flatten(item, name))
+        else:
+            out[name] = item
+    return out
+
+
+def config_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """The keys whose value differs between two recorded configs, sorted by key.
+
+    `old`: the champion's config (None: no champion, every key is new). Returns rows
+    `{"key", "old", "new"}`; a key present on one side only shows `(absent)` on the other.
+    """
+    before, after = flatten(old or {}), flatten(new)
+    rows = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key, _ABSENT), after.get(key, _ABSENT)
+        if a != b:
+            rows.append({"key": key, "old": a, "new": b})
+    return rows
+
+
+def slice_deltas(metrics: pd.DataFrame, comparison: pd.DataFrame, wanted: tuple[str, ...] = DELTA_METRICS) -> list:
+    """One row per slice and metric: both models' values and intervals, and the paired difference.
+
+    `metrics`: the evaluation's `slice_metrics.csv` (columns slice_feature, slice_value, model, metric,
+    value, n, ci_low, ci_high, status); `comparison`: its `comparison.csv` (difference, ci_low, ci_high;
+    empty without a champion). Returns a list of dicts with keys slice_feature, slice_value, metric, n,
+    status, challenger, challenger_low, challenger_high, champion, champion_low, champion_high,
+    difference, ci_low, ci_high (NaN where there is no value); overall first, then slices as evaluated.
+    """
+    rows = []
+    m = metrics[metrics.metric.isin(wanted)]
+    keyed = {(r.slice_feature, str(r.slice_value), r.model, r.metric): r for r in m.itertuples()}
+    diffs = {(r.slice_feature, str(r.slice_value), r.metric): r for r in comparison.itertuples()}
+    nan = math.nan
+    for r in m[m.model == "challenger"].itertuples():
+        key = (r.slice_feature, str(r.slice_value))
+        champ = keyed.get((*key, "champion", r.metric))
+        d = diffs.get((*key, r.metric))
+        rows.append(
+            {
+                "slice_feature": r.slice_feature,
+                "slice_value": str(r.slice_value),
+                "metric": r.metric,
+                "n": int(r.n),
+                "status": str(r.status),
+                "challenger": float(r.value),
+                "challenger_low": float(r.ci_low),
+                "challenger_high": float(r.ci_high),
+                "champion": float(champ.value) if champ is not None else nan,
+                "champion_low": float(champ.ci_low) if champ is not None else nan,
+                "champion_high": float(champ.ci_high) if champ is not None else nan,
+                "difference": float(d.difference) if d is not None else nan,
+                "ci_low": float(d.ci_low) if d is not None else nan,
+                "ci_high": float(d.ci_high) if d is not None else nan,
+            }
+        )
+    rows.sort(key=lambda row: row["slice_feature"] != "overall")  # stable: the evaluation's order otherwise
+    return rows
+
+
+def delta_plot(rows: list[dict[str, Any]], metric: str) -> str | None:
+    """A forest plot (base64 PNG) of challenger - champion per slice for `metric`, with the paired intervals.
+
+    None when no row of `metric` has a difference (no champion to compare with).
+    """
+    part = [r for r in rows if r["metric"] == metric and not math.isnan(r["difference"])]
+    if not part:
+        return None
+    from mlops.reporting.plots import _pyplot
+
+    plt = _pyplot()
+    labels = [_scope(r) + (f" (n={r['n']}, small)" if r["status"] == "small" else "") for r in part]
+    y = list(range(len(part)))[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.22 * len(part)))
+    for yi, r in zip(y, part, strict=True):
+        low = r["ci_low"] if not math.isnan(r["ci_low"]) else r["difference"]
+        high = r["ci_high"] if not math.isnan(r["ci_high"]) else r["difference"]
+        colour = "#c62828" if high < 0 else ("#2e7d32" if low > 0 else "#555555")
+        ax.plot([low, high], [yi, yi], color=colour, lw=1.5)
+        ax.plot([r["difference"]], [yi], "o", color=colour, ms=4, alpha=0.4 if r["status"] == "small" else 1.0)
+    ax.axvline(0, color="grey", ls=":")
+    ax.set_yticks(y, labels, fontsize=6)
+    ax.set_xlabel(f"{metric}: challenger - champion (95% paired interval)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    return _png(plt, fig)
+
+
+def _png(plt, fig) -> str:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _scope(row: dict[str, Any]) -> str:
+    return "overall" if row["slice_feature"] == "overall" else f"{row['slice_feature']}={row['slice_value']}"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _interval(value: float, low: float, high: float, signed: bool = False) -> str:
+    if math.isnan(value):
+        return ""
+    text = f"{value:+.4f}" if signed else f"{value:.4f}"
+    if not (math.isnan(low) or math.isnan(high)):
+        text += f" [{low:+.4f}, {high:+.4f}]" if signed else f" [{low:.4f}, {high:.4f}]"
+    return text
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return f"<code>{html.escape(text[:400])}</code>"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _data_rows(data: dict[str, Any]) -> list[list[str]]:
+    """Per part of the window: champion and challenger window, rows, label rate, digest."""
+    esc = html.escape
+    rows = []
+    models = [("champion", data.get("champion")), ("challenger", data["challenger"])]
+    for part in PARTS:
+        for label, model in models:
+            if not model:
+                continue
+            d = model.get("data", {}).get(part, {})
+            rows.append(
+                [
+                    esc(part),
+                    esc(f"{label} v{model['version']}"),
+                    esc(str(d.get("window") or "")),
+                    _num(d.get("rows"), 0),
+                    _num(d.get("label_rate"), 4),
+                    f"<code>{esc(str(d.get('digest') or ''))}</code>",
+                ]
+            )
+    return rows
+
+
+_DELTA_HEAD = ["scope", "metric", "n", "champion [95% CI]", "challenger [95% CI]", "difference [95% paired CI]"]
+
+
+def _deltas_html(slices: list[dict[str, Any]]) -> str:
+    """The whole window's table open; each slice feature's table folded (`<details>`), in the evaluation's order."""
+
+    def row(r: dict[str, Any]) -> list[str]:
+        return [
+            html.escape(_scope(r)) + (" <i>(small)</i>" if r["status"] == "small" else ""),
+            html.escape(r["metric"]),
+            str(r["n"]),
+            _interval(r["champion"], r["champion_low"], r["champion_high"]),
+            _interval(r["challenger"], r["challenger_low"], r["challenger_high"]),
+            _interval(r["difference"], r["ci_low"], r["ci_high"], signed=True),
+        ]
+
+    features = list(dict.fromkeys(r["slice_feature"] for r in slices))
+    parts = []
+    for feature in features:
+        rows = [row(r) for r in slices if r["slice_feature"] == feature]
+        if feature == "overall":
+            parts.append(_table(_DELTA_HEAD, rows))
+        else:
+            count = len({r["slice_value"] for r in slices if r["slice_feature"] == feature})
+            parts.append(
+                f"<details><summary>by {html.escape(feature)} ({count} slices)</summary>{_table(_DELTA_HEAD, rows)}"
+                "</details>"
+            )
+    return "".join(parts) or "<p>no slice metrics</p>"
+
+
+def render_promotion_report(data: dict[str, Any]) -> str:
+    """HTML of one promotion decision.
+
+    `data` (plain values, as `stages.promote.report_data` gathers them):
+    - pipeline, decided_at (ISO text), passed, promoted, blocked_by (str | None), reasons (list of str)
+    - checks: list of {name, scope, outcome (pass|fail|inconclusive|not_judged), detail}
+    - challenger / champion (champion None without one): {version, run_id, threshold, training_window,
+      config_digest, code_digest, git_commit, data: {part: {window, rows, label_rate, digest}}}
+    - config_diff: rows of `config_diff` (None: a config was not recorded), config_note (str)
+    - slices: rows of `slice_deltas`
+    - images: list of {title, png (base64)} (the evaluation's plots)
+    """
+    esc = html.escape
+    challenger, champion = data["challenger"], data.get("champion")
+    if data["promoted"]:
+        verdict, css = f"PROMOTED: version {challenger['version']} is the champion", "pass"
+    elif data["passed"]:
+        verdict, css = f"PASSED, NOT PROMOTED: {data.get('blocked_by') or ''}", "inconclusive"
+    else:
+        failed = sum(c["outcome"] == "fail" for c in data["checks"])
+        verdict, css = f"REJECTED: {failed} of {len(data['checks'])} checks failed", "fail"
+    against = f"champion version {champion['version']}" if champion else "no champion"
+    checks = _table(
+        ["gate", "scope", "outcome", "numbers"],
+        [
+            [
+                esc(c["name"]),
+                esc(c["scope"]),
+                f'<span class="{esc(c["outcome"])}">{esc(c["outcome"])}</span>',
+                esc(c["detail"]),
+            ]
+            for c in sorted(data["checks"], key=lambda c: (c["outcome"] == "pass", c["outcome"] == "not_judged"))
+        ],
+    )
+    models = _table(
+        ["", "version", "threshold", "training window", "config digest", "code digest", "git commit", "MLflow run"],
+        [
+            [
+                esc(label),
+                esc(str(m["version"])),
+                _num(m.get("threshold")),
+                esc(str(m.get("training_window") or "")),
+                f"<code>{esc(str(m.get('config_digest') or ''))}</code>",
+                f"<code>{esc(str(m.get('code_digest') or ''))}</code>",
+                f"<code>{esc(str(m.get('git_commit') or '')[:12])}</code>",
+                f"<code>{esc(str(m.get('run_id') or ''))}</code>",
+            ]
+            for label, m in (("champion", champion), ("challenger", challenger))
+            if m
+        ],
+    )
+    diff = data.get("config_diff")
+    if diff is None:
+        config = f"<p>{esc(data.get('config_note') or 'a config was not recorded: no diff')}</p>"
+    elif not diff:
+        config = "<p>identical configs</p>" if champion else "<p>no champion to compare with</p>"
+    else:
+        config = _table(
+            ["key", "champion", "challenger"], [[esc(r["key"]), _value(r["old"]), _value(r["new"])] for r in diff]
+        )
+    slices = data.get("slices") or []
+    deltas = _deltas_html(slices)
+    plots = [(f"{metric}: challenger - champion per slice", delta_plot(slices, metric)) for metric in PLOTTED_METRICS]
+    images = [(title, png) for title, png in plots if png] + [(i["title"], i["png"]) for i in data.get("images", [])]
+    imgs = "".join(
+        f'<figure><img alt="{esc(t)}" src="data:image/png;base64,{p}"><figcaption>{esc(t)}</figcaption></figure>'
+        for t, p in images
+    )
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in data.get("reasons", []))
+    title = f"{data['pipeline']} version {challenger['version']}: promotion"
+    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>{_CSS}</style></head><body>
+<h1>{esc(title)}</h1>
+<p class="{css}" style="font-size:1.3em">{esc(verdict)}</p>
+<p>Challenger version {esc(str(challenger["version"]))} against {esc(against)},
+decided at {esc(data["decided_at"])}.</p>
+<ul>{reasons}</ul>
+<h2>Gates ({len(data["checks"])} checks)</h2>{checks}
+<h2>Models</h2>{models}
+<h2>Config diff (champion to challenger)</h2>{config}
+<h2>Data</h2><p>Both models are evaluated on the challenger's evaluation window.</p>
+{_table(["part", "model", "window", "rows", "label rate", "content digest"], _data_rows(data))}
+<h2>Metrics per slice</h2>{deltas}
+<h2>Plots</h2>{imgs or "<p>no plots</p>"}
+</body></html>"""

@@ -1,0 +1,180 @@
+"""The promotion report: one self-contained HTML page per retrain, logged to the challenger's MLflow run.
+
+A champion (version 1, the configured model) and a challenger with other model parameters (version 2)
+are trained once for the module on 2013-01-01..2013-01-22 of the real flights data, against real MLflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import math
+import re
+
+import mlflow.artifacts
+import pandas as pd
+import pytest
+from threadpoolctl import threadpool_limits
+
+from mlops.core.config import Evaluation, Gate, Model, Promotion
+from mlops.core.interval import Interval
+from mlops.io import registry
+from mlops.reporting.promotion import REPORT_PATH, config_diff, flatten, render_promotion_report, slice_deltas
+from mlops.stages.assemble import assemble
+from mlops.stages.evaluate import evaluate
+from mlops.stages.ingest import ingest_missing
+from mlops.stages.promote import load_evaluation, promote, report_location
+from mlops.stages.recalibrate import recalibrate
+from mlops.stages.train import train
+
+WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+
+
+def no_external_urls(page: str) -> None:
+    assert not EXTERNAL.search(page), EXTERNAL.search(page).group(0)
+    sources = re.findall(r"""src\s*=\s*["']([^"']*)""", page)
+    assert all(s.startswith("data:image/png;base64,") for s in sources), sources
+
+
+# pure rendering
+
+
+def test_config_diff_names_changed_added_and_removed_keys():
+    old = {"a": 1, "training": {"model": {"params": {"max_iter": 100, "depth": 4}}}, "slices": ["x"]}
+    new = {"a": 1, "training": {"model": {"params": {"max_iter": 30}}}, "slices": ["x", "y"], "b": True}
+    assert config_diff(old, new) == [
+        {"key": "b", "old": "(absent)", "new": True},
+        {"key": "slices", "old": ["x"], "new": ["x", "y"]},
+        {"key": "training.model.params.depth", "old": 4, "new": "(absent)"},
+        {"key": "training.model.params.max_iter", "old": 100, "new": 30},
+    ]
+    assert config_diff(new, new) == []
+    assert flatten({"a": {}}) == {"a": {}}
+
+
+@pytest.mark.parametrize(
+    ("passed", "promoted", "blocked_by", "outcome", "verdict"),
+    [
+        (True, True, None, "pass", "PROMOTED: version 1 is the champion"),
+        (True, False, "param allow_promotion is false", "pass", "PASSED, NOT PROMOTED: param allow_promotion is false"),
+        (False, False, None, "fail", "REJECTED: 1 of 1 checks failed"),
+    ],
+)
+def test_a_report_without_champion_renders_offline(passed, promoted, blocked_by, outcome, verdict):
+    metrics = pd.DataFrame(
+        [("overall", "overall", "challenger", "roc_auc", 0.7, 500, 0.65, 0.75, "ok")],
+        columns=["slice_feature", "slice_value", "model", "metric", "value", "n", "ci_low", "ci_high", "status"],
+    )
+    comparison = pd.DataFrame(columns=["slice_feature", "slice_value", "metric", "difference", "ci_low", "ci_high"])
+    rows = slice_deltas(metrics, comparison)
+    assert len(rows) == 1 and math.isnan(rows[0]["difference"])
+    page = render_promotion_report(
+        {
+            "pipeline": "p",
+            "decided_at": "2026-01-01T00:00:00+00:00",
+            "passed": passed,
+            "promoted": promoted,
+            "blocked_by": blocked_by,
+            "reasons": ["a reason"],
+            "checks": [{"name": "roc_auc_min_value", "scope": "overall", "outcome": outcome, "detail": "0.7 >= 0.5"}],
+            "challenger": {"version": "1", "run_id": "r", "threshold": 0.3, "data": {}},
+            "champion": None,
+            "config_diff": [],
+            "slices": rows,
+            "images": [],
+        }
+    )
+    assert verdict in page and "no champion to compare with" in page and "0.7000 [0.6500, 0.7500]" in page
+    assert "0.7 &gt;= 0.5" in page and f'<span class="{outcome}">{outcome}</span>' in page
+    no_external_urls(page)
+
+
+# a real retrain
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_openmp_thread():
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def cfg(small_cfg):
+    gates = [Gate(metric="roc_auc", min_value=0.5, max_regression=0.3), Gate(metric="brier", max_value=0.5)]
+    evaluation = Evaluation(min_slice_size=200, bootstrap_samples=30, seed=0)
+    return small_cfg.model_copy(update={"promotion": Promotion(gates=gates), "evaluation": evaluation})
+
+
+@pytest.fixture(scope="module")
+def promoted(module_home, cfg):
+    """Version 1 as champion; version 2 (other model parameters) trained, evaluated and promoted over it."""
+    ingest_missing(cfg, WINDOW)
+    key = assemble(cfg, WINDOW).key
+    first = train(cfg, key, WINDOW)
+    recalibrate(cfg, key, WINDOW, first.version)
+    registry.client().set_registered_model_alias("flights", registry.CHAMPION, first.version)
+    model = Model(kind="hist_gradient_boosting", params={"max_iter": 30, "max_depth": 2, "random_state": 0})
+    other = cfg.model_copy(update={"training": cfg.training.model_copy(update={"model": model})})
+    second = train(other, key, WINDOW)
+    recalibrate(other, key, WINDOW, second.version)
+    evaluate(other, key, WINDOW, second.version)
+    decision = promote(other, second.version, evaluated_champion=first.version, triggered_by="test")
+    page = mlflow.artifacts.load_text(f"runs:/{second.run_id}/{REPORT_PATH}")
+    return {"decision": decision, "page": page, "first": first, "second": second}
+
+
+def test_the_report_is_logged_with_every_gate_and_its_numbers(promoted):
+    decision, page = promoted["decision"], promoted["page"]
+    assert decision.champion_version == "1" and decision.challenger_version == "2"
+    names = {c.name for c in decision.checks}
+    assert {"training_data_validated", "threshold_set", "roc_auc_min_value", "brier_max_value"} <= names
+    assert any(n.startswith("roc_auc_") and n not in ("roc_auc_min_value",) for n in names)  # the comparison
+    for check in decision.checks:
+        assert html.escape(check.name) in page
+        assert html.escape(check.detail) in page  # the numbers: values, bounds, limits, n
+    verdict = "PROMOTED" if decision.promoted else ("PASSED, NOT PROMOTED" if decision.passed else "REJECTED")
+    assert verdict in page
+    no_external_urls(page)
+
+
+def test_the_report_shows_the_config_diff_data_and_slice_deltas(promoted, cfg):
+    page, first, second = promoted["page"], promoted["first"], promoted["second"]
+    for key, old, new in (("max_iter", 100, 30), ("max_depth", 4, 2)):
+        row = re.search(rf"training\.model\.params\.{key}</td><td><code>(.*?)</code></td><td><code>(.*?)</code>", page)
+        assert row and row.groups() == (str(old), str(new)), key
+    assert "learning_rate</td><td><code>0.05</code></td><td><code>(absent)</code>" in page
+    run = registry.client().get_run(second.run_id).data
+    assert run.tags["lake_digest.train"] in page and run.tags["training_window"] in page
+    assert f"{run.metrics['evaluation_prevalence']:.4f}" in page
+    assert f"{int(run.metrics['train_rows'])}" in page
+    _, comparison = load_evaluation(second.run_id)
+    overall = comparison[(comparison.slice_feature == "overall") & (comparison.metric == "roc_auc")].iloc[0]
+    assert f"{overall.difference:+.4f} [{overall.ci_low:+.4f}, {overall.ci_high:+.4f}]" in page
+    sliced = comparison[(comparison.slice_feature != "overall") & (comparison.metric == "roc_auc")]
+    assert len(sliced) and all(f"{r.slice_feature}={r.slice_value}" in page for r in sliced.itertuples())
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 3 and all(len(i) > 2000 for i in images)
+    assert first.run_id in page and second.run_id in page
+
+
+def test_report_location_is_the_challengers_run(promoted):
+    where = report_location("flights", "2")
+    assert where["run_id"] == promoted["second"].run_id and where["path"] == REPORT_PATH
+    assert where["experiment_id"] == registry.experiment_id("flights")
+
+
+def test_the_pipeline_page_serves_the_report_and_links_it(promoted):
+    from fastapi.testclient import TestClient
+
+    from mlops.airflow.pipeline_page import create_app
+
+    client = TestClient(create_app())
+    response = client.get("/pipelines/flights/versions/2/promotion")
+    assert response.status_code == 200 and response.text == promoted["page"]
+    assert response.headers["content-type"].startswith("text/html")
+    missing = client.get("/pipelines/flights/versions/1/promotion")  # set as champion by hand: never judged
+    assert missing.status_code == 404 and "has no promotion report" in missing.json()["detail"]
+    assert client.get("/pipelines/flights/versions/99/promotion").status_code == 404
+    page = client.get("/pipelines/flights").text
+    assert '<a href="flights/versions/2/promotion">promotion report</a>' in page
