@@ -143,6 +143,63 @@ def test_outcomes_run_evaluates_the_day_scored_delay_days_before(first_model):
     assert run.data.tags["month"] == "2013-01" and "realized/roc_auc/overall" in run.data.metrics
 
 
+def _crafted_decay(day: str, version: str) -> pd.DataFrame:
+    """A scored day's outcomes as a decayed model would give them: realized ROC AUC 0.52 [0.48, 0.56], 800 rows."""
+    row = {"day": day, "model_version": version, "slice_feature": "overall", "slice_value": "overall"}
+    numbers = {"value": 0.52, "ci_low": 0.48, "ci_high": 0.56, "n": 800, "status": "ok"}
+    extra = {"interval_method": "bootstrap", "estimate_error": float("nan")}
+    return pd.DataFrame([{**row, "metric": "roc_auc", "kind": "realized", **numbers, **extra}])
+
+
+def test_sustained_decay_emits_the_degraded_event_once_and_mails_the_alert(first_model, mail):
+    """Crafted outcomes of 18-21 January below the floor (and 0.05 under the evaluation value): with the
+    real 22 January, 4 of the last 5 scored days breach (monitoring.persistence 3 of 5), so flights_outcomes
+    for 2013-01-23 emits an event on flights_degraded and its alerts task mails; a second run within
+    retrain.min_days_between emits none (rate limit, judged from the audit trail)."""
+    from mlops.io import audit
+
+    version = registry.version_by_alias("flights", "champion").version
+    for day in ("2013-01-18", "2013-01-19", "2013-01-20", "2013-01-21"):
+        lake.write_partition(_crafted_decay(day, version), outcomes_dir("flights"), day, {"pipeline": "flights"})
+    sent_before = len(mail.messages)
+
+    outcome = runs.run("flights_outcomes", Interval.parse("2013-01-23"))
+
+    assert outcome.tasks == {"outcomes": "success", "alerts": "failed"}
+    [summary] = outcome.xcoms["outcomes"]
+    judgement = summary["judgement"]
+    assert judgement["trigger"] == {"emit": True, "why": "sustained degradation"}
+    assert judgement["degradation"]["signal"] == "realized"
+    assert judgement["degradation"]["days"][:4] == ["2013-01-18", "2013-01-19", "2013-01-20", "2013-01-21"]
+    rules = {a["rule"] for a in judgement["alerts"]}
+    assert {"realized roc_auc min_value 0.6", "realized roc_auc max_drop 0.05"} <= rules
+    assert lake.read_json(outcomes_dir("flights") / "2013-01-22.json")["judgement"] == judgement
+    [event] = asset_events("flights_degraded")
+    assert event["dag_id"] == "flights_outcomes" and event["task_id"] == "outcomes"
+    assert event["extra"]["day"] == "2013-01-22" and event["extra"]["signal"] == "realized"
+    assert event["extra"]["days"] == judgement["degradation"]["days"]
+    assert [v["value"] for v in event["extra"]["values"]][:4] == [0.52] * 4
+    assert f"version {version}" in event["extra"]["reason"]
+    [trigger] = [e for e in audit.history("flights") if e["event"] == "degradation_trigger"]
+    assert trigger["day"] == "2013-01-22" and trigger["run_id"] == outcome.run_id
+
+    (message,) = mail.messages[sent_before:]
+    assert message["Subject"].startswith("[mlops] flights: flights_outcomes.alerts failed for 2013-01-23: ")
+    assert message["Subject"].endswith("performance alert(s)")
+    plain = message.get_body(preferencelist=("plain",)).get_content()
+    line = next(x for x in plain.splitlines() if "min_value 0.6" in x)
+    assert f"flights version {version}, slice overall: realized roc_auc" in line
+    assert "interval [0.48, 0.56]" in plain and "limit realized roc_auc min_value 0.6 -> 0.6" in line
+    assert "degradation (realized) on 2013-01-22: retrain triggered" in plain
+
+    again = runs.run("flights_outcomes", Interval.parse("2013-01-23"))
+    assert again.tasks == {"outcomes": "success", "alerts": "failed"}
+    assert again.xcoms["outcomes"][0]["judgement"]["trigger"]["why"].startswith("rate limit: a retrain was triggered")
+    assert len(asset_events("flights_degraded")) == 1
+    for day in ("2013-01-18", "2013-01-19", "2013-01-20", "2013-01-21"):  # later tests judge real days only
+        lake.partition_path(outcomes_dir("flights"), day).unlink()
+
+
 def test_broken_partition_stops_the_chain_and_mails_the_failed_checks(first_model, flights_cfg, mail):
     broken = build_day(flights_cfg, dt.date(2013, 1, 23))
     broken.loc[broken.index[:50], "origin"] = "XXX"
@@ -242,6 +299,11 @@ def test_a_new_champion_rescores_the_latest_scored_day(first_model):
 
 def champion_events() -> list[dict]:
     """The events Airflow recorded on the asset `flights_champion`, oldest first."""
+    return asset_events("flights_champion")
+
+
+def asset_events(name: str) -> list[dict]:
+    """The events Airflow recorded on the asset `name`, oldest first."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -250,7 +312,7 @@ def champion_events() -> list[dict]:
         found = session.scalars(
             select(AssetEvent)
             .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(AssetModel.name == "flights_champion")
+            .where(AssetModel.name == name)
             .order_by(AssetEvent.id)
         ).all()
         return [{"extra": e.extra, "dag_id": e.source_dag_id, "task_id": e.source_task_id} for e in found]
