@@ -196,8 +196,90 @@ def test_sustained_decay_emits_the_degraded_event_once_and_mails_the_alert(first
     assert again.tasks == {"outcomes": "success", "alerts": "failed"}
     assert again.xcoms["outcomes"][0]["judgement"]["trigger"]["why"].startswith("rate limit: a retrain was triggered")
     assert len(asset_events("flights_degraded")) == 1
+
+    # the same judgement in a backfill run: no event, whatever the rate limit says
+    start, end = (dt.datetime(2013, 1, d, tzinfo=dt.UTC) for d in (23, 24))
+    state, [summary] = run_task_in_run("flights_outcomes", "outcomes", "backfill", start, (start, end))
+    assert state == "success"
+    assert summary["judgement"]["degradation"]["signal"] == "realized"
+    assert summary["judgement"]["trigger"] == {"emit": False, "why": "backfill run: backfills never trigger retraining"}
+    assert len(asset_events("flights_degraded")) == 1
     for day in ("2013-01-18", "2013-01-19", "2013-01-20", "2013-01-21"):  # later tests judge real days only
         lake.partition_path(outcomes_dir("flights"), day).unlink()
+
+
+def test_a_retrain_triggered_by_the_degraded_event_trains_up_to_its_day_and_records_why(first_model):
+    """An asset-triggered run of flights_retrain has no data interval: its assemble task trains on the window
+    that ends the day after the event's scored day (2013-01-22) and records the reason in the audit trail."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from mlops.io import audit
+
+    with create_session() as session:
+        event_id = session.scalars(
+            select(AssetEvent.id)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == "flights_degraded")
+        ).one()
+    state, assembled = run_task_in_run("flights_retrain", "assemble", "asset_triggered", None, None, [event_id])
+    assert state == "success"
+    assert assembled["training_key"] == "2013-01-01..2013-01-23"
+    assert assembled["trigger"]["signal"] == "realized" and assembled["trigger"]["day"] == "2013-01-22"
+    entry = audit.history("flights")[-1]
+    assert entry["event"] == "triggered_retrain" and entry["window"] == "2013-01-01..2013-01-23"
+    assert entry["reasons"][0].startswith("degradation (realized): flights version ")
+
+
+def run_task_in_run(dag_id, task_id, run_type, logical_date, data_interval, event_ids=()):
+    """Run one task of a DAG in a new run of type `run_type` (backfill, asset_triggered: runs dag.test() cannot
+    make) that consumed the asset events `event_ids`; returns (state, returned value).
+
+    Uses dag.test()'s own in-process task runner (airflow.sdk.definitions.dag._run_task); the run ends in
+    the task's state."""
+    import uuid
+
+    from airflow.models.asset import AssetEvent
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from sqlalchemy import select
+
+    dag = runs.load_dags()[dag_id]
+    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    with create_session() as session:
+        run = scheduler_dag.create_dagrun(
+            run_id=f"{run_type}__e2e_{uuid.uuid4().hex[:8]}",
+            logical_date=logical_date,
+            data_interval=data_interval,
+            run_after=dt.datetime.now(dt.UTC),
+            run_type=DagRunType(run_type),
+            triggered_by=DagRunTriggeredByType.TEST,
+            state=DagRunState.RUNNING,
+            session=session,
+        )
+        run.consumed_asset_events.extend(session.get(AssetEvent, i) for i in event_ids)
+        ti = run.get_task_instance(task_id, session=session)
+        ti.try_number, ti.state = 1, TaskInstanceState.SCHEDULED
+        session.commit()
+        run_id = run.run_id
+    _run_task(ti=ti, task=dag.get_task(task_id))
+    with create_session() as session:
+        ti = session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+            )
+        ).one()
+        state = str(getattr(ti.state, "value", ti.state))
+        value = ti.xcom_pull(task_ids=task_id, session=session) if state == "success" else None
+        run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
+        run.state = DagRunState.SUCCESS if state == "success" else DagRunState.FAILED  # its other tasks never run
+        return state, value
 
 
 def test_broken_partition_stops_the_chain_and_mails_the_failed_checks(first_model, flights_cfg, mail):

@@ -286,3 +286,27 @@ def test_skew_from_the_lake_counts_daily_scores_only(mlops_home, flights_cfg):
     found = judge(cfg, dt.date(2013, 3, 2), baselines={})
     assert found.degradation is not None and found.degradation.signal == "skew"
     assert found.degradation.days == DAYS[:2]
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"persistence": {"days": 3, "breaches": 4}}, "breaches 4 is more than days 3"),
+        ({"performance": [{"metric": "roc_auc", "min_value": 0.6, "max_drop": 0.05}]}, "exactly one of min_value"),
+        ({"performance": [{"metric": "roc_auc"}]}, "exactly one of min_value"),
+        ({"performance": [{"metric": "pr_auc", "kind": "estimated", "max_drop": 0.05}]}, "pr_auc is not estimated"),
+        ({"performance": [{"metric": "log_loss", "min_value": 0.6}]}, "monitoring.performance.0.metric"),
+        ({"retrain": {"signals": ["drift"]}}, "monitoring.retrain.signals.0"),
+    ],
+)
+def test_a_bad_monitoring_section_is_refused_naming_the_key(tmp_path, section, message):
+    import yaml
+
+    from mlops.core.config import REPO_ROOT, ConfigError, load_config
+
+    raw = yaml.safe_load((REPO_ROOT / "config" / "pipelines" / "flights.yaml").read_text())
+    raw["monitoring"] = section
+    path = tmp_path / "flights.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_config(path)

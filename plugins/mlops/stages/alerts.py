@@ -116,7 +116,8 @@ def decide_trigger(
             "extra": None,
         }
     extra = {"pipeline": cfg.name, "run_id": run_id, **found.to_json()}
-    audit.record_once(cfg.name, TRIGGER_EVENT, decision_id, **{k: v for k, v in extra.items() if k != "pipeline"})
+    fields = {k: v for k, v in extra.items() if k != "pipeline"}
+    audit.record_once(cfg.name, TRIGGER_EVENT, decision_id, reasons=[found.reason], **fields)
     return {"emit": True, "why": "sustained degradation", "extra": extra}
 
 
