@@ -199,7 +199,7 @@ def test_sustained_decay_emits_the_degraded_event_once_and_mails_the_alert(first
 
     # the same judgement in a backfill run: no event, whatever the rate limit says
     start, end = (dt.datetime(2013, 1, d, tzinfo=dt.UTC) for d in (23, 24))
-    state, [summary] = run_task_in_run("flights_outcomes", "outcomes", "backfill", start, (start, end))
+    [(state, [summary])] = run_tasks_in_run("flights_outcomes", ["outcomes"], "backfill", start, (start, end)).values()
     assert state == "success"
     assert summary["judgement"]["degradation"]["signal"] == "realized"
     assert summary["judgement"]["trigger"] == {"emit": False, "why": "backfill run: backfills never trigger retraining"}
@@ -209,8 +209,9 @@ def test_sustained_decay_emits_the_degraded_event_once_and_mails_the_alert(first
 
 
 def test_a_retrain_triggered_by_the_degraded_event_trains_up_to_its_day_and_records_why(first_model):
-    """An asset-triggered run of flights_retrain has no data interval: its assemble task trains on the window
-    that ends the day after the event's scored day (2013-01-22) and records the reason in the audit trail."""
+    """An asset-triggered run of flights_retrain has no data interval: its assemble task takes the window that
+    ends the day after the event's scored day (2013-01-22) and records the reason in the audit trail; the
+    version it trains carries the reason as tags (promotion left to the tasks not run here)."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -223,21 +224,28 @@ def test_a_retrain_triggered_by_the_degraded_event_trains_up_to_its_day_and_reco
             .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
             .where(AssetModel.name == "flights_degraded")
         ).one()
-    state, assembled = run_task_in_run("flights_retrain", "assemble", "asset_triggered", None, None, [event_id])
-    assert state == "success"
+    tasks = ["assemble", "train"]  # train reads assemble's XCom only; validate is the weekly test's business
+    done = run_tasks_in_run("flights_retrain", tasks, "asset_triggered", None, None, [event_id])
+    assert [state for state, _ in done.values()] == ["success"] * 2, done
+    assembled, trained = done["assemble"][1], done["train"][1]
     assert assembled["training_key"] == "2013-01-01..2013-01-23"
     assert assembled["trigger"]["signal"] == "realized" and assembled["trigger"]["day"] == "2013-01-22"
-    entry = audit.history("flights")[-1]
-    assert entry["event"] == "triggered_retrain" and entry["window"] == "2013-01-01..2013-01-23"
+    entry = next(e for e in reversed(audit.history("flights")) if e["event"] == "triggered_retrain")
+    assert entry["window"] == "2013-01-01..2013-01-23" and entry["day"] == "2013-01-22"
     assert entry["reasons"][0].startswith("degradation (realized): flights version ")
+    assert not trained["skipped"]
+    tags = registry.client().get_model_version("flights", trained["version"]).tags
+    assert tags["retrain_trigger"] == "realized"
+    assert tags["retrain_reason"].startswith("degradation (realized) on 2013-01-22: flights version ")
 
 
-def run_task_in_run(dag_id, task_id, run_type, logical_date, data_interval, event_ids=()):
-    """Run one task of a DAG in a new run of type `run_type` (backfill, asset_triggered: runs dag.test() cannot
-    make) that consumed the asset events `event_ids`; returns (state, returned value).
+def run_tasks_in_run(dag_id, task_ids, run_type, logical_date, data_interval, event_ids=()):
+    """Run tasks of a DAG, in order, in a new run of type `run_type` (backfill, asset_triggered: runs dag.test()
+    cannot make) that consumed the asset events `event_ids`; returns {task_id: (state, returned value)},
+    stopping at the first task that does not succeed.
 
     Uses dag.test()'s own in-process task runner (airflow.sdk.definitions.dag._run_task); the run ends in
-    the task's state."""
+    the last task's state (its other tasks never run)."""
     import uuid
 
     from airflow.models.asset import AssetEvent
@@ -264,22 +272,32 @@ def run_task_in_run(dag_id, task_id, run_type, logical_date, data_interval, even
             session=session,
         )
         run.consumed_asset_events.extend(session.get(AssetEvent, i) for i in event_ids)
-        ti = run.get_task_instance(task_id, session=session)
-        ti.try_number, ti.state = 1, TaskInstanceState.SCHEDULED
         session.commit()
         run_id = run.run_id
-    _run_task(ti=ti, task=dag.get_task(task_id))
+    results, state = {}, "success"
+    for task_id in task_ids:
+        with create_session() as session:
+            ti = session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+                )
+            ).one()
+            ti.try_number, ti.state = 1, TaskInstanceState.SCHEDULED
+        _run_task(ti=ti, task=dag.get_task(task_id))
+        with create_session() as session:
+            ti = session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+                )
+            ).one()
+            state = str(getattr(ti.state, "value", ti.state))
+            results[task_id] = (state, ti.xcom_pull(task_ids=task_id, session=session) if state == "success" else None)
+        if state != "success":
+            break
     with create_session() as session:
-        ti = session.scalars(
-            select(TaskInstance).where(
-                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
-            )
-        ).one()
-        state = str(getattr(ti.state, "value", ti.state))
-        value = ti.xcom_pull(task_ids=task_id, session=session) if state == "success" else None
         run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
-        run.state = DagRunState.SUCCESS if state == "success" else DagRunState.FAILED  # its other tasks never run
-        return state, value
+        run.state = DagRunState.SUCCESS if state == "success" else DagRunState.FAILED
+    return results
 
 
 def test_broken_partition_stops_the_chain_and_mails_the_failed_checks(first_model, flights_cfg, mail):
