@@ -252,6 +252,11 @@ class OutcomesOperator(PipelineOperator):
     The run's data interval [D, D + 1) is the day the labels of scored day D - `labels.delay_days`
     are due; params `start`/`end` name scored days directly instead. Label counts (missing, unknown,
     unmatched) are logged as warnings and returned; a run whose days were none of them scored is skipped.
+
+    Each scored day is then judged against config `monitoring` (`stages.alerts`); the judgement is in
+    the day's summary and `outcomes/<day>.json` under `judgement`. Sustained degradation adds one event
+    on the Asset `<name>_degraded` through the outlet alias `<name>_degradation_signals` (at most one
+    per run; never in a backfill run; rate-limited by the audit trail). Returns the days' summaries.
     """
 
     operator_extra_links = (MlflowRunLink(),)
