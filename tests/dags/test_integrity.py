@@ -66,15 +66,35 @@ def test_real_daily_and_weekly_data_intervals_within_the_data(dagbag):
     """Cron data intervals from 2013-01-01; no scheduled run after the replayed data ends (2013-12-31)."""
     for dag_id in ("flights_daily", "flights_retrain"):
         dag = dagbag.dags[dag_id]
-        assert isinstance(dag.timetable, EndingCronDataIntervalTimetable)
+        timetable = dag.timetable if dag_id == "flights_daily" else dag.timetable.timetable  # retrain: cron or asset
+        assert isinstance(timetable, EndingCronDataIntervalTimetable)
         assert dag.start_date.date().isoformat() == "2013-01-01"
-        assert dag.timetable.end.date().isoformat() == "2013-12-31"
+        assert timetable.end.date().isoformat() == "2013-12-31"
+
+
+def test_the_retrain_dag_runs_on_its_cron_or_on_degradation_and_serializes(dagbag):
+    """AssetOrTimeSchedule(the plugin's cron timetable, [flights_degraded]); the outcomes task reports through
+    the alias `flights_degradation_signals`; the serialized DAG (what the scheduler reads) keeps both parts."""
+    from airflow.sdk import AssetOrTimeSchedule
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    retrain = dagbag.dags["flights_retrain"]
+    assert isinstance(retrain.timetable, AssetOrTimeSchedule)
+    assert [a.name for a in retrain.timetable.asset_condition.objects] == ["flights_degraded"]
+    outlets = dagbag.dags["flights_outcomes"].get_task("outcomes").outlets
+    assert [o.name for o in outlets] == ["flights_degradation_signals"]
+    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(retrain))
+    timetable = scheduler_dag.timetable
+    assert timetable.summary == "Asset or 0 0 * * 1 until 2013-12-31"
+    assert isinstance(timetable.timetable, EndingCronDataIntervalTimetable)
+    assert timetable.timetable.end.date().isoformat() == "2013-12-31"
 
 
 def test_the_outcomes_dag_runs_on_the_day_labels_are_due(dagbag):
     """flights delay_days is 1: the interval [D, D + 1) evaluates scored day D - 1: runs start and end a day later."""
     outcomes = dagbag.dags["flights_outcomes"]
-    assert [t.task_id for t in outcomes.tasks] == ["outcomes"]
+    assert [t.task_id for t in outcomes.tasks] == ["outcomes", "alerts"]
+    assert outcomes.get_task("outcomes").downstream_task_ids == {"alerts"}
     assert isinstance(outcomes.timetable, EndingCronDataIntervalTimetable)
     assert outcomes.start_date.date().isoformat() == "2013-01-02"
     assert outcomes.timetable.end.date().isoformat() == "2014-01-01"

@@ -165,6 +165,163 @@ def test_outcomes_run_evaluates_the_day_scored_delay_days_before(first_model):
     assert run.data.tags["month"] == "2013-01" and "realized/roc_auc/overall" in run.data.metrics
 
 
+def _crafted_decay(day: str, version: str) -> pd.DataFrame:
+    """A scored day's outcomes as a decayed model would give them: realized ROC AUC 0.52 [0.48, 0.56], 800 rows."""
+    row = {"day": day, "model_version": version, "slice_feature": "overall", "slice_value": "overall"}
+    numbers = {"value": 0.52, "ci_low": 0.48, "ci_high": 0.56, "n": 800, "status": "ok"}
+    extra = {"interval_method": "bootstrap", "estimate_error": float("nan")}
+    return pd.DataFrame([{**row, "metric": "roc_auc", "kind": "realized", **numbers, **extra}])
+
+
+def test_sustained_decay_emits_the_degraded_event_once_and_mails_the_alert(first_model, mail):
+    """Crafted outcomes of 18-21 January below the floor (and 0.05 under the evaluation value): with the
+    real 22 January, 4 of the last 5 scored days breach (monitoring.persistence 3 of 5), so flights_outcomes
+    for 2013-01-23 emits an event on flights_degraded and its alerts task mails; a second run within
+    retrain.min_days_between emits none (rate limit, judged from the audit trail)."""
+    from mlops.io import audit
+
+    version = registry.version_by_alias("flights", "champion").version
+    for day in ("2013-01-18", "2013-01-19", "2013-01-20", "2013-01-21"):
+        lake.write_partition(_crafted_decay(day, version), outcomes_dir("flights"), day, {"pipeline": "flights"})
+    sent_before = len(mail.messages)
+
+    outcome = runs.run("flights_outcomes", Interval.parse("2013-01-23"))
+
+    assert outcome.tasks == {"outcomes": "success", "alerts": "failed"}
+    [summary] = outcome.xcoms["outcomes"]
+    judgement = summary["judgement"]
+    assert judgement["trigger"] == {"emit": True, "why": "sustained degradation"}
+    assert judgement["degradation"]["signal"] == "realized"
+    assert judgement["degradation"]["days"][:4] == ["2013-01-18", "2013-01-19", "2013-01-20", "2013-01-21"]
+    rules = {a["rule"] for a in judgement["alerts"]}
+    assert {"realized roc_auc min_value 0.6", "realized roc_auc max_drop 0.05"} <= rules
+    assert lake.read_json(outcomes_dir("flights") / "2013-01-22.json")["judgement"] == judgement
+    [event] = asset_events("flights_degraded")
+    assert event["dag_id"] == "flights_outcomes" and event["task_id"] == "outcomes"
+    assert event["extra"]["day"] == "2013-01-22" and event["extra"]["signal"] == "realized"
+    assert event["extra"]["days"] == judgement["degradation"]["days"]
+    assert [v["value"] for v in event["extra"]["values"]][:4] == [0.52] * 4
+    assert f"version {version}" in event["extra"]["reason"]
+    [trigger] = [e for e in audit.history("flights") if e["event"] == "degradation_trigger"]
+    assert trigger["day"] == "2013-01-22" and trigger["run_id"] == outcome.run_id
+
+    (message,) = mail.messages[sent_before:]
+    assert message["Subject"].startswith("[mlops] flights: flights_outcomes.alerts failed for 2013-01-23: ")
+    assert message["Subject"].endswith("performance alert(s)")
+    plain = message.get_body(preferencelist=("plain",)).get_content()
+    line = next(x for x in plain.splitlines() if "min_value 0.6" in x)
+    assert f"flights version {version}, slice overall: realized roc_auc" in line
+    assert "interval [0.48, 0.56]" in plain and "limit realized roc_auc min_value 0.6 -> 0.6" in line
+    assert "degradation (realized) on 2013-01-22: retrain triggered" in plain
+
+    again = runs.run("flights_outcomes", Interval.parse("2013-01-23"))
+    assert again.tasks == {"outcomes": "success", "alerts": "failed"}
+    assert again.xcoms["outcomes"][0]["judgement"]["trigger"]["why"].startswith("rate limit: a retrain was triggered")
+    assert len(asset_events("flights_degraded")) == 1
+
+    # the same judgement in a backfill run: no event, whatever the rate limit says
+    start, end = (dt.datetime(2013, 1, d, tzinfo=dt.UTC) for d in (23, 24))
+    [(state, [summary])] = run_tasks_in_run("flights_outcomes", ["outcomes"], "backfill", start, (start, end)).values()
+    assert state == "success"
+    assert summary["judgement"]["degradation"]["signal"] == "realized"
+    assert summary["judgement"]["trigger"] == {"emit": False, "why": "backfill run: backfills never trigger retraining"}
+    assert len(asset_events("flights_degraded")) == 1
+    for day in ("2013-01-18", "2013-01-19", "2013-01-20", "2013-01-21"):  # later tests judge real days only
+        lake.partition_path(outcomes_dir("flights"), day).unlink()
+
+
+def test_a_retrain_triggered_by_the_degraded_event_trains_up_to_its_day_and_records_why(first_model):
+    """An asset-triggered run of flights_retrain has no data interval: its assemble task takes the window that
+    ends the day after the event's scored day (2013-01-22) and records the reason in the audit trail; the
+    version it trains carries the reason as tags (promotion left to the tasks not run here)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from mlops.io import audit
+
+    with create_session() as session:
+        event_id = session.scalars(
+            select(AssetEvent.id)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == "flights_degraded")
+        ).one()
+    tasks = ["assemble", "train"]  # train reads assemble's XCom only; validate is the weekly test's business
+    done = run_tasks_in_run("flights_retrain", tasks, "asset_triggered", None, None, [event_id])
+    assert [state for state, _ in done.values()] == ["success"] * 2, done
+    assembled, trained = done["assemble"][1], done["train"][1]
+    assert assembled["training_key"] == "2013-01-01..2013-01-23"
+    assert assembled["trigger"]["signal"] == "realized" and assembled["trigger"]["day"] == "2013-01-22"
+    entry = next(e for e in reversed(audit.history("flights")) if e["event"] == "triggered_retrain")
+    assert entry["window"] == "2013-01-01..2013-01-23" and entry["day"] == "2013-01-22"
+    assert entry["reasons"][0].startswith("degradation (realized): flights version ")
+    assert not trained["skipped"]
+    tags = registry.client().get_model_version("flights", trained["version"]).tags
+    assert tags["retrain_trigger"] == "realized"
+    assert tags["retrain_reason"].startswith("degradation (realized) on 2013-01-22: flights version ")
+
+
+def run_tasks_in_run(dag_id, task_ids, run_type, logical_date, data_interval, event_ids=()):
+    """Run tasks of a DAG, in order, in a new run of type `run_type` (backfill, asset_triggered: runs dag.test()
+    cannot make) that consumed the asset events `event_ids`; returns {task_id: (state, returned value)},
+    stopping at the first task that does not succeed.
+
+    Uses dag.test()'s own in-process task runner (airflow.sdk.definitions.dag._run_task); the run ends in
+    the last task's state (its other tasks never run)."""
+    import uuid
+
+    from airflow.models.asset import AssetEvent
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from sqlalchemy import select
+
+    dag = runs.load_dags()[dag_id]
+    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    with create_session() as session:
+        run = scheduler_dag.create_dagrun(
+            run_id=f"{run_type}__e2e_{uuid.uuid4().hex[:8]}",
+            logical_date=logical_date,
+            data_interval=data_interval,
+            run_after=dt.datetime.now(dt.UTC),
+            run_type=DagRunType(run_type),
+            triggered_by=DagRunTriggeredByType.TEST,
+            state=DagRunState.RUNNING,
+            session=session,
+        )
+        run.consumed_asset_events.extend(session.get(AssetEvent, i) for i in event_ids)
+        session.commit()
+        run_id = run.run_id
+    results, state = {}, "success"
+    for task_id in task_ids:
+        with create_session() as session:
+            ti = session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+                )
+            ).one()
+            ti.try_number, ti.state = 1, TaskInstanceState.SCHEDULED
+        _run_task(ti=ti, task=dag.get_task(task_id))
+        with create_session() as session:
+            ti = session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+                )
+            ).one()
+            state = str(getattr(ti.state, "value", ti.state))
+            results[task_id] = (state, ti.xcom_pull(task_ids=task_id, session=session) if state == "success" else None)
+        if state != "success":
+            break
+    with create_session() as session:
+        run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
+        run.state = DagRunState.SUCCESS if state == "success" else DagRunState.FAILED
+    return results
+
+
 def test_broken_partition_stops_the_chain_and_mails_the_failed_checks(first_model, flights_cfg, mail):
     broken = build_day(flights_cfg, dt.date(2013, 1, 23))
     broken.loc[broken.index[:50], "origin"] = "XXX"
@@ -264,6 +421,11 @@ def test_a_new_champion_rescores_the_latest_scored_day(first_model):
 
 def champion_events() -> list[dict]:
     """The events Airflow recorded on the asset `flights_champion`, oldest first."""
+    return asset_events("flights_champion")
+
+
+def asset_events(name: str) -> list[dict]:
+    """The events Airflow recorded on the asset `name`, oldest first."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -272,7 +434,7 @@ def champion_events() -> list[dict]:
         found = session.scalars(
             select(AssetEvent)
             .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(AssetModel.name == "flights_champion")
+            .where(AssetModel.name == name)
             .order_by(AssetEvent.id)
         ).all()
         return [{"extra": e.extra, "dag_id": e.source_dag_id, "task_id": e.source_task_id} for e in found]

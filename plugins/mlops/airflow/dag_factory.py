@@ -10,10 +10,11 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, AssetOrTimeSchedule, Param
 
-from mlops.airflow.assets import champion_asset, champion_changes
+from mlops.airflow.assets import champion_asset, champion_changes, degradation_signals, degraded_asset
 from mlops.airflow.operators import (
+    AlertsOperator,
     AssembleTrainingWindowOperator,
     EvaluateOperator,
     IngestOperator,
@@ -120,11 +121,19 @@ def daily_dag(cfg: PipelineConfig) -> DAG:
 
 
 def retrain_dag(cfg: PipelineConfig) -> DAG:
-    """assemble -> validate -> train -> recalibrate -> evaluate -> promote, weekly."""
+    """assemble -> validate -> train -> recalibrate -> evaluate -> promote, weekly or when the model degrades.
+
+    Scheduled on its cron or on an event of the Asset `<name>_degraded` (the outcomes task emits it on
+    sustained degradation): such a run trains on the window that ends the day after the latest scored
+    day named in the event (see AssembleTrainingWindowOperator).
+    """
+    schedule = _schedule(cfg, cfg.schedules.retrain)
+    if cfg.monitoring.retrain is not None:
+        schedule = AssetOrTimeSchedule(timetable=schedule, assets=[degraded_asset(cfg.name)])
     with DAG(
         dag_id=f"{cfg.name}_retrain",
         description=f"{cfg.name}: train a challenger on the latest window and promote it if it passes the gates.",
-        schedule=_schedule(cfg, cfg.schedules.retrain),
+        schedule=schedule,
         max_active_runs=1,
         **_common(cfg, "retrain"),
         params={
@@ -205,7 +214,9 @@ def rescore_dag(cfg: PipelineConfig) -> DAG:
 
 
 def outcomes_dag(cfg: PipelineConfig) -> DAG:
-    """outcomes, daily: its data interval [D, D + 1) is the day the labels of scored day D - delay_days are due."""
+    """outcomes -> alerts, daily: its data interval [D, D + 1) is the day the labels of scored day D - delay_days
+    are due. outcomes judges the day (config `monitoring`) and may emit `<name>_degraded`; alerts fails
+    and mails when rules fired."""
     delay = cfg.labels.delay_days
     common = _common(cfg, "outcomes")
     common["start_date"] += dt.timedelta(days=delay)
@@ -225,7 +236,9 @@ def outcomes_dag(cfg: PipelineConfig) -> DAG:
             "end": Param(None, description="Day after the last scored day to evaluate (exclusive)", **DATE_PARAM),
         },
     ) as dag:
-        OutcomesOperator(task_id="outcomes", pipeline=cfg.name)
+        outcomes = OutcomesOperator(task_id="outcomes", pipeline=cfg.name, outlets=[degradation_signals(cfg.name)])
+        alerts = AlertsOperator(task_id="alerts", pipeline=cfg.name, outcomes_task_id="outcomes")
+        outcomes >> alerts
     return dag
 
 

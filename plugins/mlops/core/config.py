@@ -436,6 +436,96 @@ class Labels(_Strict):
         return self
 
 
+PerformanceMetric = Literal["roc_auc", "pr_auc", "precision", "recall"]
+Signal = Literal["realized", "estimated", "skew"]
+
+
+class Persistence(_Strict):
+    """k of the last m scored days: a rule fires when it is breached on `breaches` of the last `days` days."""
+
+    days: int = Field(5, ge=1, le=60, description="m: the last scored days looked at (the judged day included)")
+    breaches: int = Field(3, ge=1, description="k: how many of them must breach")
+
+    @model_validator(mode="after")
+    def _k_of_m(self) -> Persistence:
+        if self.breaches > self.days:
+            raise ValueError(f"breaches {self.breaches} is more than days {self.days}: k of m needs k <= m")
+        return self
+
+
+class PerformanceRule(_Strict):
+    """One rule on a realized or estimated metric (higher is better), judged per model version and slice.
+
+    `min_value`: a floor, breached when the whole interval lies below it (ci_high < min_value).
+    `max_drop`: breached when the value is below the version's own evaluation value of the same slice
+    (evaluation/slice_metrics.csv) by more than `max_drop` and the interval excludes no drop
+    (ci_high < evaluation value).
+    """
+
+    metric: PerformanceMetric
+    kind: Literal["realized", "estimated"] = "realized"
+    min_value: float | None = Field(None, ge=0, le=1)
+    max_drop: float | None = Field(None, gt=0, le=1)
+    per_slice: bool = Field(False, description="also judge every slice (else the whole day only)")
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> PerformanceRule:
+        if (self.min_value is None) == (self.max_drop is None):
+            raise ValueError("a performance rule needs exactly one of min_value or max_drop")
+        if self.kind == "estimated" and self.metric == "pr_auc":
+            raise ValueError("pr_auc is not estimated (CBPE gives roc_auc, precision, recall)")
+        return self
+
+    @property
+    def name(self) -> str:
+        limit = f"min_value {self.min_value}" if self.min_value is not None else f"max_drop {self.max_drop}"
+        return f"{self.kind} {self.metric} {limit}"
+
+
+class BiasRule(_Strict):
+    """Prediction bias (mean score - observed positive rate) per slice: significant and large."""
+
+    max_abs: float = Field(
+        0.1, gt=0, le=1, description="breached when |bias| is above this and its interval excludes 0"
+    )
+    per_slice: bool = True
+
+
+class SkewRule(_Strict):
+    """Skew against the champion's training data (validation shift scores, comparison `skew`)."""
+
+    metric: DriftMetric = "psi"
+    min_value: float = Field(0.25, ge=0, description="a feature's score above this counts as skewed")
+    min_features: int = Field(1, ge=1, description="a day breaches when this many features are skewed")
+
+
+class RetrainTrigger(_Strict):
+    """When sustained degradation emits an event on the Asset `<name>_degraded` (the retrain DAG runs on it)."""
+
+    signals: list[Signal] = Field(
+        ["realized", "estimated", "skew"],
+        description="which sustained signals trigger: realized or estimated decay (rules on the whole day), skew",
+    )
+    min_days_between: int = Field(
+        7, ge=0, description="rate limit: at most one triggered retrain per this many scored days (audit trail)"
+    )
+    skew: SkewRule = SkewRule()
+
+
+class Monitoring(_Strict):
+    """Performance alerts and degradation-triggered retraining, judged by `<name>_outcomes` on the outcome history."""
+
+    min_n: int = Field(
+        200, ge=1, description="fewer labelled (realized) or scored (estimated) rows: the day is not judged"
+    )
+    persistence: Persistence = Persistence()
+    performance: list[PerformanceRule] = Field(
+        [PerformanceRule(metric="roc_auc", min_value=0.5)], description="rules on realized or estimated metrics"
+    )
+    prediction_bias: BiasRule | None = BiasRule()
+    retrain: RetrainTrigger | None = Field(RetrainTrigger(), description="null: degradation triggers no retrain")
+
+
 class Schedules(_Strict):
     daily: str = "0 0 * * *"
     retrain: str = "0 0 * * 1"
@@ -506,6 +596,7 @@ class PipelineConfig(_Strict):
     promotion: Promotion = Promotion()
     scoring: Scoring = Scoring()
     labels: Labels = Labels()
+    monitoring: Monitoring = Monitoring()
     schedules: Schedules
     alerts: Alerts
 
@@ -595,6 +686,7 @@ NOT_MODEL_DEFINING: dict[str, Any] = {
     "source": {"conn_id", "timeout_seconds", "retries", "backoff_seconds"},
     "scoring": True,
     "labels": True,
+    "monitoring": True,
     "schedules": True,
     "alerts": True,
 }

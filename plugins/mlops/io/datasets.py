@@ -71,16 +71,17 @@ def read_report(pipeline: str, key: str) -> dict[str, Any] | None:
     return lake.read_json(path) if path.exists() else None
 
 
-def shift_history(pipeline: str) -> pd.DataFrame:
-    """Every stored shift score, for plotting drift over time."""
-    keys = lake.list_partitions(shift_scores_dir(pipeline))
+def shift_history(pipeline: str, keys: list[str] | None = None) -> pd.DataFrame:
+    """Every stored shift score (or those of the interval `keys`), for plotting drift over time."""
+    keys = lake.list_partitions(shift_scores_dir(pipeline)) if keys is None else keys
     frames = [lake.read_partition(shift_scores_dir(pipeline), k) for k in keys]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def outcome_history(pipeline: str) -> pd.DataFrame:
-    """Every stored outcome row (realized and estimated, every scored day), in day order; empty frame: none yet."""
-    keys = lake.list_partitions(outcomes_dir(pipeline))
+def outcome_history(pipeline: str, keys: list[str] | None = None) -> pd.DataFrame:
+    """Every stored outcome row (realized and estimated, every scored day, or the days `keys`), in day
+    order; empty frame: none yet."""
+    keys = lake.list_partitions(outcomes_dir(pipeline)) if keys is None else sorted(keys)
     frames = [lake.read_partition(outcomes_dir(pipeline), k) for k in keys]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -291,3 +291,35 @@ def load_reference(run_id: str) -> dict:
 
     with reachable(f"reading the training profile of run {run_id}"):
         return json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/reference/profile.json"))
+
+
+def evaluation_values(name: str, number: str) -> dict[tuple[str, str, str], float]:
+    """A version's own evaluation values: (slice_feature, slice_value, metric) -> value.
+
+    Read from `evaluation/slice_metrics.csv` of its training run (rows of model `challenger`, i.e.
+    the version itself). Empty when the version was never evaluated; RegistryUnavailableError when
+    MLflow cannot be asked; LookupError for a missing version.
+    """
+    import tempfile
+
+    import mlflow.artifacts
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    ref = version(name, number)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=ref.run_id, artifact_path="evaluation/slice_metrics.csv", dst_path=tmp
+            )
+        except (MlflowException, OSError) as exc:
+            if unreachable(exc):
+                raise RegistryUnavailableError(
+                    f"MLflow is unreachable reading the evaluation of {name} v{number}: {exc}"
+                ) from exc
+            return {}
+        frame = pd.read_csv(path)
+    own = frame[frame["model"] == "challenger"]
+    return {
+        (str(r.slice_feature), str(r.slice_value), str(r.metric)): float(r.value) for r in own.itertuples(index=False)
+    }

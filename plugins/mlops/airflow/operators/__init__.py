@@ -1,6 +1,7 @@
 """One Airflow operator per stage. Light at import: stage code is imported inside `execute`."""
 
 from mlops.airflow.operators.data import (
+    AlertsOperator,
     IngestOperator,
     MonitorOperator,
     OutcomesOperator,
@@ -18,6 +19,7 @@ from mlops.airflow.operators.model import (
 )
 
 __all__ = [
+    "AlertsOperator",
     "AssembleTrainingWindowOperator",
     "EvaluateOperator",
     "IngestOperator",

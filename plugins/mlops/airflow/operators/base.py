@@ -152,6 +152,7 @@ def _manual_interval(timetable, logical):
     (a timetable without data intervals, e.g. an asset schedule)."""
     import pendulum
 
+    timetable = getattr(timetable, "timetable", timetable)  # AssetOrTimeSchedule: its time part
     infer = getattr(timetable, "infer_manual_data_interval", None)
     return None if infer is None else infer(run_after=pendulum.instance(logical))
 

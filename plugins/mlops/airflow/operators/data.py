@@ -252,6 +252,11 @@ class OutcomesOperator(PipelineOperator):
     The run's data interval [D, D + 1) is the day the labels of scored day D - `labels.delay_days`
     are due; params `start`/`end` name scored days directly instead. Label counts (missing, unknown,
     unmatched) are logged as warnings and returned; a run whose days were none of them scored is skipped.
+
+    Each scored day is then judged against config `monitoring` (`stages.alerts`); the judgement is in
+    the day's summary and `outcomes/<day>.json` under `judgement`. Sustained degradation adds one event
+    on the Asset `<name>_degraded` through the outlet alias `<name>_degradation_signals` (at most one
+    per run; never in a backfill run; rate-limited by the audit trail). Returns the days' summaries.
     """
 
     operator_extra_links = (MlflowRunLink(),)
@@ -267,12 +272,18 @@ class OutcomesOperator(PipelineOperator):
             days = scored_days(cfg, self.interval(context))
         self.check_within_data(cfg, Interval(days[0], days[-1] + dt.timedelta(days=1)), context)
         url = self.resolved(source_url, cfg) if cfg.labels.source is None else None
-        summaries = []
+        forbidden = "backfill run: backfills never trigger retraining" if _run_type(context) == "backfill" else None
+        summaries, emitted = [], False
         with failing_at_once():
             for day in days:
                 result = day_outcomes(cfg, day, url=url)
-                summaries.append(result.summary())
+                summary = result.summary()
                 self._log_result(result, cfg.validation.label_completeness)
+                if result.status != NOT_SCORED:
+                    why_not = forbidden or ("this run triggered a retrain already" if emitted else None)
+                    summary["judgement"] = self._judge(context, cfg, day, why_not)
+                    emitted = emitted or summary["judgement"]["trigger"]["emit"]
+                summaries.append(summary)
         logged = [s["mlflow"]["run_id"] for s in summaries if s.get("mlflow")]
         if logged:
             context["ti"].xcom_push(key=XCOM_KEY, value=logged[-1])
@@ -281,6 +292,25 @@ class OutcomesOperator(PipelineOperator):
                 f"{cfg.name}: no scored day to evaluate: " + "; ".join(f"{s['day']}: {s['reason']}" for s in summaries)
             )
         return summaries
+
+    def _judge(self, context: Any, cfg, day: dt.date, forbidden: str | None) -> dict[str, Any]:
+        """Judge the day (config `monitoring`), record it in its outcomes JSON, emit `<name>_degraded` if due."""
+        from mlops.airflow.assets import announce_degradation
+        from mlops.stages.alerts import decide_trigger, judge, record_judgement
+
+        judgement = judge(cfg, day)
+        trigger = decide_trigger(cfg, judgement, context.get("run_id"), forbidden)
+        recorded = record_judgement(cfg.name, judgement.day, judgement.to_json(), trigger)["judgement"]
+        for alert in judgement.fired:
+            self.log.warning("alert: %s", alert.line())
+        if trigger["emit"]:
+            announce_degradation(context, cfg.name, trigger["extra"])
+            self.log.warning(
+                "%s: retrain triggered (event on %s_degraded): %s", cfg.name, cfg.name, trigger["extra"]["reason"]
+            )
+        elif judgement.degradation is not None:
+            self.log.warning("%s %s: degradation, no retrain triggered: %s", cfg.name, judgement.day, trigger["why"])
+        return recorded
 
     def _log_result(self, result, completeness: float) -> None:
         """The day's status and label counts in the task log; every shortfall of labels is a warning."""
@@ -318,3 +348,58 @@ class OutcomesOperator(PipelineOperator):
                 100 * counts["coverage"],
                 100 * completeness,
             )
+
+
+def _run_type(context: Any) -> str:
+    """The dag run's run type as a plain string (`scheduled`, `manual`, `backfill`, `asset_triggered`)."""
+    run_type = getattr(context.get("dag_run"), "run_type", "")
+    return str(getattr(run_type, "value", run_type))
+
+
+class AlertsOperator(PipelineOperator):
+    """Fail (without retries, so the alert mail goes out) when the outcomes task's judgement fired alerts.
+
+    Separate from the outcomes task because Airflow records a task's asset events only when it
+    succeeds: the outcomes task emits `<name>_degraded`, this one pages. The mail lists every fired
+    rule: pipeline, model version, slice, metric, value, interval, limit and the days it breached.
+    """
+
+    def __init__(self, *, outcomes_task_id: str = "outcomes", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.outcomes_task_id = outcomes_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.io.paths import outcomes_dir
+
+        summaries = self.pulled(context, self.outcomes_task_id)
+        lines, links = [], {}
+        for summary in summaries:
+            judgement = summary.get("judgement") or {}
+            for alert in judgement.get("alerts", []):
+                lines.append(_alert_line(alert))
+            if judgement.get("alerts"):
+                links[f"Outcomes {summary['day']}"] = (
+                    (outcomes_dir(self.pipeline) / f"{summary['day']}.json").resolve().as_uri()
+                )
+            degradation = judgement.get("degradation")
+            if degradation:
+                trigger = judgement["trigger"]
+                outcome = "triggered" if trigger["emit"] else f"not triggered: {trigger['why']}"
+                lines.append(f"degradation ({degradation['signal']}) on {summary['day']}: retrain {outcome}")
+        alerts = sum(len((s.get("judgement") or {}).get("alerts", [])) for s in summaries)
+        if alerts:
+            raise ChecksFailed(
+                "\n".join(lines + [f"{label}: {url}" for label, url in links.items()]),
+                f"{alerts} performance alert(s)",
+                links,
+            )
+        return {"alerts": 0, "days": [s["day"] for s in summaries]}
+
+
+def _alert_line(alert: dict[str, Any]) -> str:
+    """The mail line of a fired alert (its JSON from `core.alerting.Alert.to_json`)."""
+    from mlops.core.alerting import Alert, DayCheck
+
+    fields = {**alert, "days": [DayCheck(**d) for d in alert["days"]]}
+    fields.pop("breach_days", None)
+    return Alert(**fields).line()

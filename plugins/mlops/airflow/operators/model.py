@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlops.airflow.assets import announce_champion
+from mlops.airflow.assets import announce_champion, degradation_event
 from mlops.airflow.connections import source_url
 from mlops.airflow.links import REPORT_XCOM_KEY, XCOM_KEY, MlflowRunLink, PromotionReportLink
 from mlops.airflow.operators.base import PipelineOperator
@@ -22,23 +22,56 @@ def _window(interval_key: str):
 
 
 class AssembleTrainingWindowOperator(PipelineOperator):
-    """Assemble the training window that ends with the run's data interval (or params window_start/end)."""
+    """Assemble the training window that ends with the run's data interval (or params window_start/end).
+
+    A run triggered by an event on `<name>_degraded` has no data interval of its own: it trains on the
+    `training.window_days` window that ends the day after the latest scored day named in the event
+    (`day`), and records the trigger's reason on the run (note), in the audit trail
+    (`triggered_retrain`) and, through its XCom `trigger`, on the trained version (train task).
+    """
 
     def execute(self, context: Any) -> dict[str, Any]:
+        import datetime as dt
+
+        from mlops.core.interval import Interval
+        from mlops.io import audit
         from mlops.stages.assemble import assemble, training_window
         from mlops.stages.ingest import ingest_missing
 
         cfg = self.config()
         params = context.get("params") or {}
-        interval = self.interval(context, **WINDOW_PARAMS)
-        window = interval if params.get("window_start") else training_window(cfg, interval)
+        trigger = None if params.get("window_start") else degradation_event(context, cfg.name)
+        if trigger is not None:
+            end = dt.date.fromisoformat(trigger["day"]) + dt.timedelta(days=1)
+            window = training_window(cfg, Interval(end - dt.timedelta(days=1), end))
+        else:
+            interval = self.interval(context, **WINDOW_PARAMS)
+            window = interval if params.get("window_start") else training_window(cfg, interval)
         self.check_within_data(cfg, window, context)
-        self.record_note(context, f"{cfg.name} training window {window.key}")
+        if trigger is not None:
+            reason = f"degradation ({trigger.get('signal')}): {trigger.get('reason')}"
+            self.record_note(context, f"{cfg.name} training window {window.key}; triggered by {reason}")
+            audit.record(
+                cfg.name,
+                "triggered_retrain",
+                run_id=context.get("run_id"),
+                window=window.key,
+                signal=trigger.get("signal"),
+                day=trigger.get("day"),
+                days=trigger.get("days"),
+                reasons=[reason],
+            )
+            self.log.warning("%s: retrain triggered by %s", cfg.name, reason)
+        else:
+            self.record_note(context, f"{cfg.name} training window {window.key}")
         with failing_at_once():  # bad source data or a damaged partition: retrying cannot help
             ingest_missing(cfg, window, context.get("run_id"), url=self.resolved(source_url, cfg))
             ts = assemble(cfg, window, context.get("run_id"))
         self.log.info("training window %s: %d rows, excluded %s", ts.key, ts.rows, ts.excluded or "nothing")
-        return {"training_key": ts.key, "days": ts.days, "excluded": ts.excluded, "rows": ts.rows}
+        out = {"training_key": ts.key, "days": ts.days, "excluded": ts.excluded, "rows": ts.rows}
+        if trigger is not None:
+            out["trigger"] = {k: trigger.get(k) for k in ("signal", "reason", "day", "days")}
+        return out
 
 
 class TrainOperator(PipelineOperator):
@@ -69,6 +102,17 @@ class TrainOperator(PipelineOperator):
             )
         else:
             self.log.info("registered %s version %s (run %s)", result.model_name, result.version, result.run_id)
+            if trigger := assembled.get("trigger"):
+                from mlops.io import registry
+
+                registry.set_version_tags(
+                    result.model_name,
+                    result.version,
+                    {
+                        "retrain_trigger": trigger["signal"],
+                        "retrain_reason": f"degradation ({trigger['signal']}) on {trigger['day']}: {trigger['reason']}",
+                    },
+                )
         return {
             "run_id": result.run_id,
             "version": result.version,
