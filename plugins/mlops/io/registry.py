@@ -291,3 +291,34 @@ def load_reference(run_id: str) -> dict:
 
     with reachable(f"reading the training profile of run {run_id}"):
         return json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/reference/profile.json"))
+
+
+def pandas_dataset(df, source: str, name: str, digest: str):
+    """An MLflow PandasDataset of `df` with our digest and a schema found without reading every value.
+
+    `mlflow.data.from_pandas` computes its digest with `DataFrame.map(type)` over every cell and
+    infers the schema from every value of each text column (`_infer_colspec_type(col.to_list())`)
+    and its `required` flag value by value: most of the training stage on a year. The schema here
+    equals MLflow's own inference (`mlflow.types.utils._infer_schema`) for the frames we log, whose
+    text columns have pandas' `str` dtype: MLflow's type of such a column depends only on which
+    kinds of value it holds (text, and missing or not), so it is inferred from one present and one
+    missing value; `required` is "no missing value", from `isna`. `digest` is the lake's content
+    digest, which we compute anyway. `df`: the rows (n, k); `source`: path or URI of the data.
+    """
+    import pandas as pd
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.pandas_dataset import PandasDataset
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.utils import _infer_pandas_column
+
+    specs = []
+    for column in df.columns:
+        values = df[column]
+        missing = values.isna()
+        sample = values
+        if isinstance(values.dtype, pd.StringDtype):
+            sample = pd.concat([values[~missing].head(1), values[missing].head(1)])
+        specs.append(ColSpec(type=_infer_pandas_column(sample), name=column, required=not bool(missing.any())))
+    dataset = PandasDataset(df=df, source=resolve_dataset_source(source), name=name, digest=digest)
+    dataset.__dict__["schema"] = Schema(specs)  # fills the cached_property: MLflow does not infer it again
+    return dataset
