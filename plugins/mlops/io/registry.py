@@ -216,20 +216,38 @@ def champion_for(name: str, day: dt.date) -> VersionRef | None:
     latest training window that ended on or before `day` (a re-run of an old day uses the model of
     that time, not today's). When no version qualifies, the current alias.
     """
+    return champions(name)(day)
+
+
+def champions(name: str):
+    """`champion_for` of many days from one read of the registry: returns day -> VersionRef | None.
+
+    The alias is read now and the versions at most once, on the first day that needs them (a run
+    scoring many days asked MLflow for every version once per day before). The answers are those of
+    the registry at the time of the reads: use the function within one run, not across runs.
+    """
     current = _by_alias(name, CHAMPION)
-    if current is not None and (end := window_end(current.tags)) is not None and end <= day:
-        return _ref(current)
-    best, best_key = None, None
-    for mv in client().search_model_versions(f"name = '{name}'"):
-        tags = mv.tags
-        if tags.get("promotion_decision") != "promoted" or tags.get("revoked") == "true" or "threshold" not in tags:
-            continue
-        end = window_end(tags)
-        if end is not None and end <= day and (best_key is None or (end, int(mv.version)) > best_key):
-            best, best_key = mv, (end, int(mv.version))
-    if best is not None:
-        return _ref(best)
-    return _ref(current) if current is not None else None
+    current_end = window_end(current.tags) if current is not None else None
+    promoted: list[tuple[dt.date, int, Any]] | None = None
+
+    def for_day(day: dt.date) -> VersionRef | None:
+        nonlocal promoted
+        if current is not None and current_end is not None and current_end <= day:
+            return _ref(current)
+        if promoted is None:
+            promoted = []
+            for mv in client().search_model_versions(f"name = '{name}'"):
+                tags = mv.tags
+                if tags.get("promotion_decision") != "promoted" or tags.get("revoked") == "true":
+                    continue
+                if "threshold" in tags and (end := window_end(tags)) is not None:
+                    promoted.append((end, int(mv.version), mv))
+        eligible = [(end, number, mv) for end, number, mv in promoted if end <= day]
+        if eligible:
+            return _ref(max(eligible, key=lambda item: item[:2])[2])
+        return _ref(current) if current is not None else None
+
+    return for_day
 
 
 def pending_move(name: str) -> dict[str, Any] | None:
