@@ -197,6 +197,8 @@ def run_side(
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
+        if not keep:
+            shutil.rmtree(out, ignore_errors=True)
         raise RuntimeError(f"{side} side failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["wall"] = wall
