@@ -151,6 +151,13 @@ def test_train_logs_dataset_inputs_and_the_reference_profile(first, small_cfg, a
     contexts = {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"}
     assert contexts == {"train", "calibration", "evaluation"}
     assert {i.dataset.name for i in inputs} >= {"flights-train-2013-01-01..2013-01-08"}
+    for i in inputs:  # the lake's content digest, and the schema MLflow itself infers from the rows
+        context = next(t.value for t in i.tags if t.key == "mlflow.data.context")
+        assert i.dataset.digest == run.data.tags[f"lake_digest.{context}"]
+        schema = {c["name"]: c for c in json.loads(i.dataset.schema)["mlflow_colspec"]}
+        assert schema["row_key"] == {"type": "string", "name": "row_key", "required": True}
+        assert schema["arr_delay"] == {"type": "double", "name": "arr_delay", "required": True}  # labelled rows
+        assert schema["wind_gust"] == {"type": "double", "name": "wind_gust", "required": False}  # mostly missing
 
     reference = load_reference(first["train"].run_id)
     days = split_window(small_cfg, WINDOW).train

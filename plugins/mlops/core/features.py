@@ -8,22 +8,22 @@ import pandas as pd
 from mlops.core.columns import ROW_KEY, ColumnError, examples
 from mlops.core.config import Derived, PipelineConfig, Target
 
-__all__ = ["MISSING_SLICE", "ROW_KEY", "apply_joins", "derive", "labels", "row_keys"]
+__all__ = ["MISSING_SLICE", "ROW_KEY", "apply_joins", "derive", "labels", "prepare_joins", "row_keys"]
 
 MISSING_SLICE = "(missing)"  # the slice value of rows whose slice column has no value
 
 
-def apply_joins(df: pd.DataFrame, cfg: PipelineConfig, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Left-join each declared reference table; never changes the row count.
+def prepare_joins(cfg: PipelineConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Each declared reference table reduced to its joined columns, one row per key, indexed by the key.
 
-    Raises ColumnError when the partition lacks a join key, the reference table lacks a key or a
-    column, or a key is numbers on one side and text on the other.
+    Done once per run and reused for every partition (`apply_joins(..., prepared=...)`): the
+    deduplication and the index's hash table are built once instead of once per day. Returns
+    join table name -> frame (m, len(columns)) whose index holds the right keys (first row of each
+    key kept). Raises ColumnError when a reference table lacks a key or a column.
     """
+    out = {}
     for join in cfg.joins:
         ref = tables[join.table]
-        absent = [k for k in join.left_keys if k not in df.columns]
-        if absent:
-            raise ColumnError(f"join with {join.table!r}: the partition has no join key column(s) {absent}")
         missing = [c for c in dict.fromkeys([*join.right_keys, *join.columns]) if c not in ref.columns]
         if missing:
             raise ColumnError(f"join with {join.table!r}: the reference table lacks columns {missing}")
@@ -32,16 +32,40 @@ def apply_joins(df: pd.DataFrame, cfg: PipelineConfig, tables: dict[str, pd.Data
         right = pd.DataFrame({p: ref[k] for p, k in zip(private, join.right_keys, strict=True)})
         for column, name in join.columns.items():
             right[name] = ref[column]
-        right = right.drop_duplicates(subset=private, keep="first")
-        for left, key, p in zip(join.left_keys, join.right_keys, private, strict=True):
-            numeric = pd.api.types.is_numeric_dtype(df[left].dtype), pd.api.types.is_numeric_dtype(right[p].dtype)
+        out[join.table] = right.drop_duplicates(subset=private, keep="first").set_index(private)
+    return out
+
+
+def apply_joins(
+    df: pd.DataFrame,
+    cfg: PipelineConfig,
+    tables: dict[str, pd.DataFrame] | None = None,
+    prepared: dict[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Left-join each declared reference table; never changes the row count; returns a new frame (RangeIndex).
+
+    Give either the raw reference `tables` (name -> frame) or `prepared` (from `prepare_joins`,
+    the same result without redoing the preparation per partition). Raises ColumnError when the
+    partition lacks a join key, the reference table lacks a key or a column, or a key is numbers on
+    one side and text on the other.
+    """
+    if prepared is None:
+        prepared = prepare_joins(cfg, tables or {})
+    for join in cfg.joins:
+        right = prepared[join.table]
+        absent = [k for k in join.left_keys if k not in df.columns]
+        if absent:
+            raise ColumnError(f"join with {join.table!r}: the partition has no join key column(s) {absent}")
+        for i, (left, key) in enumerate(zip(join.left_keys, join.right_keys, strict=True)):
+            level = right.index.get_level_values(i)
+            numeric = pd.api.types.is_numeric_dtype(df[left].dtype), pd.api.types.is_numeric_dtype(level.dtype)
             if numeric[0] != numeric[1]:
                 raise ColumnError(
                     f"join with {join.table!r}: key {left!r} is {df[left].dtype} in the partition "
-                    f"but {key!r} is {right[p].dtype} in the reference table"
+                    f"but {key!r} is {level.dtype} in the reference table"
                 )
         n = len(df)
-        df = df.merge(right, how="left", left_on=join.left_keys, right_on=private).drop(columns=private)
+        df = df.join(right, on=join.left_keys, how="left").reset_index(drop=True)
         assert len(df) == n, f"join with {join.table} changed the row count"
     return df
 

@@ -216,20 +216,38 @@ def champion_for(name: str, day: dt.date) -> VersionRef | None:
     latest training window that ended on or before `day` (a re-run of an old day uses the model of
     that time, not today's). When no version qualifies, the current alias.
     """
+    return champions(name)(day)
+
+
+def champions(name: str):
+    """`champion_for` of many days from one read of the registry: returns day -> VersionRef | None.
+
+    The alias is read now and the versions at most once, on the first day that needs them (a run
+    scoring many days asked MLflow for every version once per day before). The answers are those of
+    the registry at the time of the reads: use the function within one run, not across runs.
+    """
     current = _by_alias(name, CHAMPION)
-    if current is not None and (end := window_end(current.tags)) is not None and end <= day:
-        return _ref(current)
-    best, best_key = None, None
-    for mv in client().search_model_versions(f"name = '{name}'"):
-        tags = mv.tags
-        if tags.get("promotion_decision") != "promoted" or tags.get("revoked") == "true" or "threshold" not in tags:
-            continue
-        end = window_end(tags)
-        if end is not None and end <= day and (best_key is None or (end, int(mv.version)) > best_key):
-            best, best_key = mv, (end, int(mv.version))
-    if best is not None:
-        return _ref(best)
-    return _ref(current) if current is not None else None
+    current_end = window_end(current.tags) if current is not None else None
+    promoted: list[tuple[dt.date, int, Any]] | None = None
+
+    def for_day(day: dt.date) -> VersionRef | None:
+        nonlocal promoted
+        if current is not None and current_end is not None and current_end <= day:
+            return _ref(current)
+        if promoted is None:
+            promoted = []
+            for mv in client().search_model_versions(f"name = '{name}'"):
+                tags = mv.tags
+                if tags.get("promotion_decision") != "promoted" or tags.get("revoked") == "true":
+                    continue
+                if "threshold" in tags and (end := window_end(tags)) is not None:
+                    promoted.append((end, int(mv.version), mv))
+        eligible = [(end, number, mv) for end, number, mv in promoted if end <= day]
+        if eligible:
+            return _ref(max(eligible, key=lambda item: item[:2])[2])
+        return _ref(current) if current is not None else None
+
+    return for_day
 
 
 def pending_move(name: str) -> dict[str, Any] | None:
@@ -323,3 +341,34 @@ def evaluation_values(name: str, number: str) -> dict[tuple[str, str, str], floa
     return {
         (str(r.slice_feature), str(r.slice_value), str(r.metric)): float(r.value) for r in own.itertuples(index=False)
     }
+
+
+def pandas_dataset(df, source: str, name: str, digest: str):
+    """An MLflow PandasDataset of `df` with our digest and a schema found without reading every value.
+
+    `mlflow.data.from_pandas` computes its digest with `DataFrame.map(type)` over every cell and
+    infers the schema from every value of each text column (`_infer_colspec_type(col.to_list())`)
+    and its `required` flag value by value: most of the training stage on a year. The schema here
+    equals MLflow's own inference (`mlflow.types.utils._infer_schema`) for the frames we log, whose
+    text columns have pandas' `str` dtype: MLflow's type of such a column depends only on which
+    kinds of value it holds (text, and missing or not), so it is inferred from one present and one
+    missing value; `required` is "no missing value", from `isna`. `digest` is the lake's content
+    digest, which we compute anyway. `df`: the rows (n, k); `source`: path or URI of the data.
+    """
+    import pandas as pd
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.pandas_dataset import PandasDataset
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.utils import _infer_pandas_column
+
+    specs = []
+    for column in df.columns:
+        values = df[column]
+        missing = values.isna()
+        sample = values
+        if isinstance(values.dtype, pd.StringDtype):
+            sample = pd.concat([values[~missing].head(1), values[missing].head(1)])
+        specs.append(ColSpec(type=_infer_pandas_column(sample), name=column, required=not bool(missing.any())))
+    dataset = PandasDataset(df=df, source=resolve_dataset_source(source), name=name, digest=digest)
+    dataset.__dict__["schema"] = Schema(specs)  # fills the cached_property: MLflow does not infer it again
+    return dataset

@@ -19,7 +19,7 @@ from mlops.core.columns import (
     numeric_columns,
 )
 from mlops.core.config import PipelineConfig, Source
-from mlops.core.features import ROW_KEY, apply_joins, derive, row_keys
+from mlops.core.features import ROW_KEY, apply_joins, derive, prepare_joins, row_keys
 from mlops.core.interval import Interval
 from mlops.io import lake
 from mlops.io.datasets import missing_days
@@ -65,8 +65,17 @@ def add_date_column(df: pd.DataFrame, src: Source, day: dt.date) -> pd.DataFrame
     return df
 
 
-def build_day(cfg: PipelineConfig, day: dt.date, source: DataSource | None = None) -> pd.DataFrame:
+def build_day(
+    cfg: PipelineConfig,
+    day: dt.date,
+    source: DataSource | None = None,
+    prepared: dict[str, dict[str, pd.DataFrame]] | None = None,
+) -> pd.DataFrame:
     """The day's rows from the source, checked, joined and derived, in a stable order.
+
+    `prepared`: a dict shared by the days of one run (`ingest` passes one): the reference tables,
+    prepared by `core.features.prepare_joins` when the first day with rows needs them, are kept in
+    it under "references" and reused by the next days, instead of being read and deduplicated per day.
 
     Raises SourceSchemaError (naming the pipeline, the source, the partition, the column and the rule)
     when the rows cannot make a trustworthy partition: colliding names, missing or mistyped columns,
@@ -86,8 +95,10 @@ def build_day(cfg: PipelineConfig, day: dt.date, source: DataSource | None = Non
     try:
         check_collisions(list(df.columns), cfg)
         df = add_date_column(canonical_numbers(df), src, day)
-        references = {j.table: source.read_table(j.table) for j in cfg.joins}
-        df = check_numeric(apply_joins(df, cfg, references), numeric_columns(cfg))
+        prepared = {} if prepared is None else prepared
+        if "references" not in prepared:
+            prepared["references"] = prepare_joins(cfg, {j.table: source.read_table(j.table) for j in cfg.joins})
+        df = check_numeric(apply_joins(df, cfg, prepared=prepared["references"]), numeric_columns(cfg))
         df = key_columns(derive(df, cfg.derived, src.time_zone), cfg.row_key)
     except ColumnError as exc:
         raise SourceSchemaError(f"{where}: {exc}") from None
@@ -107,8 +118,9 @@ def ingest(cfg: PipelineConfig, interval: Interval, run_id: str | None = None, u
     partitions: dict[str, int] = {}
     digests: dict[str, str] = {}
     source = open_source(cfg.source, url)
+    prepared: dict[str, dict[str, pd.DataFrame]] = {}  # the reference tables, prepared once for the run
     for day in interval.days():
-        df = build_day(cfg, day, source)
+        df = build_day(cfg, day, source, prepared)
         manifest = lake.write_partition(
             df,
             raw_dir(cfg.name),

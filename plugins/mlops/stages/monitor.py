@@ -16,6 +16,7 @@ Every report is stored as JSON under `lake/<pipeline>/monitoring/<interval>.json
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,14 +111,33 @@ def _check(name: str, column: str, day: str, version: str, breach: str | None, o
     }
 
 
+_PROFILES: dict[bytes, dict[str, Any]] = {}  # digest of reference scores -> their profile
+_MAX_PROFILES = 16
+
+
+def score_profile(reference: np.ndarray) -> dict[str, Any]:
+    """The decile profile (`drift.profile`, numeric) of a version's reference scores, cached by content.
+
+    `reference`: (n,) float64 scores, n >= 1. The same scores give the same profile, so the profile
+    is computed once per version and process instead of once per monitored day; the key is a hash of
+    the values themselves (a re-evaluated version with other scores gets its own profile). Treat the
+    result as read-only.
+    """
+    values = np.ascontiguousarray(reference, dtype="float64")
+    key = hashlib.blake2b(values.tobytes(), digest_size=16).digest() + len(values).to_bytes(8, "little")
+    if key not in _PROFILES:
+        if len(_PROFILES) >= _MAX_PROFILES:
+            _PROFILES.pop(next(iter(_PROFILES)))
+        _PROFILES[key] = profile(pd.DataFrame({"score": values}), [], ["score"])["numeric"]["score"]
+    return _PROFILES[key]
+
+
 def monitor_day(
     cfg: PipelineConfig, day: str, version: str, reference: np.ndarray | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The statistics and checks of one scored day against the version's reference scores."""
     scoring = cfg.scoring
-    ref_profile = None
-    if reference is not None and len(reference):
-        ref_profile = profile(pd.DataFrame({"score": reference}), [], ["score"])["numeric"]["score"]
+    ref_profile = score_profile(reference) if reference is not None and len(reference) else None
     stats = _day_stats(cfg.name, day, ref_profile["edges"] if ref_profile else None)
     rows = stats["rows"]
     gates = rows >= GATING_ROWS

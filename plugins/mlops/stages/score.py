@@ -10,6 +10,7 @@ or failed validation) are retracted from both, with the reason.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from mlops.core.config import PipelineConfig
 from mlops.core.features import ROW_KEY
@@ -74,9 +75,18 @@ def day_bounds(day: dt.date, time_zone: str = "UTC") -> tuple[pd.Timestamp, pd.T
     return start, pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(time_zone)
 
 
-def resolve_model(cfg: PipelineConfig, day: dt.date, model_version: str | None = None) -> registry.VersionRef:
-    """The pinned version, or the champion of `day` (registry.champion_for); either must carry a threshold."""
-    ref = registry.version(cfg.name, model_version) if model_version else registry.champion_for(cfg.name, day)
+def resolve_model(
+    cfg: PipelineConfig, day: dt.date, model_version: str | None = None, champions=None
+) -> registry.VersionRef:
+    """The pinned version, or the champion of `day` (registry.champion_for); either must carry a threshold.
+
+    `champions`: a `registry.champions` lookup of this run, so that many days read the registry once.
+    Raises LookupError (no champion) or ValueError (no threshold tag).
+    """
+    if model_version:
+        ref = registry.version(cfg.name, model_version)
+    else:
+        ref = (champions or registry.champions(cfg.name))(day)
     if ref is None:
         raise LookupError(f"model {cfg.name!r} has no champion yet: run the {cfg.name}_retrain DAG first")
     if ref.threshold is None:
@@ -146,9 +156,15 @@ def score_batches(
                 future.cancel()
 
 
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The process's thread pools, found once: `threadpool_limits` looks for them again on every call."""
+    return ThreadpoolController()
+
+
 def _one_openmp_thread() -> None:
     """Limit the calling worker thread to one OpenMP thread (the limit belongs to the thread)."""
-    threadpool_limits(limits=1, user_api="openmp")
+    _threadpools().limit(limits=1, user_api="openmp")
 
 
 def _counted(frame: pd.DataFrame, tally: dict[str, int] | None) -> pd.DataFrame:
@@ -181,9 +197,10 @@ def score(
     sink = PostgresSink(url, cfg.scoring.table) if url else None
     total, positives, sink_rows, models, versions, retracted = 0, 0, 0, {}, {}, {}
     ref = None
+    champions = None if model_version else registry.champions(cfg.name)  # one registry read for every day
     for day in interval.days():
         key = day.isoformat()
-        day_ref = resolve_model(cfg, day, model_version)
+        day_ref = resolve_model(cfg, day, model_version, champions)
         if is_empty(cfg, day):
             retracted[key] = EMPTY_DAY
             predictions.retract(cfg.name, key, EMPTY_DAY, sink, day_bounds(day, cfg.source.time_zone))

@@ -156,7 +156,6 @@ def reference_profile(cfg: PipelineConfig, rows: pd.DataFrame, days: Interval) -
 
 def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics, reference) -> tuple[str, str]:
     import mlflow
-    import mlflow.data
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
@@ -184,9 +183,10 @@ def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics,
         )
         mlflow.log_params({f"version.{p}": _version(p) for p in ("scikit-learn", "pandas", "numpy", "mlflow")})
         for name, part in parts.items():
-            dataset = mlflow.data.from_pandas(part, source=source, name=f"{cfg.name}-{name}-{getattr(split, name).key}")
+            digest = content_digest(part)[:16]
+            dataset = registry.pandas_dataset(part, source, f"{cfg.name}-{name}-{getattr(split, name).key}", digest)
             mlflow.log_input(dataset, context=name)
-            mlflow.set_tag(f"lake_digest.{name}", content_digest(part)[:16])
+            mlflow.set_tag(f"lake_digest.{name}", digest)
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_dict(reference, "reference/profile.json")
         mlflow.log_dict(cfg.masked_dump(), "config/pipeline.json")  # passwords and tokens masked
