@@ -45,7 +45,7 @@ NUMERIC_TYPES = [
 ]
 DATETIME_TYPES = [f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns")]  # naive datetimes of any unit
 ROW_COUNT = "expect_table_row_count_to_be_between"
-DATA_DOCS_INDEX_LIMIT = 60  # validation results listed on the Data Docs index (each keeps its page)
+DATA_DOCS_INDEX_LIMIT = 30  # validation results listed on the Data Docs index (each keeps its page)
 
 
 def suite_path(pipeline: str) -> Path:
