@@ -1,4 +1,5 @@
-"""`mlops up`: Airflow standalone, the MLflow UI and the SMTP sink answer, and Ctrl-C stops every process."""
+"""`mlops up`: Airflow standalone, the MLflow UI and the SMTP sink answer, and Ctrl-C or SIGTERM stops
+every process; `mlops replay` stops its whole stack on a signal too."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from mlops.local.stack import bin_path, http_ok, wait_until
 pytestmark = pytest.mark.system
 
 
-def test_mlops_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_mlops_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, stop):
     ports = {"airflow": free_port(), "mlflow": free_port(), "smtp": free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_", "PYTEST_"))}
     env["MLOPS_HOME"] = str(tmp_path / "home")
@@ -52,7 +54,7 @@ def test_mlops_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert len(children) >= 2
 
         stopping = time.monotonic()
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to `mlops up`
+        proc.send_signal(stop)  # Ctrl-C in the terminal, or `kill`, systemd, a container stop
         assert proc.wait(120) == 0, log.read_text()[-3000:]
         _, alive = psutil.wait_procs(children, timeout=15)
         assert not [p for p in alive if _live(p)], f"left behind: {alive}"
@@ -65,6 +67,42 @@ def test_mlops_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+        for p in children:
+            if _live(p):
+                p.kill()
+
+
+def test_mlops_replay_started_in_the_background_stops_its_stack_on_ctrl_c(tmp_path):
+    """A shell starts background jobs with SIGINT ignored, and Python keeps it so: `mlops replay` must
+    still stop on it (and on SIGTERM), its stack whole, instead of leaving the servers running."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_", "PYTEST_"))}
+    env["MLOPS_HOME"] = str(tmp_path / "home")
+    cmd = [bin_path("mlops"), "replay", "flights", "--start", "2013-02-04", "--end", "2013-02-06"]
+    log = tmp_path / "replay.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `mlops replay ... &` does
+        )
+    children: list[psutil.Process] = []
+    try:
+        wait_until(lambda: "stack up in" in log.read_text() or proc.poll() is not None, 300, "the replay's stack", [])
+        assert proc.poll() is None, log.read_text()[-3000:]
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 5  # PostgreSQL, MLflow, Airflow's four servers
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(180) == 130, log.read_text()[-3000:]
+        assert "mlops replay: stopped (SIGINT)" in log.read_text()
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not [p for p in alive if _live(p)], f"left behind: {alive}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
         for p in children:
             if _live(p):
                 p.kill()

@@ -71,13 +71,17 @@ def _run(args: argparse.Namespace) -> int:
         from mlops.local.replay import replay
         from mlops.reporting.replay import summary_lines
 
-        data = replay(
-            args.pipeline,
-            dt.date.fromisoformat(args.start),
-            dt.date.fromisoformat(args.end),
-            reprocess=args.reprocess,
-            max_active_runs=args.max_active_runs,
-        )
+        try:
+            data = replay(
+                args.pipeline,
+                dt.date.fromisoformat(args.start),
+                dt.date.fromisoformat(args.end),
+                reprocess=args.reprocess,
+                max_active_runs=args.max_active_runs,
+            )
+        except KeyboardInterrupt as stop:
+            print(f"mlops replay: stopped ({stop or 'SIGINT'}); its stack has stopped", file=sys.stderr)
+            return 130
         print("\n".join(summary_lines(data)))
         return 0
     if args.command == "airflow":

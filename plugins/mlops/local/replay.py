@@ -92,13 +92,14 @@ def replay(
 ) -> dict[str, Any]:
     """Replay `pipeline` over [start, end) under the real scheduler; returns the year report's data.
 
-    Raises RuntimeError naming the run or backfill when Airflow refuses or loses one.
+    Raises RuntimeError naming the run or backfill when Airflow refuses or loses one, and
+    KeyboardInterrupt on SIGINT or SIGTERM, once every process of the stack has stopped.
     """
     from mlops.airflow import environment as airflow_env
     from mlops.core.config import load_pipeline
     from mlops.io.paths import mlops_home
     from mlops.local.mailsink import free_port
-    from mlops.local.stack import LocalStack
+    from mlops.local.stack import LocalStack, stopped_by_signals
 
     cfg = load_pipeline(pipeline)
     reports_dir = mlops_home() / "reports"
@@ -111,7 +112,7 @@ def replay(
     the_plan = plan(start, end, retrain_weekday, _source_has_day(cfg, month_before(start)))
     started = time.monotonic()
     stack = LocalStack(home, free_port(), free_port(), free_port())
-    with stack:
+    with stopped_by_signals(), stack:  # Ctrl-C or SIGTERM: KeyboardInterrupt, and the stack stops whole
         echo(f"replay {pipeline}: stack up in {time.monotonic() - started:.0f} s ({stack.airflow_url})")
         driver = _Driver(stack, pipeline, max_active_runs, reprocess, echo)
         driver.wait_for_dags()

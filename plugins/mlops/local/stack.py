@@ -3,7 +3,8 @@
 Every process starts in its own session (`start_new_session=True`), so a Ctrl-C in the terminal reaches
 only `mlops up`, which then stops each child itself: SIGINT to the child's process group (what a
 terminal's Ctrl-C does; Airflow shuts down cleanly on it, while SIGTERM can leave orphans), a wait,
-and SIGKILL only as the last resort.
+and SIGKILL only as the last resort. While a stack runs, `mlops up` and `mlops replay` turn SIGINT
+and SIGTERM (`kill`, systemd, a container stop) into that same clean stop (`stopped_by_signals`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
@@ -106,6 +107,34 @@ def _group_alive(pgid: int) -> bool:
             if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
                 return True
     return False
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Raise KeyboardInterrupt on SIGINT or SIGTERM in the block, so a `finally` stops the stack.
+
+    Without it, Python dies on SIGTERM with no cleanup, and keeps SIGINT ignored in a process that a
+    non-interactive shell started in the background: either way the servers would run on, orphaned.
+    Only the main thread can set handlers; elsewhere the block runs as it is.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, services: list[Service] = ()) -> None:
@@ -251,12 +280,12 @@ class LocalStack:
     def stop(self) -> None:
         """Stop every process (SIGINT, then SIGKILL as a last resort), the sink and PostgreSQL.
 
-        A second Ctrl-C during the shutdown is ignored: it must not leave processes behind.
+        A second Ctrl-C (or SIGTERM) during the shutdown is ignored: it must not leave processes behind.
         """
         import threading
 
         main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS} if main else {}
         try:
             for s in reversed(self.services):
                 code = s.stop(timeout=60)
@@ -271,8 +300,8 @@ class LocalStack:
                 self.postgres = None
             (self.home / "stack.json").unlink(missing_ok=True)
             self._scoped.close()
-            if main:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def __enter__(self) -> LocalStack:
         try:
@@ -333,8 +362,14 @@ def up(mlflow_port: int = 5000, airflow_port: int = 8080, smtp_port: int = 8025,
         return 2
     started = time.monotonic()
     stack = LocalStack(mlops_home(), airflow_port, mlflow_port, smtp_port, host=host)
-    interrupted = False
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    with stopped_by_signals(), contextlib.ExitStack() as cleanup:
+        cleanup.callback(stack.stop)  # ignores a second signal while it stops everything
+        interrupted = _serve(stack, started)
+    return 0 if interrupted else 1
+
+
+def _serve(stack: LocalStack, started: float) -> bool:
+    """Start the stack and wait until a signal (True) or a process that exits or fails (False)."""
     try:
         stack.start()
         print(
@@ -353,15 +388,11 @@ def up(mlflow_port: int = 5000, airflow_port: int = 8080, smtp_port: int = 8025,
         gone = [s for s in stack.services if not s.running()]
         print(f"mlops up: {', '.join(s.name for s in gone)} exited; stopping the rest", file=sys.stderr)
     except KeyboardInterrupt:
-        interrupted = True
         print("\nmlops up: stopping", flush=True)
+        return True
     except Exception as exc:
         print(f"mlops up: {exc}", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
-        stack.stop()
-        signal.signal(signal.SIGINT, previous)
-    return 0 if interrupted else 1
+    return False
 
 
 def run_airflow_cli(args: list[str]) -> int:
