@@ -325,6 +325,9 @@ class Audit(_Strict):
 
     enabled: bool = False
     repeats: int = Field(5, ge=2, description="permutation importance: shuffles per feature")
+    permutation_max_rows: int | None = Field(
+        None, ge=100, description="permutation importance on a seeded sample of at most this many evaluation rows"
+    )
     max_lofo_features: int = Field(5, ge=0, description="leave-one-feature-out refits at most (0: none)")
     budget_factor: float = Field(2.0, gt=0, description="audit time at most this many times one training fit")
     correlation_threshold: float = Field(0.9, gt=0, le=1, description="|Pearson| or |Spearman| naming a pair")

@@ -268,7 +268,9 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
 
     1. Reference fit: the configured model (uncalibrated) on the train rows with every feature; its
        duration T stands for the training time (the train stage ran in another task).
-    2. Permutation importance of the registered challenger on the evaluation rows (ROC AUC, t interval).
+    2. Permutation importance of the registered challenger on the evaluation rows (ROC AUC, t interval;
+       a seeded sample of `audit.permutation_max_rows` of them when set: its cost is features x repeats
+       predictions of those rows).
     3. LOFO refits (uncalibrated, like the reference) for the features whose importance interval
        includes zero, at most `audit.max_lofo_features`, while the audit (steps 2-4, without the
        reference fit) stays within `audit.budget_factor` x T; the others are skipped and named.
@@ -304,10 +306,12 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
     full = fit_score(cfg.features.all)
     fit_seconds = time.perf_counter() - began
     budget = a.budget_factor * fit_seconds
+    model = registry.load_sklearn(challenger)
     started = time.perf_counter()
-    importances, _ = fa.permutation_importances(
-        registry.load_sklearn(challenger), X_eval, y_eval, a.repeats, a.seed, a.confidence
-    )
+    rows = np.arange(len(y_eval))
+    if a.permutation_max_rows is not None and len(rows) > a.permutation_max_rows:
+        rows = np.sort(np.random.default_rng(a.seed).choice(rows, a.permutation_max_rows, replace=False))
+    importances, _ = fa.permutation_importances(model, X_eval.iloc[rows], y_eval[rows], a.repeats, a.seed, a.confidence)
     permutation_seconds = time.perf_counter() - started
     candidates = importances[importances.includes_zero].sort_values("importance").feature.tolist()
     lofo = fa.lofo(
@@ -331,7 +335,7 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
     summary |= {
         "method": {
             "permutation": f"sklearn permutation_importance, scoring roc_auc, {a.repeats} repeats, "
-            f"t interval of the mean ({a.confidence:.0%})",
+            f"t interval of the mean ({a.confidence:.0%}), on {len(rows)} of {len(y_eval)} evaluation rows",
             "lofo": f"refit without the feature, paired bootstrap of the evaluation rows ({a.bootstrap_samples})",
             "correlation": f"|Pearson| or |Spearman| >= {a.correlation_threshold} on the train rows",
         },
@@ -343,6 +347,7 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
         "correlated_pairs": pairs.to_dict(orient="records"),
         "importance": importances.drop(columns="includes_zero").to_dict(orient="records"),
         "fit_seconds": fit_seconds,
+        "permutation_rows": len(rows),
         "permutation_seconds": permutation_seconds,
         "lofo_seconds": lofo.seconds,
         "audit_seconds": audit_seconds,
