@@ -87,6 +87,7 @@ def test_a_report_without_champion_renders_offline(passed, promoted, blocked_by,
     )
     assert verdict in page and "no champion to compare with" in page and "0.7000 [0.6500, 0.7500]" in page
     assert "0.7 &gt;= 0.5" in page and f'<span class="{outcome}">{outcome}</span>' in page
+    assert "<h2>Feature audit</h2><p>no feature audit on the challenger's run" in page
     no_external_urls(page)
 
 
