@@ -87,6 +87,7 @@ def test_a_report_without_champion_renders_offline(passed, promoted, blocked_by,
     )
     assert verdict in page and "no champion to compare with" in page and "0.7000 [0.6500, 0.7500]" in page
     assert "0.7 &gt;= 0.5" in page and f'<span class="{outcome}">{outcome}</span>' in page
+    assert "<h2>Feature audit</h2><p>no feature audit on the challenger's run" in page
     no_external_urls(page)
 
 
@@ -178,3 +179,61 @@ def test_the_pipeline_page_serves_the_report_and_links_it(promoted):
     assert client.get("/pipelines/flights/versions/99/promotion").status_code == 404
     page = client.get("/pipelines/flights").text
     assert '<a href="flights/versions/2/promotion">promotion report</a>' in page
+
+
+def test_the_feature_audit_is_logged_and_shown(promoted, cfg):
+    from mlops.io.feature_audit import SUMMARY_PATH, read_feature_audit
+
+    run_id, page = promoted["second"].run_id, promoted["page"]
+    audit = read_feature_audit(run_id)
+    assert audit is not None and SUMMARY_PATH == "audit/feature_audit.json"
+    assert set(audit["verdicts"]) == set(cfg.features.all)
+    assert {r["feature"] for r in audit["importance"]} == set(cfg.features.all)
+    paths = {f.path for f in registry.client().list_artifacts(run_id, "audit")}
+    assert {"audit/permutation_importance.csv", "audit/lofo.csv", "audit/correlated_pairs.csv"} <= paths
+    metrics = registry.client().get_run(run_id).data.metrics
+    assert metrics["audit_flagged_features"] == len(audit["flagged"]) and metrics["audit_time_ratio"] > 0
+    tested_or_skipped = set(audit["lofo_tested"]) | set(audit["lofo_skipped"])
+    assert tested_or_skipped == {f for f, v in audit["verdicts"].items() if v != "contributes"}
+    assert "<h2>Feature audit</h2>" in page
+    assert (
+        f"Flagged (removal changes no metric beyond noise): <b>{html.escape(', '.join(audit['flagged']) or 'none')}"
+        in page
+    )
+    assert f"{audit['time_ratio']:.2f} x one training fit" in page
+    print(
+        "feature audit:",
+        {
+            k: audit[k]
+            for k in (
+                "flagged",
+                "lofo_tested",
+                "lofo_skipped",
+                "time_ratio",
+                "fit_seconds",
+                "permutation_seconds",
+                "permutation_rows",
+            )
+        },
+    )
+    print(
+        "correlated pairs:",
+        [(p["feature_a"], p["feature_b"], round(p["pearson"], 3)) for p in audit["correlated_pairs"]],
+    )
+
+
+def test_with_a_generous_budget_lofo_tests_every_candidate_and_names_the_flagged(promoted, cfg):
+    """The configured model (version 1) on the short window, LOFO unbounded: the flights features that add nothing."""
+    from mlops.io.datasets import read_training_set
+    from mlops.stages.evaluate import run_feature_audit
+
+    first = promoted["first"]
+    audit = cfg.audit.model_copy(update={"budget_factor": 1e6, "max_lofo_features": len(cfg.features.all)})
+    generous = cfg.model_copy(update={"audit": audit})
+    df = read_training_set("flights", first.training_key)
+    summary = run_feature_audit(generous, df, first.split, registry.version("flights", first.version))
+    candidates = {f for f, v in summary["verdicts"].items() if v != "contributes"}
+    assert set(summary["lofo_tested"]) == candidates and not summary["lofo_skipped"] and not summary["not_tested"]
+    assert set(summary["flagged"]) <= candidates
+    print("generous budget:", {k: summary[k] for k in ("flagged", "lofo_tested", "time_ratio", "fit_seconds")})
+    print("verdicts:", summary["verdicts"])

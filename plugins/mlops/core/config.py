@@ -320,6 +320,22 @@ class Evaluation(_Strict):
     )
 
 
+class Audit(_Strict):
+    """The feature-contribution audit of each challenger (run by the evaluate stage; docs/statistics.md, 9)."""
+
+    enabled: bool = False
+    repeats: int = Field(5, ge=2, description="permutation importance: shuffles per feature")
+    permutation_max_rows: int | None = Field(
+        None, ge=100, description="permutation importance on a seeded sample of at most this many evaluation rows"
+    )
+    max_lofo_features: int = Field(5, ge=0, description="leave-one-feature-out refits at most (0: none)")
+    budget_factor: float = Field(2.0, gt=0, description="audit time at most this many times one training fit")
+    correlation_threshold: float = Field(0.9, gt=0, le=1, description="|Pearson| or |Spearman| naming a pair")
+    bootstrap_samples: int = Field(200, ge=0, description="paired resamples of each LOFO delta (0: no interval)")
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
 class Gate(_Strict):
     """One promotion check on a metric, like TFMA's value and change thresholds."""
 
@@ -594,6 +610,7 @@ class PipelineConfig(_Strict):
     threshold: Threshold = Threshold()
     evaluation: Evaluation = Evaluation()
     promotion: Promotion = Promotion()
+    audit: Audit = Audit()
     scoring: Scoring = Scoring()
     labels: Labels = Labels()
     monitoring: Monitoring = Monitoring()
@@ -685,6 +702,7 @@ NOT_MODEL_DEFINING: dict[str, Any] = {
     "owner_email": True,
     "source": {"conn_id", "timeout_seconds", "retries", "backoff_seconds"},
     "scoring": True,
+    "audit": True,
     "labels": True,
     "monitoring": True,
     "schedules": True,

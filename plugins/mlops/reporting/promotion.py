@@ -219,6 +219,59 @@ def _deltas_html(slices: list[dict[str, Any]]) -> str:
     return "".join(parts) or "<p>no slice metrics</p>"
 
 
+def feature_audit_html(audit: dict[str, Any] | None) -> str:
+    """The feature-audit section: verdicts, importances with intervals, LOFO skips, correlated pairs, timing.
+
+    `audit`: the challenger's `audit/feature_audit.json` (see `stages.evaluate.run_feature_audit`); None:
+    the run has no audit (disabled, or trained before audits).
+    """
+    esc = html.escape
+    if not audit:
+        return "<p>no feature audit on the challenger's run (audit.enabled is false, or it predates audits)</p>"
+    if audit.get("skipped"):
+        return f"<p>feature audit skipped: {esc(str(audit['skipped']))}</p>"
+    flagged = audit.get("flagged") or []
+    verdicts = audit.get("verdicts", {})
+    head = (
+        f"<p>Flagged (removal changes no metric beyond noise): <b>{esc(', '.join(flagged) or 'none')}</b>. "
+        f"Not tested by LOFO: {esc(', '.join(audit.get('not_tested') or []) or 'none')}. "
+        f"Audit time {audit['audit_seconds']:.1f} s = {audit['time_ratio']:.2f} x one training fit "
+        f"({audit['fit_seconds']:.1f} s; budget {audit['budget_seconds']:.1f} s).</p>"
+    )
+    method = "".join(f"<li>{esc(k)}: {esc(str(v))}</li>" for k, v in audit.get("method", {}).items())
+    importance = _table(
+        ["feature", "permutation importance (ROC AUC drop) [CI]", "sd", "verdict"],
+        [
+            [
+                esc(r["feature"]),
+                _interval(r["importance"], r["ci_low"], r["ci_high"], signed=True),
+                _num(r["sd"]),
+                f'<span class="{"fail" if verdicts.get(r["feature"]) == "flagged" else "not_judged"}">'
+                f"{esc(verdicts.get(r['feature'], ''))}</span>",
+            ]
+            for r in sorted(audit.get("importance", []), key=lambda r: -r["importance"])
+        ],
+    )
+    skipped = "".join(f"<li>{esc(f)}: {esc(why)}</li>" for f, why in (audit.get("lofo_skipped") or {}).items())
+    pairs = audit.get("correlated_pairs") or []
+    pair_table = (
+        _table(
+            ["feature a", "feature b", "Pearson", "Spearman", "n"],
+            [
+                [esc(p["feature_a"]), esc(p["feature_b"]), _num(p["pearson"], 3), _num(p["spearman"], 3), str(p["n"])]
+                for p in pairs
+            ],
+        )
+        if pairs
+        else "<p>no strongly correlated numeric pair</p>"
+    )
+    return (
+        f"{head}<ul>{method}</ul>{importance}"
+        + (f"<p>LOFO skipped:</p><ul>{skipped}</ul>" if skipped else "")
+        + f"<h3>Correlated pairs (train rows)</h3>{pair_table}"
+    )
+
+
 def render_promotion_report(data: dict[str, Any]) -> str:
     """HTML of one promotion decision.
 
@@ -230,6 +283,7 @@ def render_promotion_report(data: dict[str, Any]) -> str:
     - config_diff: rows of `config_diff` (None: a config was not recorded), config_note (str)
     - slices: rows of `slice_deltas`
     - images: list of {title, png (base64)} (the evaluation's plots)
+    - feature_audit: the challenger's `audit/feature_audit.json`, or None (see `feature_audit_html`)
     """
     esc = html.escape
     challenger, champion = data["challenger"], data.get("champion")
@@ -302,5 +356,6 @@ decided at {esc(data["decided_at"])}.</p>
 <h2>Data</h2><p>Both models are evaluated on the challenger's evaluation window.</p>
 {_table(["part", "model", "window", "rows", "label rate", "content digest"], _data_rows(data))}
 <h2>Metrics per slice</h2>{deltas}
+<h2>Feature audit</h2>{feature_audit_html(data.get("feature_audit"))}
 <h2>Plots</h2>{imgs or "<p>no plots</p>"}
 </body></html>"""

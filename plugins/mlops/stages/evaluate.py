@@ -12,8 +12,10 @@ Definitions: docs/statistics.md.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.core.config import LOWER_IS_BETTER, Evaluation, Gate, PipelineConfig
+from mlops.core import feature_audit as fa
+from mlops.core.config import LOWER_IS_BETTER, Evaluation, Features, Gate, PipelineConfig
 from mlops.core.features import ROW_KEY, labels
 from mlops.core.gating import gain_bound, inconclusive, judges_slice
 from mlops.core.metrics import (
@@ -35,11 +38,14 @@ from mlops.core.metrics import (
     proportions,
     wilson_interval,
 )
-from mlops.core.modeling import model_input, predict_scores
+from mlops.core.modeling import build_estimator, model_input, predict_scores
 from mlops.core.slicing import slice_groups, slice_seed
-from mlops.core.splits import split_frame, split_window
+from mlops.core.splits import Split, split_frame, split_window
 from mlops.io import registry
 from mlops.io.datasets import read_training_set
+from mlops.io.feature_audit import log_feature_audit
+
+log = logging.getLogger(__name__)
 
 SLICE_COLUMNS = [
     "slice_feature",
@@ -80,6 +86,7 @@ class EvaluationResult:
     overall: dict[str, dict[str, float]]  # model -> metric -> value
     worst_slices: dict[str, dict[str, Any]]  # model -> metric -> {slice, value, gap}
     rows: int
+    audit: dict[str, Any] | None = None  # the feature audit's summary (None: audit disabled)
 
 
 def evaluate_slices(
@@ -217,7 +224,9 @@ def evaluate(cfg: PipelineConfig, training_key: str, window, challenger_version:
     champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
     if champion is not None and champion.version == challenger.version:
         champion = None
-    part = split_frame(read_training_set(cfg.name, training_key), cfg, split_window(cfg, window).evaluation)
+    df = read_training_set(cfg.name, training_key)
+    split = split_window(cfg, window)
+    part = split_frame(df, cfg, split.evaluation)
     X = model_input(part, cfg.features)
     predictions = part[[ROW_KEY, *cfg.slice_columns]].reset_index(drop=True)
     predictions["label"] = labels(part, cfg.target).to_numpy(dtype="int64")
@@ -248,6 +257,123 @@ def evaluate(cfg: PipelineConfig, training_key: str, window, challenger_version:
         (folder / "worst_slices.json").write_text(json.dumps(worst, indent=2))
         evaluation_plots(predictions, metrics, thresholds, folder / "plots")
         c.log_artifacts(challenger.run_id, str(folder), "evaluation")
+    audit = run_feature_audit(cfg, df, split, challenger) if cfg.audit.enabled else None
     return EvaluationResult(
-        challenger.version, champion.version if champion else None, summary, worst, len(predictions)
+        challenger.version, champion.version if champion else None, summary, worst, len(predictions), audit
     )
+
+
+def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, challenger) -> dict[str, Any]:
+    """The feature-contribution audit of the challenger, logged to its run under `audit/` (core.feature_audit).
+
+    1. Reference fit: the configured model (uncalibrated) on the train rows with every feature; its
+       duration T stands for the training time (the train stage ran in another task).
+    2. Permutation importance of the registered challenger on the evaluation rows (ROC AUC, t interval;
+       a seeded sample of `audit.permutation_max_rows` of them when set: its cost is features x repeats
+       predictions of those rows).
+    3. LOFO refits (uncalibrated, like the reference) for the features whose importance interval
+       includes zero, at most `audit.max_lofo_features`, while the audit (steps 2-4, without the
+       reference fit) stays within `audit.budget_factor` x T; the others are skipped and named.
+    4. Correlated numeric pairs on the train rows.
+    Returns the summary logged as `audit/feature_audit.json`; the ratio audit time / T is logged.
+    """
+    a = cfg.audit
+    train_part = split_frame(df, cfg, split.train)
+    eval_part = split_frame(df, cfg, split.evaluation)
+    X_train, X_eval = model_input(train_part, cfg.features), model_input(eval_part, cfg.features)
+    y_train = labels(train_part, cfg.target).to_numpy(dtype="int64")
+    y_eval = labels(eval_part, cfg.target).to_numpy(dtype="int64")
+    summary: dict[str, Any] = {
+        "version": challenger.version,
+        "evaluation_rows": len(y_eval),
+        "train_rows": len(y_train),
+    }
+    if len(np.unique(y_eval)) < 2 or len(np.unique(y_train)) < 2:
+        summary |= {"skipped": "one class only in the train or evaluation rows: no ROC AUC", "flagged": []}
+        log_feature_audit(challenger.run_id, summary, {})
+        return summary
+
+    def fit_score(columns: list[str]) -> np.ndarray:
+        features = Features(
+            categorical=[c for c in cfg.features.categorical if c in columns],
+            numeric=[c for c in cfg.features.numeric if c in columns],
+        )
+        estimator = build_estimator(cfg.training.model, features)
+        estimator.fit(X_train[features.all], y_train)
+        return predict_scores(estimator, X_eval[features.all])
+
+    began = time.perf_counter()
+    full = fit_score(cfg.features.all)
+    fit_seconds = time.perf_counter() - began
+    budget = a.budget_factor * fit_seconds
+    model = registry.load_sklearn(challenger)
+    started = time.perf_counter()
+    rows = np.arange(len(y_eval))
+    if a.permutation_max_rows is not None and len(rows) > a.permutation_max_rows:
+        rows = np.sort(np.random.default_rng(a.seed).choice(rows, a.permutation_max_rows, replace=False))
+    importances, _ = fa.permutation_importances(model, X_eval.iloc[rows], y_eval[rows], a.repeats, a.seed, a.confidence)
+    permutation_seconds = time.perf_counter() - started
+    candidates = importances[importances.includes_zero].sort_values("importance").feature.tolist()
+    lofo = fa.lofo(
+        fit_score,
+        cfg.features.all,
+        candidates,
+        y_eval,
+        full,
+        max_features=a.max_lofo_features,
+        budget_seconds=max(budget - permutation_seconds, 0.0),
+        fit_seconds=fit_seconds,
+        bootstrap_samples=a.bootstrap_samples,
+        confidence=a.confidence,
+        seed=a.seed,
+    )
+    pairs = fa.correlated_pairs(train_part, cfg.features.numeric, a.correlation_threshold)
+    audit_seconds = time.perf_counter() - started
+    verdicts = fa.verdicts(importances, lofo)
+    flagged = [f for f, v in verdicts.items() if v == fa.FLAGGED]
+    ratio = audit_seconds / fit_seconds if fit_seconds > 0 else math.inf
+    summary |= {
+        "method": {
+            "permutation": f"sklearn permutation_importance, scoring roc_auc, {a.repeats} repeats, "
+            f"t interval of the mean ({a.confidence:.0%}), on {len(rows)} of {len(y_eval)} evaluation rows",
+            "lofo": f"refit without the feature, paired bootstrap of the evaluation rows ({a.bootstrap_samples})",
+            "correlation": f"|Pearson| or |Spearman| >= {a.correlation_threshold} on the train rows",
+        },
+        "verdicts": verdicts,
+        "flagged": flagged,
+        "not_tested": [f for f, v in verdicts.items() if v == fa.NOT_TESTED],
+        "lofo_tested": lofo.tested,
+        "lofo_skipped": lofo.skipped,
+        "correlated_pairs": pairs.to_dict(orient="records"),
+        "importance": importances.drop(columns="includes_zero").to_dict(orient="records"),
+        "fit_seconds": fit_seconds,
+        "permutation_rows": len(rows),
+        "permutation_seconds": permutation_seconds,
+        "lofo_seconds": lofo.seconds,
+        "audit_seconds": audit_seconds,
+        "budget_seconds": budget,
+        "time_ratio": ratio,
+        "metrics": {
+            "audit_flagged_features": len(flagged),
+            "audit_correlated_pairs": len(pairs),
+            "audit_lofo_tested": len(lofo.tested),
+            "audit_seconds": audit_seconds,
+            "audit_time_ratio": ratio,
+        },
+    }
+    log.info(
+        "feature audit of version %s: %.2f s against one training fit of %.2f s (ratio %.2f, budget %.1f x); "
+        "LOFO on %s; skipped %s; flagged %s; correlated pairs %s",
+        challenger.version,
+        audit_seconds,
+        fit_seconds,
+        ratio,
+        a.budget_factor,
+        lofo.tested or "none",
+        lofo.skipped or "none",
+        flagged or "none",
+        [(p["feature_a"], p["feature_b"]) for p in summary["correlated_pairs"]] or "none",
+    )
+    tables = {"permutation_importance": importances, "lofo": lofo.deltas, "correlated_pairs": pairs}
+    log_feature_audit(challenger.run_id, summary, tables)
+    return summary

@@ -32,6 +32,7 @@ from mlops.core.config import LOWER_IS_BETTER, Gate, PipelineConfig
 from mlops.core.gating import gain_bound, inconclusive, judges_slice
 from mlops.core.metrics import OVERALL
 from mlops.io import audit, registry
+from mlops.io.feature_audit import read_feature_audit
 from mlops.io.paths import mlops_home
 from mlops.reporting.promotion import PARTS, REPORT_PATH, config_diff, render_promotion_report, slice_deltas
 
@@ -307,6 +308,7 @@ def report_data(
         "config_note": note,
         "slices": slice_deltas(metrics, comparison),
         "images": _evaluation_images(challenger.run_id),
+        "feature_audit": read_feature_audit(challenger.run_id),
     }
 
 

@@ -170,10 +170,21 @@ class EvaluateOperator(_AfterTraining):
         trained = self.trained(context)
         result = evaluate(self.config(), trained["training_key"], _window(trained["training_key"]), trained["version"])
         self.log.info("evaluation on %d rows: %s", result.rows, result.overall)
+        audit = result.audit
+        if audit is not None and "time_ratio" in audit:
+            self.log.info(
+                "feature audit: %.2f s, %.2f x the training fit (%.2f s); LOFO skipped: %s; flagged: %s",
+                audit["audit_seconds"],
+                audit["time_ratio"],
+                audit["fit_seconds"],
+                audit["lofo_skipped"] or "none",
+                audit["flagged"] or "none",
+            )
         return {
             "overall": result.overall,
             "champion_version": result.champion_version,
             "worst_slices": result.worst_slices,
+            "audit_flagged": audit.get("flagged", []) if audit else None,
         }
 
 

@@ -1,0 +1,192 @@
+"""Feature-contribution audit of a trained model: permutation importance, leave-one-feature-out, correlations.
+
+Pure computations (no Airflow, no MLflow, no files); the evaluate stage gathers the rows and logs the result.
+
+1. Permutation importance (Breiman 2001, "Random forests", section 10; scikit-learn's
+   `sklearn.inspection.permutation_importance`): the drop of ROC AUC on the evaluation rows when one
+   feature's column is shuffled, `repeats` times per feature. Its interval is the Student t interval of
+   the mean of the repeats: mean +- t(1 - alpha/2, repeats - 1) x sd / sqrt(repeats), sd with ddof 1.
+   It covers the shuffling noise only (the model and the evaluation rows are fixed).
+2. Leave-one-feature-out (LOFO; Lei et al. 2018, "Distribution-free predictive inference for
+   regression", section 6.2): for each feature whose importance interval includes zero, the same model
+   config is fitted on the same training rows without that feature and scored on the same evaluation
+   rows; the delta (without - with) of ROC AUC, PR AUC, log loss and Brier gets a paired percentile
+   bootstrap interval (`core.metrics.PairedBootstrap`: each resample of the evaluation rows is applied
+   to both models). A feature is flagged when no delta's interval excludes zero: removing it changes no
+   metric beyond the evaluation's sampling noise.
+3. Correlated pairs: |Pearson| or |Spearman| correlation of two numeric features on the training rows
+   (pairwise complete rows) at or above a threshold.
+
+Definitions and choices: docs/statistics.md, section 9.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mlops.core.metrics import PairedBootstrap, percentile_interval, point_metrics
+
+LOFO_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier")
+IMPORTANCE_COLUMNS = ["feature", "importance", "sd", "ci_low", "ci_high", "repeats", "includes_zero"]
+LOFO_COLUMNS = ["feature", "metric", "with_feature", "without_feature", "delta", "ci_low", "ci_high", "n", "seconds"]
+PAIR_COLUMNS = ["feature_a", "feature_b", "pearson", "spearman", "n"]
+# a feature's verdict: contributes (importance interval above zero), lofo_contributes (some delta beyond
+# noise), flagged (no delta beyond noise), not_tested (its importance includes zero, LOFO beyond budget)
+CONTRIBUTES, LOFO_CONTRIBUTES, FLAGGED, NOT_TESTED = "contributes", "lofo_contributes", "flagged", "not_tested"
+
+
+def permutation_importances(
+    estimator, X: pd.DataFrame, y: np.ndarray, repeats: int, seed: int, confidence: float = 0.95
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Permutation importance (ROC AUC drop) per feature with a t interval over the repeats.
+
+    `estimator`: fitted, with `predict_proba` on `X` (n rows, one column per feature, the model's input
+    frame); `y`: (n,) 0/1 labels with both classes (else scikit-learn raises ValueError); `repeats` >= 2.
+    Returns (table with IMPORTANCE_COLUMNS, one row per column of X in order; raw (features, repeats)
+    importances as scikit-learn returns them). Units: ROC AUC points (0..1 scale), positive = the
+    feature helps. The shuffles are scikit-learn's for `random_state=seed`, one job.
+    """
+    from scipy.stats import t
+    from sklearn.inspection import permutation_importance
+
+    if repeats < 2:
+        raise ValueError(f"permutation importance needs at least 2 repeats for an interval, got {repeats}")
+    result = permutation_importance(estimator, X, y, scoring="roc_auc", n_repeats=repeats, random_state=seed, n_jobs=1)
+    raw = np.asarray(result.importances, dtype="float64")
+    mean = raw.mean(axis=1)
+    sd = raw.std(axis=1, ddof=1)
+    half = t.ppf(1 - (1 - confidence) / 2, repeats - 1) * sd / np.sqrt(repeats)
+    table = pd.DataFrame(
+        {
+            "feature": list(X.columns),
+            "importance": mean,
+            "sd": sd,
+            "ci_low": mean - half,
+            "ci_high": mean + half,
+            "repeats": repeats,
+        }
+    )
+    table["includes_zero"] = table.ci_low <= 0  # includes zero, or lies below it (shuffling helped)
+    return table, raw
+
+
+def correlated_pairs(df: pd.DataFrame, numeric: list[str], threshold: float) -> pd.DataFrame:
+    """Pairs of numeric features whose |Pearson| or |Spearman| correlation is at least `threshold`.
+
+    `df`: the training rows; `numeric`: its numeric feature columns. Each pair uses the rows where both
+    are present (pandas' pairwise-complete `corr`); a constant column has NaN correlations and pairs
+    with nothing. Returns PAIR_COLUMNS rows, the strongest first (n: rows where both are present).
+    """
+    cols = [c for c in numeric if c in df.columns]
+    frame = df[cols].astype("float64")
+    pearson = frame.corr(method="pearson")
+    spearman = frame.corr(method="spearman")
+    present = frame.notna().astype("float64")
+    both = present.T @ present
+    rows = []
+    for i, a in enumerate(cols):
+        for b in cols[i + 1 :]:
+            p, s = float(pearson.at[a, b]), float(spearman.at[a, b])
+            if max(abs(np.nan_to_num(p)), abs(np.nan_to_num(s))) >= threshold:
+                rows.append((a, b, p, s, int(both.at[a, b])))
+    out = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    strength = np.maximum(out.pearson.abs().fillna(0), out.spearman.abs().fillna(0))
+    return out.iloc[np.argsort(-strength.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+@dataclass
+class LofoResult:
+    """LOFO deltas (LOFO_COLUMNS rows), what was skipped and why, and the time spent."""
+
+    deltas: pd.DataFrame
+    tested: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)  # feature -> reason (budget, max_lofo_features)
+    seconds: float = 0.0
+
+
+def lofo(
+    fit_score: Callable[[list[str]], np.ndarray],
+    features: list[str],
+    candidates: list[str],
+    y_eval: np.ndarray,
+    full: np.ndarray,
+    *,
+    max_features: int,
+    budget_seconds: float,
+    fit_seconds: float,
+    bootstrap_samples: int,
+    confidence: float,
+    seed: int,
+) -> LofoResult:
+    """Leave-one-feature-out: refit without each candidate and compare with the full model, paired.
+
+    `fit_score(columns)`: fits the configured model on the training rows using only `columns` and
+    returns its (n,) scores (probabilities) on the evaluation rows; `features`: every feature;
+    `candidates`: the features to leave out, in order (at most `max_features` are tried); `y_eval`:
+    (n,) 0/1 labels; `full`: (n,) scores of `fit_score(features)` (the model with every feature),
+    whose fit took `fit_seconds`, the estimate of one refit. A candidate is tried only while the time
+    spent here plus the longest refit so far stays within `budget_seconds` (seconds, >= 0); the others
+    are in `skipped` with the reason.
+    Deltas are without - with; intervals: paired percentile bootstrap (`bootstrap_samples`
+    resamples, 0: none) of the evaluation rows, seeded with `seed`.
+    """
+    start = time.perf_counter()
+    one_fit = fit_seconds
+    full_points = point_metrics(y_eval, full, None)
+    rows, tested, skipped = [], [], {}
+    for number, feature in enumerate(candidates):
+        if number >= max_features:
+            skipped[feature] = f"beyond audit.max_lofo_features={max_features}"
+            continue
+        spent = time.perf_counter() - start
+        if spent + one_fit > budget_seconds:
+            skipped[feature] = (
+                f"beyond the time budget ({spent:.1f} s spent + {one_fit:.1f} s > {budget_seconds:.1f} s)"
+            )
+            continue
+        began = time.perf_counter()
+        without = fit_score([f for f in features if f != feature])
+        seconds = time.perf_counter() - began
+        one_fit = max(one_fit, seconds)
+        points = point_metrics(y_eval, without, None)
+        boot = None
+        if bootstrap_samples:
+            boot = PairedBootstrap(y_eval, {"with": (full, None), "without": (without, None)}, seed)
+            boot.draw(bootstrap_samples, frozenset(LOFO_METRICS))
+        for metric in LOFO_METRICS:
+            low = high = float("nan")
+            if boot is not None:
+                ci = percentile_interval(
+                    boot.values("without", metric) - boot.values("with", metric), confidence, mc_error=False
+                )
+                low, high = ci.low, ci.high
+            delta = points[metric] - full_points[metric]
+            rows.append((feature, metric, full_points[metric], points[metric], delta, low, high, len(y_eval), seconds))
+        tested.append(feature)
+    return LofoResult(pd.DataFrame(rows, columns=LOFO_COLUMNS), tested, skipped, time.perf_counter() - start)
+
+
+def verdicts(importances: pd.DataFrame, lofo_result: LofoResult | None) -> dict[str, str]:
+    """Per feature: contributes, lofo_contributes, flagged or not_tested (see the module's constants).
+
+    A LOFO delta is beyond noise when its paired interval excludes zero; without intervals
+    (bootstrap_samples 0) no delta is, so every tested feature is flagged.
+    """
+    out = {}
+    deltas = lofo_result.deltas if lofo_result is not None else pd.DataFrame(columns=LOFO_COLUMNS)
+    for row in importances.itertuples():
+        if not row.includes_zero:
+            out[row.feature] = CONTRIBUTES
+            continue
+        part = deltas[deltas.feature == row.feature]
+        if part.empty:
+            out[row.feature] = NOT_TESTED
+            continue
+        beyond = ((part.ci_low > 0) | (part.ci_high < 0)).any()
+        out[row.feature] = LOFO_CONTRIBUTES if beyond else FLAGGED
+    return out
