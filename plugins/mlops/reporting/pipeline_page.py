@@ -10,9 +10,7 @@ PNGs inlined as base64: the page loads nothing from elsewhere.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -93,20 +91,12 @@ def page_data(pipeline: str) -> dict[str, Any]:
 # plots
 
 
-def _png(plt, fig) -> str:
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def timeline_plot(events: list[dict[str, Any]]) -> str | None:
     """Champion version over time (a step line) with every decision marked; None without events."""
     points = [e for e in events if e.get("event") in EVENT_STYLES and str(e.get("version", "")).isdigit()]
     if not points:
         return None
-    from mlops.reporting.plots import _pyplot
+    from mlops.reporting.plots import _pyplot, png_base64
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(11, 2.8))
@@ -128,7 +118,7 @@ def timeline_plot(events: list[dict[str, Any]]) -> str | None:
     ax.set_title("Champion timeline")
     ax.legend(fontsize=7, loc="upper left")
     fig.autofmt_xdate()
-    return _png(plt, fig)
+    return png_base64(fig)
 
 
 def _series(rows: pd.DataFrame) -> pd.DataFrame:
@@ -144,7 +134,7 @@ def performance_plot(outcomes: pd.DataFrame, metric: str) -> str | None:
     rows = outcomes[(outcomes.metric == metric) & outcomes.value.notna()]
     if rows.empty:
         return None
-    from mlops.reporting.plots import _pyplot
+    from mlops.reporting.plots import _pyplot, png_base64
 
     plt = _pyplot()
     features = ["overall", *[f for f in dict.fromkeys(rows.slice_feature) if f != "overall"]]
@@ -169,7 +159,7 @@ def performance_plot(outcomes: pd.DataFrame, metric: str) -> str | None:
         ax.legend(fontsize=6, ncol=2, loc="lower left")
         ax.tick_params(labelsize=7)
     fig.autofmt_xdate()
-    return _png(plt, fig)
+    return png_base64(fig)
 
 
 def shift_plot(shifts: pd.DataFrame, metric: str = SHIFT_METRIC) -> str | None:
@@ -181,7 +171,7 @@ def shift_plot(shifts: pd.DataFrame, metric: str = SHIFT_METRIC) -> str | None:
     rows = rows[rows.interval.str.len() == 10]  # days only (training windows are validated too)
     if rows.empty:
         return None
-    from mlops.reporting.plots import _pyplot
+    from mlops.reporting.plots import _pyplot, png_base64
 
     plt = _pyplot()
     comparisons = list(dict.fromkeys(rows.comparison))
@@ -197,7 +187,7 @@ def shift_plot(shifts: pd.DataFrame, metric: str = SHIFT_METRIC) -> str | None:
         ax.legend(fontsize=6, ncol=3, loc="upper left")
         ax.tick_params(labelsize=7)
     fig.autofmt_xdate()
-    return _png(plt, fig)
+    return png_base64(fig)
 
 
 # HTML

@@ -1,7 +1,10 @@
-"""Evaluation plots as PNG files (matplotlib, no display needed)."""
+"""Plots with matplotlib (no display needed): evaluation plots as PNG files, and the helpers every
+HTML page uses to inline a figure."""
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,16 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def png_base64(fig, dpi: int = 80) -> str:
+    """The figure as a base64 PNG (for `<img src="data:image/png;base64,...">`), then closed."""
+    plt = _pyplot()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def evaluation_plots(

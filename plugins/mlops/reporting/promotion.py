@@ -8,9 +8,7 @@ elsewhere: the CSS is inline and the plots are base64 PNGs.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from typing import Any
 
@@ -106,7 +104,7 @@ def delta_plot(rows: list[dict[str, Any]], metric: str) -> str | None:
     part = [r for r in rows if r["metric"] == metric and not math.isnan(r["difference"])]
     if not part:
         return None
-    from mlops.reporting.plots import _pyplot
+    from mlops.reporting.plots import _pyplot, png_base64
 
     plt = _pyplot()
     labels = [_scope(r) + (f" (n={r['n']}, small)" if r["status"] == "small" else "") for r in part]
@@ -122,15 +120,7 @@ def delta_plot(rows: list[dict[str, Any]], metric: str) -> str | None:
     ax.set_yticks(y, labels, fontsize=6)
     ax.set_xlabel(f"{metric}: challenger - champion (95% paired interval)", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
-    return _png(plt, fig)
-
-
-def _png(plt, fig) -> str:
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return png_base64(fig)
 
 
 def _scope(row: dict[str, Any]) -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -45,7 +43,7 @@ def _f(value: float | None) -> str:
 
 def _plot(data: dict[str, Any]) -> str:
     """A PNG (base64) of the weekly realized ROC AUC and the daily outcomes."""
-    from mlops.reporting.plots import _pyplot
+    from mlops.reporting.plots import _pyplot, png_base64
 
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5), sharex=False)
@@ -60,11 +58,7 @@ def _plot(data: dict[str, Any]) -> str:
     )
     bottom.set_ylabel("scored rows")
     bottom.set_title("Daily outcome (green scored, red failed, grey skipped)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return png_base64(fig, dpi=90)
 
 
 def write_html(data: dict[str, Any], path: Path) -> Path:
