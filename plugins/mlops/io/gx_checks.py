@@ -250,28 +250,38 @@ def _stored_checkpoint(gx, context, batch_definition, suite):
     else:
         if _content(stored) != _content(suite):
             stored = context.suites.add_or_update(suite)
-    try:
-        checkpoint = context.checkpoints.get(suite.name)
-        (definition,) = checkpoint.validation_definitions
-        if (
-            definition.name == suite.name
-            and definition.suite.id == stored.id
-            and definition.data.id == batch_definition.id
-            and [(a.type, a.name) for a in checkpoint.actions] == [("update_data_docs", "data_docs")]
-        ):
+    definition = _stored_or_none(context.validation_definitions, suite.name)
+    if definition is None or definition.suite.id != stored.id or definition.data.id != batch_definition.id:
+        if definition is not None:
+            context.validation_definitions.delete(suite.name)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite.name, data=batch_definition, suite=stored)
+        )
+    checkpoint = _stored_or_none(context.checkpoints, suite.name)
+    if checkpoint is not None:
+        if [d.id for d in checkpoint.validation_definitions] == [definition.id] and [
+            (a.type, a.name) for a in checkpoint.actions
+        ] == [("update_data_docs", "data_docs")]:
             return checkpoint
-    except (DataContextError, ValueError):
-        pass
-    definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=suite.name, data=batch_definition, suite=stored)
-    )
-    return context.checkpoints.add_or_update(
+        context.checkpoints.delete(suite.name)
+    # `add`, not `add_or_update`: the latter re-saves the definition and through it the suite
+    return context.checkpoints.add(
         gx.Checkpoint(
             name=suite.name,
             validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
         )
     )
+
+
+def _stored_or_none(factory, name: str):
+    """The object `name` of a GX factory (validation definitions, checkpoints), or None when absent or unreadable."""
+    from great_expectations.exceptions import DataContextError
+
+    try:
+        return factory.get(name)
+    except (DataContextError, ValueError):
+        return None
 
 
 def _content(suite) -> str:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import html
+import json
+import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +144,8 @@ def write_report(report: dict[str, Any], df: pd.DataFrame, profiles: dict[str, d
 
 def log_to_mlflow(report: dict[str, Any], html_path: Path) -> str:
     """One MLflow run per validation (experiment `<pipeline>-validation`): metrics, report and JSON."""
+    from mlflow.entities import Metric
+
     from mlops.io import registry
 
     c = registry.client()
@@ -156,15 +162,19 @@ def log_to_mlflow(report: dict[str, Any], html_path: Path) -> str:
     )
     failed = sum(1 for ch in report["checks"] if not ch["success"] and ch["severity"] == "error")
     warned = sum(1 for ch in report["checks"] if not ch["success"] and ch["severity"] == "warning")
-    c.log_metric(run.info.run_id, "checks_failed", failed)
-    c.log_metric(run.info.run_id, "checks_warned", warned)
-    c.log_metric(run.info.run_id, "rows", report["rows"])
+    values = {"checks_failed": failed, "checks_warned": warned, "rows": report["rows"]}
     for kind, by_feature in report["shifts"].items():
         for metric in ("psi", "js_distance", "ks"):
-            values = [s[metric] for s in by_feature.values() if np.isfinite(s.get(metric, np.nan))]
-            if values:
-                c.log_metric(run.info.run_id, f"{kind}_max_{metric}", float(max(values)))
-    c.log_artifact(run.info.run_id, str(html_path), "validation")
-    c.log_dict(run.info.run_id, report, "validation/report.json")
+            shifts = [s[metric] for s in by_feature.values() if np.isfinite(s.get(metric, np.nan))]
+            if shifts:
+                values[f"{kind}_max_{metric}"] = float(max(shifts))
+    # one call for the metrics, one for both files (each MLflow call is a store transaction)
+    now = int(time.time() * 1000)
+    c.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(html_path, Path(tmp) / html_path.name)
+        with (Path(tmp) / "report.json").open("w") as fh:
+            json.dump(report, fh, indent=2, default=str)  # as MlflowClient.log_dict writes it
+        c.log_artifacts(run.info.run_id, tmp, "validation")
     c.set_terminated(run.info.run_id, "FINISHED" if report["success"] else "FAILED")
     return run.info.run_id
