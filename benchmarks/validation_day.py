@@ -1,6 +1,6 @@
 """Benchmark: the daily validate task on real days, as the DAG calls it, with drift and skew.
 
-`--setup DIR` builds a store under DIR once (about 1 minute): ingests 2013-01-01..2013-02-11,
+`--setup DIR` builds a store under DIR once (about 25 s): ingests 2013-01-01..2013-02-11,
 trains, recalibrates, evaluates and promotes a champion on 1-22 January (7 train, 7 calibration,
 7 evaluation days), so skew has a reference. Without `--setup`, the script copies DIR to a
 temporary folder and, in this process, validates 2013-02-01 (the first call: it pays for the
