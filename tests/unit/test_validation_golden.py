@@ -57,6 +57,21 @@ def test_the_daily_report_is_unchanged(mlops_home, monkeypatch):
     assert rerun == golden
 
 
+def test_a_champion_profile_is_read_from_mlflow_once_per_process(mlops_home, monkeypatch):
+    """`registry.load_reference` keeps the artifact's text; each call still gets its own dict."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    from mlops.io import registry
+
+    c = registry.client()
+    run = c.create_run(registry.experiment_id("flights-reference-test"))
+    c.log_dict(run.info.run_id, {"rows": 3, "numeric": {}, "categorical": {}}, "reference/profile.json")
+    hits = registry._reference_text.cache_info().hits
+    first, second = registry.load_reference(run.info.run_id), registry.load_reference(run.info.run_id)
+    assert first == second == {"rows": 3, "numeric": {}, "categorical": {}} and first is not second
+    assert registry._reference_text.cache_info().hits == hits + 1
+
+
 if __name__ == "__main__":
     import tempfile
 
