@@ -56,3 +56,22 @@ def test_four_processes_validating_at_once_leave_a_whole_store_and_site(mlops_ho
     config = yaml.safe_load((root / "great_expectations.yml").read_text())
     [site] = config["data_docs_sites"].values()
     assert site["site_index_builder"]["validation_results_limit"] == gx_checks.DATA_DOCS_INDEX_LIMIT
+
+
+def test_an_unchanged_suite_is_not_rewritten_and_a_changed_one_is(mlops_home, flights_cfg):
+    """The stored suite, definition and checkpoint are written once; a changed rule rewrites the suite."""
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-03"))
+    root = mlops_home / "gx" / "gx"
+    stored = [root / "expectations" / "flights_partition.json", root / "checkpoints" / "flights_partition.json"]
+    validate(flights_cfg, Interval.parse("2013-02-01"), references={}, data_docs=True)
+    written = [(p.stat().st_mtime_ns, p.read_text()) for p in stored]
+    validate(flights_cfg, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    assert [(p.stat().st_mtime_ns, p.read_text()) for p in stored] == written
+
+    v = flights_cfg.validation
+    changed = flights_cfg.model_copy(update={"validation": v.model_copy(update={"max_rows": v.max_rows + 1})})
+    report = validate(changed, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    bounds = [c["expected"] for c in report.checks if c["check"] == gx_checks.ROW_COUNT]
+    assert {"min_value": v.min_rows, "max_value": v.max_rows + 1} in bounds
+    suite = json.loads(stored[0].read_text())
+    assert v.max_rows + 1 in [e["kwargs"].get("max_value") for e in suite["expectations"]]

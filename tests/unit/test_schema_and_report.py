@@ -186,7 +186,7 @@ def test_published_report_lands_in_mlflow_with_plots_and_docs(mlops_home, flight
     )
     assert not report.success  # the blizzard
     html = Path(report.report_path).read_text()
-    assert "FAILED" in html and "expect_column_values_to_not_be_null" in html and "data:image/png;base64," in html
+    assert "FAILED" in html and "expect_column_values_to_not_be_null" in html and "data:image/svg+xml;base64," in html
     run = registry.client().get_run(report.mlflow_run_id)
     assert run.data.tags["interval"] == "2013-02-08" and run.data.metrics["checks_failed"] >= 1
     artifacts = {a.path for a in registry.client().list_artifacts(report.mlflow_run_id, "validation")}

@@ -303,12 +303,23 @@ def mark_orphans(name: str) -> list[str]:
 
 
 def load_reference(run_id: str) -> dict:
-    """The training-data profile logged with a training run."""
+    """The training-data profile logged with a training run (a fresh dict per call).
+
+    The artifact's text is kept per process, keyed by tracking URI and run (a run's profile is written
+    once, when it trains): a process validating many days reads it from MLflow once, not once a day.
+    Raises RegistryUnavailableError when MLflow cannot be reached (not cached).
+    """
     client()
+    return json.loads(_reference_text(mlflow_tracking_uri(), run_id))
+
+
+@functools.lru_cache(maxsize=16)
+def _reference_text(tracking_uri: str, run_id: str) -> str:
+    """`reference/profile.json` of a run, as text (tens of kB); `tracking_uri` only keys the cache."""
     import mlflow.artifacts
 
     with reachable(f"reading the training profile of run {run_id}"):
-        return json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/reference/profile.json"))
+        return mlflow.artifacts.load_text(f"runs:/{run_id}/reference/profile.json")
 
 
 def evaluation_values(name: str, number: str) -> dict[tuple[str, str, str], float]:

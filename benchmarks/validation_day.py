@@ -1,0 +1,115 @@
+"""Benchmark: the daily validate task on real days, as the DAG calls it, with drift and skew.
+
+`--setup DIR` builds a store under DIR once (about 25 s): ingests 2013-01-01..2013-02-11,
+trains, recalibrates, evaluates and promotes a champion on 1-22 January (7 train, 7 calibration,
+7 evaluation days), so skew has a reference. Without `--setup`, the script copies DIR to a
+temporary folder and, in this process, validates 2013-02-01 (the first call: it pays for the
+Great Expectations context and first imports, printed apart) then `--days` days from 2013-02-02
+with `validate(cfg, day, data_docs=True, publish=True)`, each with drift against the day before
+and skew against the champion's training data. Prints seconds per day (wall, CPU) and the median.
+
+Run: uv run python benchmarks/validation_day.py --setup /tmp/vday   (once)
+     uv run python benchmarks/validation_day.py --store /tmp/vday [--days 5] [--profile out.prof]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+FIRST = dt.date(2013, 2, 1)
+
+
+def config():
+    """The flights pipeline with the short training window of tests/unit/test_chain_outputs.py."""
+    from mlops.core.config import load_pipeline
+
+    cfg = load_pipeline("flights")
+    training = cfg.training.model_copy(update={"window_days": 21, "calibration_days": 7, "evaluation_days": 7})
+    return cfg.model_copy(update={"training": training})
+
+
+def setup(store: Path) -> None:
+    """Ingest January to 11 February 2013 and promote a champion trained on 1-22 January."""
+    os.environ["MLOPS_HOME"] = str(store)
+    from mlops.core.interval import Interval
+    from mlops.stages.assemble import assemble
+    from mlops.stages.evaluate import evaluate
+    from mlops.stages.ingest import ingest
+    from mlops.stages.promote import promote
+    from mlops.stages.recalibrate import recalibrate
+    from mlops.stages.train import train
+
+    cfg = config()
+    ingest(cfg, Interval.parse("2013-01-01..2013-02-12"))
+    window = Interval.parse("2013-01-01..2013-01-22")
+    assembled = assemble(cfg, window)
+    trained = train(cfg, assembled.key, window, force=True)
+    recalibrate(cfg, assembled.key, window, trained.version)
+    evaluate(cfg, assembled.key, window, trained.version)
+    decision = promote(cfg, trained.version, triggered_by="benchmark")
+    print(f"store ready in {store}: version {trained.version} promoted={decision.promoted}")
+
+
+def run(store: Path, days: int, profile_path: str | None) -> None:
+    """Copy the store, validate the first day (cold) and `days` more (warm); print the timings."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        shutil.copytree(store, home)
+        os.environ["MLOPS_HOME"] = str(home)
+        t0 = time.perf_counter(), time.process_time()
+        from mlops.core.interval import Interval
+        from mlops.stages.validate import validate
+
+        cfg = config()
+        imports = time.perf_counter() - t0[0], time.process_time() - t0[1]
+        print(f"imports: {imports[0]:.2f} s wall, {imports[1]:.2f} s CPU")
+        profiler = None
+        if profile_path:
+            import cProfile
+
+            profiler = cProfile.Profile()
+        walls, cpus = [], []
+        for i in range(days + 1):
+            day = FIRST + dt.timedelta(days=i)
+            t = time.perf_counter(), time.process_time()
+            if profiler and i:
+                profiler.enable()
+            report = validate(cfg, Interval(day, day + dt.timedelta(days=1)), data_docs=True, publish=True)
+            if profiler and i:
+                profiler.disable()
+            wall, cpu = time.perf_counter() - t[0], time.process_time() - t[1]
+            label = "first call" if i == 0 else "day"
+            print(
+                f"{label} {day}: {wall:.2f} s wall, {cpu:.2f} s CPU, {report.rows} rows, "
+                f"{len(report.checks)} checks, success={report.success}, references={report.references}"
+            )
+            if i:
+                walls.append(wall)
+                cpus.append(cpu)
+        if profiler:
+            profiler.dump_stats(profile_path)
+        print(f"median of {days} days: {statistics.median(walls):.2f} s wall, {statistics.median(cpus):.2f} s CPU")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setup", type=Path, help="build the store in this folder and stop")
+    parser.add_argument("--store", type=Path, help="a store built with --setup")
+    parser.add_argument("--days", type=int, default=5)
+    parser.add_argument("--profile", help="write a cProfile of the timed days to this file")
+    args = parser.parse_args()
+    if args.setup:
+        setup(args.setup)
+    else:
+        run(args.store, args.days, args.profile)
+
+
+if __name__ == "__main__":
+    main()
