@@ -96,9 +96,9 @@ def timeline_plot(events: list[dict[str, Any]]) -> str | None:
     points = [e for e in events if e.get("event") in EVENT_STYLES and str(e.get("version", "")).isdigit()]
     if not points:
         return None
-    from mlops.reporting.plots import _pyplot, png_base64
+    from mlops.reporting.plots import png_base64, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 2.8))
     times = pd.to_datetime([e["at"] for e in points], utc=True)
     champion_at, champion = [], []
@@ -134,9 +134,9 @@ def performance_plot(outcomes: pd.DataFrame, metric: str) -> str | None:
     rows = outcomes[(outcomes.metric == metric) & outcomes.value.notna()]
     if rows.empty:
         return None
-    from mlops.reporting.plots import _pyplot, png_base64
+    from mlops.reporting.plots import png_base64, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     features = ["overall", *[f for f in dict.fromkeys(rows.slice_feature) if f != "overall"]]
     fig, axes = plt.subplots(len(features), 1, figsize=(11, 2.6 * len(features)), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -171,9 +171,9 @@ def shift_plot(shifts: pd.DataFrame, metric: str = SHIFT_METRIC) -> str | None:
     rows = rows[rows.interval.str.len() == 10]  # days only (training windows are validated too)
     if rows.empty:
         return None
-    from mlops.reporting.plots import _pyplot, png_base64
+    from mlops.reporting.plots import png_base64, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     comparisons = list(dict.fromkeys(rows.comparison))
     fig, axes = plt.subplots(len(comparisons), 1, figsize=(11, 2.8 * len(comparisons)), squeeze=False)
     for ax, comparison in zip(axes[:, 0], comparisons, strict=True):

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (imported on first use: it costs about 0.5 s)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -22,7 +23,7 @@ def _pyplot():
 
 def png_base64(fig, dpi: int = 80) -> str:
     """The figure as a base64 PNG (for `<img src="data:image/png;base64,...">`), then closed."""
-    plt = _pyplot()
+    plt = pyplot()
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
@@ -41,7 +42,7 @@ def evaluation_plots(
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     folder.mkdir(parents=True, exist_ok=True)
     y = predictions["label"].to_numpy()
     models = [m for m in thresholds if predictions[f"{m}_score"].notna().all()]

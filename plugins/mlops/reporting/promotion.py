@@ -104,9 +104,9 @@ def delta_plot(rows: list[dict[str, Any]], metric: str) -> str | None:
     part = [r for r in rows if r["metric"] == metric and not math.isnan(r["difference"])]
     if not part:
         return None
-    from mlops.reporting.plots import _pyplot, png_base64
+    from mlops.reporting.plots import png_base64, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     labels = [_scope(r) + (f" (n={r['n']}, small)" if r["status"] == "small" else "") for r in part]
     y = list(range(len(part)))[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.9 + 0.22 * len(part)))

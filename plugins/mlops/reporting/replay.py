@@ -43,9 +43,9 @@ def _f(value: float | None) -> str:
 
 def _plot(data: dict[str, Any]) -> str:
     """A PNG (base64) of the weekly realized ROC AUC and the daily outcomes."""
-    from mlops.reporting.plots import _pyplot, png_base64
+    from mlops.reporting.plots import png_base64, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5), sharex=False)
     weekly = [w for w in data["realized"].get("weekly", []) if w["roc_auc"] is not None]
     top.plot([w["period"] for w in weekly], [w["roc_auc"] for w in weekly], marker="o")
