@@ -16,13 +16,10 @@ writes to the store: the daily DAG can run several days at once (`max_active_run
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ import pandas as pd
 
 from mlops.core.columns import ROW_KEY
 from mlops.core.config import REPO_ROOT, PipelineConfig
+from mlops.io import locks
 from mlops.io.paths import mlops_home
 
 # Any integer or float width counts as numeric: numpy dtypes by name, pandas' nullable ones by their
@@ -98,16 +96,9 @@ def _bound_index(context) -> None:
         context.variables.save()
 
 
-@contextlib.contextmanager
-def _store_lock(project_root: Path) -> Iterator[None]:
+def _store_lock(project_root: Path):
     """An exclusive lock on the GX file store of `project_root`, across the processes of one host."""
-    project_root.mkdir(parents=True, exist_ok=True)
-    with (project_root / "store.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return locks.exclusive(project_root / "store.lock")
 
 
 def _context():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import math
@@ -31,7 +30,7 @@ import pandas as pd
 from mlops.core.config import LOWER_IS_BETTER, Gate, PipelineConfig
 from mlops.core.gating import gain_bound, inconclusive, judges_slice
 from mlops.core.metrics import OVERALL
-from mlops.io import audit, registry
+from mlops.io import audit, locks, registry
 from mlops.io.feature_audit import read_feature_audit
 from mlops.io.paths import mlops_home
 from mlops.reporting.promotion import PARTS, REPORT_PATH, config_diff, render_promotion_report, slice_deltas
@@ -208,14 +207,8 @@ def promotion_allowed(allow_promotion: bool | None, run_type: str) -> tuple[bool
 @contextlib.contextmanager
 def champion_lock(pipeline: str) -> Iterator[None]:
     """An exclusive lock on the pipeline's champion alias, across the processes of one host."""
-    path = mlops_home() / "locks" / f"{pipeline}.champion.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with locks.exclusive(mlops_home() / "locks" / f"{pipeline}.champion.lock"):
+        yield
 
 
 def load_evaluation(run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
