@@ -17,6 +17,7 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 
 def stage_seconds(pipeline: str, days: list[str]) -> list[float]:
@@ -58,7 +59,9 @@ def main() -> None:
     scored = [d for d in data["days"] if d["status"] == "scored"]
     sample = [d["day"] for d in scored[:: max(1, len(scored) // max(1, args.sample))]][: args.sample + 1]
     runs = [d["run_seconds"] for d in scored if d.get("run_seconds") is not None]
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{os.environ['MLOPS_HOME']}/mlflow/mlflow.db"
+    home = Path(os.environ["MLOPS_HOME"]) / "replay" / args.pipeline  # the replay's lake and MLflow store
+    os.environ["MLOPS_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home}/mlflow/mlflow.db"
     stages = stage_seconds(args.pipeline, sample)
     run_median, stage_median = statistics.median(runs), statistics.median(stages)
     realized = data["realized"]

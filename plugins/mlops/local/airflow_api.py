@@ -38,6 +38,9 @@ class AirflowApi:
     def post(self, path: str, body: dict) -> requests.Response:
         return self.session.post(f"{self.base}/api/v2{path}", json=body, timeout=60)
 
+    def put(self, path: str, body: dict | None = None) -> requests.Response:
+        return self.session.put(f"{self.base}/api/v2{path}", json=body, timeout=60)
+
     def patch(self, path: str, body: dict) -> requests.Response:
         return self.session.patch(f"{self.base}/api/v2{path}", json=body, timeout=60)
 

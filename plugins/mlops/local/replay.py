@@ -53,31 +53,59 @@ def month_after(day: dt.date) -> dt.date:
     return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def plan(start: dt.date, end: dt.date, retrain_weekday: int, has_data_before: bool) -> ReplayPlan:
+def plan(
+    start: dt.date,
+    end: dt.date,
+    retrain_weekday: int,
+    has_data_before: bool,
+    label_delay_days: int | None = None,
+    chunk_days: int = 4,
+) -> ReplayPlan:
     """The order of backfills for days [start, end) with weekly retrains starting on `retrain_weekday`.
 
     A retrain's data interval is the week [M, M + 7) that starts on that weekday; it runs once the
     daily runs of that week are done. Retrains whose week ends before the bootstrap window does are
     left out (their window would lie before the data).
+
+    With `label_delay_days` (the pipeline's `labels.delay_days`; None: no outcomes steps), each week's
+    daily runs go in chunks of at most `chunk_days` days, and each chunk is followed by an
+    ("outcomes", first, last) step over the scored days whose labels are due by then (day D once the
+    daily run of D + delay has run), so a degradation judged mid-week can trigger a retrain whose
+    champion scores the rest of that week. A last outcomes step covers the days left at the end.
     """
     if end <= start:
         raise ValueError(f"empty replay range {start}..{end}")
+    if chunk_days < 1:
+        raise ValueError(f"chunk_days must be >= 1, got {chunk_days}")
     bootstrap = (month_before(start), start) if has_data_before else (start, min(month_after(start), end))
     out = ReplayPlan(bootstrap)
     first_daily = max(start, bootstrap[1])
     out.bootstrap_days = [start + dt.timedelta(days=i) for i in range((first_daily - start).days)]
-    day = first_daily
+    one = dt.timedelta(days=1)
+    day, labelled = first_daily, first_daily  # next day to run daily, next day to evaluate outcomes of
+
+    def daily_until(last: dt.date) -> None:  # daily chunks up to `last`, each followed by its outcomes
+        nonlocal day, labelled
+        while day <= last:
+            chunk_last = min(last, day + (chunk_days - 1) * one) if label_delay_days is not None else last
+            out.steps.append(("daily", day, chunk_last))
+            day = chunk_last + one
+            if label_delay_days is not None:
+                due = chunk_last - label_delay_days * one
+                if labelled <= due:
+                    out.steps.append(("outcomes", labelled, due))
+                    labelled = due + one
+
     monday = bootstrap[1] - dt.timedelta(days=(bootstrap[1].weekday() - retrain_weekday) % 7)
     while monday + dt.timedelta(days=7) <= end:
         week_end = monday + dt.timedelta(days=7)
         if week_end > bootstrap[1]:
-            if day < week_end:
-                out.steps.append(("daily", day, week_end - dt.timedelta(days=1)))
-                day = week_end
+            daily_until(week_end - one)
             out.steps.append(("retrain", monday, monday))
         monday = week_end
-    if day < end:
-        out.steps.append(("daily", day, end - dt.timedelta(days=1)))
+    daily_until(end - one)
+    if label_delay_days is not None and labelled < end:
+        out.steps.append(("outcomes", labelled, end - one))
     return out
 
 
@@ -109,7 +137,7 @@ def replay(
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)
     retrain_weekday = _cron_weekday(cfg.schedules.retrain)
-    the_plan = plan(start, end, retrain_weekday, _source_has_day(cfg, month_before(start)))
+    the_plan = plan(start, end, retrain_weekday, _source_has_day(cfg, month_before(start)), cfg.labels.delay_days)
     started = time.monotonic()
     stack = LocalStack(home, free_port(), free_port(), free_port())
     with stopped_by_signals(), stack:  # Ctrl-C or SIGTERM: KeyboardInterrupt, and the stack stops whole
@@ -117,13 +145,16 @@ def replay(
         driver = _Driver(stack, pipeline, max_active_runs, reprocess, echo)
         driver.wait_for_dags()
         driver.set_paused(f"{pipeline}_rescore", True)  # a replay scores each day with the champion of that day
-        for dag in ("daily", "retrain"):
+        for dag in ("daily", "retrain", "outcomes"):
             driver.set_paused(f"{pipeline}_{dag}", False)
         b0, b1 = the_plan.bootstrap
         if not reprocess:
             driver.bootstrap(b0, b1)
         for kind, first, last in the_plan.steps:
-            driver.backfill(kind, first, last)
+            if kind == "outcomes":
+                driver.outcomes(first, last)
+            else:
+                driver.backfill(kind, first, last)
         wall = time.monotonic() - started
         with airflow_env.overridden({"MLFLOW_TRACKING_URI": stack.env["MLFLOW_TRACKING_URI"]}):
             data = _report(cfg, stack, driver, the_plan, previous, reports_dir, (start, end, wall))
@@ -199,23 +230,91 @@ class _Driver:
         backfill_id = r.json()["id"]
         from mlops.local.stack import wait_until
 
-        wait_until(
-            lambda: self.api.get(f"/backfills/{backfill_id}")["completed_at"] is not None,
-            BACKFILL_TIMEOUT,
-            f"backfill {backfill_id} of {dag_id} {first}..{last}",
-            self.stack.services,
-        )
-        runs = [
-            run
-            for run in self.api.runs(dag_id, run_type="backfill")
-            if first.isoformat() <= run["logical_date"][:10] <= last.isoformat()
-        ]
+        # The scheduler marks a backfill completed only every 30 s (a fixed timer of Airflow 3.3): wait
+        # for its runs to end instead, which is what the replay needs before its next step.
+        expected = (last - first).days + 1 if kind == "daily" else 1
+        runs: list[dict] = []
+
+        def ended() -> bool:
+            found = self.api.runs(
+                dag_id,
+                run_type="backfill",
+                logical_date_gte=f"{first.isoformat()}T00:00:00Z",
+                logical_date_lte=f"{last.isoformat()}T00:00:00Z",
+            )
+            runs[:] = found
+            return len(found) >= expected and all(run["state"] in ("success", "failed") for run in found)
+
+        wait_until(ended, BACKFILL_TIMEOUT, f"backfill {backfill_id} of {dag_id} {first}..{last}", self.stack.services)
+        # Every run has ended: close the backfill now (cancel fails queued runs only, and there are none),
+        # or the next backfill of this DAG is refused until that timer fires.
+        closed = self.api.put(f"/backfills/{backfill_id}/cancel")
+        if closed.status_code not in (200, 409):  # 409: the scheduler completed it already
+            raise RuntimeError(
+                f"cannot close backfill {backfill_id} of {dag_id}: HTTP {closed.status_code}: {closed.text}"
+            )
         states = [run["state"] for run in runs]
         self.runs += [{"kind": kind, **run} for run in runs]
         self.echo(
             f"{kind} {first}..{last}: {states.count('success')} of {len(states)} runs succeeded "
             f"in {time.monotonic() - t0:.0f} s"
         )
+
+    def outcomes(self, first: dt.date, last: dt.date) -> None:
+        """Evaluate scored days first..last once their labels are due: a manual run of `<name>_outcomes`
+        (params start/end), as its daily schedule would; not a backfill, so sustained degradation may
+        trigger a retrain (an asset-triggered run of `<name>_retrain`), which is waited for before the
+        next daily runs, so they are scored by its champion when it is promoted."""
+        from mlops.io import lake
+        from mlops.io.paths import outcomes_dir
+
+        dag_id = f"{self.pipeline}_outcomes"
+        run_id = f"replay_outcomes_{first}_{last}" + ("_again" if self.reprocess else "")
+        conf = {"start": first.isoformat(), "end": (last + dt.timedelta(days=1)).isoformat()}
+        retrain_id = f"{self.pipeline}_retrain"
+        before = {r["dag_run_id"] for r in self.api.runs(retrain_id, run_type="asset_triggered")}
+        t0 = time.monotonic()
+        self.api.trigger(dag_id, run_id, None, conf)
+        state = self._wait_run(dag_id, run_id, 1800)
+        self.runs.append(
+            {
+                "kind": "outcomes",
+                "dag_id": dag_id,
+                "dag_run_id": run_id,
+                "state": state,
+                "days": [first.isoformat(), last.isoformat()],
+            }
+        )
+        triggered = []
+        for i in range((last - first).days + 1):
+            path = outcomes_dir(self.pipeline) / f"{first + dt.timedelta(days=i)}.json"
+            judgement = (lake.read_json(path) if path.exists() else {}).get("judgement") or {}
+            if (judgement.get("trigger") or {}).get("emit"):
+                triggered.append(judgement["day"])
+        self.echo(
+            f"outcomes {first}..{last}: {state} in {time.monotonic() - t0:.0f} s"
+            + (f"; degradation on {', '.join(triggered)} triggered a retrain" if triggered else "")
+        )
+        if triggered:
+            self._wait_triggered(retrain_id, before)
+
+    def _wait_triggered(self, dag_id: str, before: set[str]) -> None:
+        """Wait for the asset-triggered run that an event on `<name>_degraded` creates, and its end."""
+        from mlops.local.stack import wait_until
+
+        found: list[dict] = []
+
+        def created() -> bool:
+            found[:] = [r for r in self.api.runs(dag_id, run_type="asset_triggered") if r["dag_run_id"] not in before]
+            return bool(found)
+
+        wait_until(created, 300, f"the retrain that the {self.pipeline}_degraded event triggers", self.stack.services)
+        t0 = time.monotonic()
+        for run in found:
+            state = self._wait_run(dag_id, run["dag_run_id"], 1800)
+            run = self.api.get(f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}")
+            self.runs.append({"kind": "triggered", **run, "state": state})
+            self.echo(f"triggered retrain {run['dag_run_id']}: {state} in {time.monotonic() - t0:.0f} s")
 
     def _wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
         from mlops.local.stack import wait_until
@@ -281,9 +380,9 @@ def _collect(cfg, stack, driver: _Driver, the_plan: ReplayPlan, start, end, wall
             entry["reasons"].append("nothing to score: " + ", ".join(f"{t} {s}" for t, s in sorted(tasks.items())))
         else:
             entry["status"] = "failed"
+            entry["reasons"] += _monitoring_reasons(cfg, day)
             if not entry["reasons"]:
-                failed = [t for t, s in tasks.items() if s == "failed"]
-                entry["reasons"].append(f"task(s) {', '.join(failed) or '?'} failed: see the task log")
+                entry["reasons"] += _task_errors(driver, f"{cfg.name}_daily", run["dag_run_id"])
         days.append(entry)
     retrains = _retrains(cfg, driver)
     performance = _realized(labelled)
@@ -308,11 +407,127 @@ def _collect(cfg, stack, driver: _Driver, the_plan: ReplayPlan, start, end, wall
             "median_task_seconds": _median([t for t in task_seconds if t is not None]),
             "median_overhead_seconds": _median(overhead),
         },
+        "outcomes": _outcomes(cfg, days),
         "digests": digests,
         "machine": {"load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()},
         "notes": "overhead = run duration (start to end) minus the sum of its task durations; "
         + f"{np.nan if not overhead else len(overhead)} daily runs measured",
     }
+
+
+def _outcomes(cfg, days: list[dict[str, Any]]) -> dict[str, Any]:
+    """The closed loop over the replay: realized and estimated ROC AUC of the whole day per month (means
+    of the daily values, from `outcomes/<day>.parquet`), the estimate's error once labels landed, the
+    scored days without outcomes, the monitoring alerts that fired and the retrains they triggered."""
+    from mlops.core.outcomes import ESTIMATED, REALIZED, estimate_errors
+    from mlops.io import lake
+    from mlops.io.datasets import outcome_history
+    from mlops.io.paths import outcomes_dir
+    from mlops.stages.alerts import triggered_retrains
+
+    scored = [d["day"] for d in days if d["scored_rows"]]  # with predictions (a failed monitor keeps them)
+    history = outcome_history(cfg.name)
+    out: dict[str, Any] = {"scored_days": len(scored), "days_with_outcomes": 0, "scored_days_without": scored}
+    if not history.empty:
+        history = history[history["day"].isin([d["day"] for d in days])]
+        evaluated = sorted(set(history["day"]))
+        out["days_with_outcomes"] = len(evaluated)
+        out["scored_days_without"] = sorted(set(scored) - set(evaluated))
+        auc = history[(history["slice_feature"] == "overall") & (history["metric"] == "roc_auc")]
+        daily = auc.pivot_table(index="day", columns="kind", values="value", aggfunc="mean")
+        daily = daily.reindex(columns=[REALIZED, ESTIMATED])
+        monthly = daily.groupby(daily.index.str[:7]).agg(["mean", "count"])
+        out["monthly"] = [
+            {
+                "month": month,
+                "realized_roc_auc_daily_mean": _num(row[(REALIZED, "mean")]),
+                "estimated_roc_auc_daily_mean": _num(row[(ESTIMATED, "mean")]),
+                "days": int(row[(REALIZED, "count")]),
+            }
+            for month, row in monthly.iterrows()
+        ]
+        out["daily_roc_auc"] = [
+            {"day": day, "realized": _num(row[REALIZED]), "estimated": _num(row[ESTIMATED])}
+            for day, row in daily.iterrows()
+        ]
+        out["estimate_error"] = [
+            {k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in estimate_errors(history).to_dict("records")
+        ]
+    alerts, judged = [], 0
+    for d in days:
+        path = outcomes_dir(cfg.name) / f"{d['day']}.json"
+        judgement = (lake.read_json(path) if path.exists() else {}).get("judgement")
+        if not judgement:
+            continue
+        judged += 1
+        for alert in judgement.get("alerts", []):
+            alerts.append(
+                {
+                    "day": d["day"],
+                    "signal": alert.get("signal"),
+                    "rule": alert.get("rule"),
+                    "slice": f"{alert.get('slice_feature')}={alert.get('slice_value')}",
+                    "metric": alert.get("metric"),
+                    "model_version": alert.get("model_version"),
+                }
+            )
+    out["judged_days"], out["alerts"] = judged, alerts
+    out["triggered_retrains"] = [
+        {k: e.get(k) for k in ("day", "signal", "reasons", "days", "run_id", "at")}
+        for e in triggered_retrains(cfg.name)
+    ]
+    return out
+
+
+def _num(value: Any) -> float | None:
+    import math
+
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 4)
+
+
+def _monitoring_reasons(cfg, day: str) -> list[str]:
+    """The failed error-level checks of the day's prediction monitoring report (`monitoring/<day>.json`)."""
+    from mlops.io import lake
+    from mlops.io.paths import monitoring_dir
+
+    path = monitoring_dir(cfg.name) / f"{day}.json"
+    report = lake.read_json(path) if path.exists() else {}
+    return [
+        f"monitor {c['check']}: observed {str(c.get('observed'))[:80]}, expected {str(c.get('expected'))[:80]}"
+        for c in report.get("checks", [])
+        if not c.get("success", True) and c.get("severity") == "error"
+    ]
+
+
+def _task_errors(driver: _Driver, dag_id: str, run_id: str) -> list[str]:
+    """For each failed task of the run, `task <id> failed: <the last error of its log>` (REST API logs)."""
+    out = []
+    found = driver.api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    for ti in found:
+        if ti["state"] != "failed":
+            continue
+        message = "see the task log"
+        with contextlib.suppress(Exception):
+            log = driver.api.get(
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{max(ti['try_number'], 1)}",
+                full_content=True,
+            )
+            message = _last_error(log.get("content") or []) or message
+        out.append(f"task {ti['task_id']} failed: {message}")
+    return out or ["the run failed with no failed task (see the run in Airflow)"]
+
+
+def _last_error(content: list) -> str | None:
+    """The last error-level event of a structured task log (Airflow 3: a list of dicts or strings)."""
+    for item in reversed(content):
+        if isinstance(item, dict) and str(item.get("level", "")).lower() in ("error", "critical"):
+            text = str(item.get("event") or "")
+            error = item.get("error_detail")
+            if isinstance(error, list) and error and isinstance(error[-1], dict):
+                text = f"{error[-1].get('exc_type', '')}: {error[-1].get('exc_value', '')}".strip(": ") or text
+            return text[:300]
+    return None
 
 
 def _join_labels(cfg, preds, raw, day: str):
@@ -367,7 +582,7 @@ def _realized(labelled: list) -> dict[str, Any]:
 def _retrains(cfg, driver: _Driver) -> list[dict[str, Any]]:
     out = []
     for run in driver.runs:
-        if run["kind"] not in ("retrain", "bootstrap"):
+        if run["kind"] not in ("retrain", "bootstrap", "triggered"):
             continue
         dag_id = f"{cfg.name}_retrain"
         run_id = run.get("dag_run_id") or run["run_id"]
@@ -375,7 +590,7 @@ def _retrains(cfg, driver: _Driver) -> list[dict[str, Any]]:
             "run_id": run_id,
             "kind": run["kind"],
             "state": run["state"],
-            "interval": run.get("logical_date", "")[:10],
+            "interval": (run.get("logical_date") or "")[:10],
         }
         with contextlib.suppress(Exception):
             promote = driver.api.get(
@@ -392,6 +607,13 @@ def _retrains(cfg, driver: _Driver) -> list[dict[str, Any]]:
                 f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/train/xcomEntries/return_value", deserialize=True
             )["value"]
             entry.update(training_window=train.get("training_key"), skipped_training=train.get("skipped"))
+        with contextlib.suppress(Exception):
+            evaluate = driver.api.get(
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/evaluate/xcomEntries/return_value", deserialize=True
+            )["value"]
+            entry["audit_flagged"] = evaluate.get("audit_flagged")
+        if run.get("note"):
+            entry["note"] = run["note"]
         if "version" not in entry:
             tasks = driver.api.tasks(dag_id, run_id)
             entry["reasons"] = [f"task {t} {s}" for t, s in sorted(tasks.items()) if s not in ("success", None)]

@@ -25,9 +25,32 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
         + ", ".join(f"{m['period']} {_f(m['roc_auc'])}" for m in realized.get("monthly", [])),
         f"alert mails: {data['alerts']['mails']}",
     ]
+    loop = data.get("outcomes") or {}
+    if loop:
+        lines.append(
+            f"outcomes: {loop['days_with_outcomes']} of {loop['scored_days']} days with predictions evaluated; "
+            f"{len(loop.get('alerts', []))} monitoring alerts; {len(loop.get('triggered_retrains', []))} "
+            "degradation-triggered retrains"
+        )
+        lines.append(
+            "realized / estimated ROC AUC per month (daily means): "
+            + ", ".join(
+                f"{m['month']} {_f(m['realized_roc_auc_daily_mean'])}/{_f(m['estimated_roc_auc_daily_mean'])}"
+                for m in loop.get("monthly", [])
+            )
+        )
+        for e in loop.get("estimate_error", []):
+            lines.append(
+                f"estimate error of daily {e['metric']}: median |error| {_f(e['median_absolute_error'])}, "
+                f"mean {_f(e['mean_error'])} over {e['days']} days"
+            )
+        for t in loop.get("triggered_retrains", []):
+            lines.append(f"  triggered retrain on {t['day']} ({t['signal']}): {'; '.join(t.get('reasons') or [])}")
     for r in data["retrains"]:
         verdict = "promoted" if r.get("promoted") else ("rejected" if r.get("version") else r.get("state"))
-        lines.append(f"  retrain {r['interval'] or r['run_id']}: v{r.get('version')} {verdict}")
+        what = "triggered retrain" if r["kind"] == "triggered" else "retrain"
+        flagged = f"; audit flags {', '.join(r['audit_flagged'])}" if r.get("audit_flagged") else ""
+        lines.append(f"  {what} {r['interval'] or r['run_id']}: v{r.get('version')} {verdict}{flagged}")
     failed = [d for d in data["days"] if d["status"] == "failed"]
     for d in failed:
         lines.append(f"  FAILED {d['day']}: {'; '.join(d['reasons'])[:300]}")
@@ -73,7 +96,8 @@ def write_html(data: dict[str, Any], path: Path) -> Path:
     retrains = "".join(
         f"<tr><td>{esc(r['interval'] or r['run_id'])}</td><td>{esc(str(r.get('training_window', '')))}</td>"
         f"<td>{esc(str(r.get('version', '')))}</td><td>{'promoted' if r.get('promoted') else 'not promoted'}</td>"
-        f"<td>{esc('; '.join(r.get('reasons') or []))}</td></tr>"
+        f"<td>{esc('; '.join(r.get('reasons') or []))}</td><td>{esc(r['kind'])} {esc(str(r.get('note') or ''))}</td>"
+        f"<td>{esc(', '.join(r.get('audit_flagged') or []))}</td></tr>"
         for r in data["retrains"]
     )
     months = "".join(
@@ -82,6 +106,26 @@ def write_html(data: dict[str, Any], path: Path) -> Path:
         for m in data["realized"].get("monthly", [])
     )
     mails = "".join(f"<li>{esc(s)}</li>" for s in data["alerts"]["subjects"])
+    loop = data.get("outcomes") or {}
+    loop_months = "".join(
+        f"<tr><td>{m['month']}</td><td>{_f(m['realized_roc_auc_daily_mean'])}</td>"
+        f"<td>{_f(m['estimated_roc_auc_daily_mean'])}</td><td>{m['days']}</td></tr>"
+        for m in loop.get("monthly", [])
+    )
+    errors = "".join(
+        f"<tr><td>{esc(e['metric'])}</td><td>{e['days']}</td><td>{_f(e['median_absolute_error'])}</td>"
+        f"<td>{_f(e['mean_error'])}</td><td>{_f(e['max_absolute_error'])}</td></tr>"
+        for e in loop.get("estimate_error", [])
+    )
+    loop_alerts = "".join(
+        f"<tr><td>{a['day']}</td><td>{esc(str(a['signal']))}</td><td>{esc(str(a['rule']))}</td>"
+        f"<td>{esc(a['slice'])}</td><td>{esc(str(a['model_version']))}</td></tr>"
+        for a in loop.get("alerts", [])
+    )
+    triggers = "".join(
+        f"<li>{t['day']} ({esc(str(t['signal']))}): {esc('; '.join(t.get('reasons') or []))}</li>"
+        for t in loop.get("triggered_retrains", [])
+    )
     summary = "".join(f"<li>{esc(line)}</li>" for line in summary_lines(data)[:6])
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Replay of {esc(data["pipeline"])}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:12px}}
@@ -92,8 +136,17 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style></head><bo
 <h2>Realized performance per month</h2>
 <table><tr><th>month</th><th>ROC AUC</th><th>labelled rows</th><th>delay rate</th><th>versions</th></tr>
 {months}</table>
+<h2>Realized and estimated ROC AUC per month (means of the daily values)</h2>
+<table><tr><th>month</th><th>realized</th><th>estimated (CBPE)</th><th>days</th></tr>{loop_months}</table>
+<h2>Error of the estimate once labels landed</h2>
+<table><tr><th>metric</th><th>days</th><th>median |error|</th><th>mean error</th><th>max |error|</th></tr>
+{errors}</table>
+<h2>Monitoring alerts ({len(loop.get("alerts", []))}) and degradation-triggered retrains
+({len(loop.get("triggered_retrains", []))})</h2><ul>{triggers}</ul>
+<table><tr><th>day</th><th>signal</th><th>rule</th><th>slice</th><th>version</th></tr>{loop_alerts}</table>
 <h2>Retrains</h2>
-<table><tr><th>interval</th><th>training window</th><th>version</th><th>decision</th><th>reasons</th></tr>
+<table><tr><th>interval</th><th>training window</th><th>version</th><th>decision</th><th>reasons</th>
+<th>kind, run note</th><th>feature audit flags</th></tr>
 {retrains}</table>
 <h2>Alert mails ({data["alerts"]["mails"]})</h2><ul>{mails}</ul>
 <h2>Days</h2>
@@ -121,6 +174,13 @@ def log_to_mlflow(data: dict[str, Any], json_path: Path, html_path: Path) -> str
         for key in ("overall", "november_december"):
             if data["realized"].get(key) is not None:
                 metrics[f"realized_roc_auc_{key}"] = data["realized"][key]
+        loop = data.get("outcomes") or {}
+        metrics["outcome_days"] = float(loop.get("days_with_outcomes", 0))
+        metrics["monitoring_alerts"] = float(len(loop.get("alerts", [])))
+        metrics["triggered_retrains"] = float(len(loop.get("triggered_retrains", [])))
+        for e in loop.get("estimate_error", []):
+            if e.get("median_absolute_error") is not None:
+                metrics[f"estimate_median_abs_error_{e['metric']}"] = e["median_absolute_error"]
         mlflow.log_metrics(metrics)
         for i, week in enumerate(w for w in data["realized"].get("weekly", []) if w["roc_auc"] is not None):
             mlflow.log_metric("realized_roc_auc_weekly", week["roc_auc"], step=i)
