@@ -19,8 +19,8 @@ from tests.system.airflow_stack import base_env
 pytestmark = pytest.mark.system
 
 
-START, END = "2013-02-04", "2013-02-13"  # Monday to Tuesday: a week, its retrain, two days after it
-DAYS = [f"2013-02-{d:02d}" for d in range(4, 13)]
+START, END = "2013-02-04", "2013-02-19"  # Monday to Monday: two weeks, their retrains, the Monday after
+DAYS = [f"2013-02-{d:02d}" for d in range(4, 19)]
 
 
 def _mlops_replay(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -38,7 +38,7 @@ def _mlops_replay(home: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def replayed():
-    """`mlops replay flights --start 2013-02-04 --end 2013-02-13` in a fresh MLOPS_HOME, then
+    """`mlops replay flights --start 2013-02-04 --end 2013-02-19` in a fresh MLOPS_HOME, then
     `--reprocess` over 7-9 February (a scored day and the two blizzard days, which fail validation).
 
     Yields (home, the first replay's report, its stdout, the reprocess's report). The home is a
@@ -64,6 +64,7 @@ def test_every_day_is_scored_or_failed_for_a_named_cause(replayed):
         assert entry["status"] in ("scored", "failed"), entry
         if entry["status"] == "failed":
             assert entry["reasons"], f"{day} failed without a named cause"
+            assert not any("see the task log" in r or "no failed task" in r for r in entry["reasons"]), entry
         else:
             assert entry["scored_rows"] == entry["rows"] > 0 and entry["model_version"]
     # the blizzard: most flights of 8-9 February were cancelled and have no arrival delay
@@ -75,7 +76,7 @@ def test_every_day_is_scored_or_failed_for_a_named_cause(replayed):
 def test_the_week_retrain_ran_after_its_days_and_each_day_has_the_champion_of_that_day(replayed):
     _, data, _, _ = replayed
     weekly = [r for r in data["retrains"] if r["kind"] == "retrain"]
-    assert [r["interval"] for r in weekly] == ["2013-02-04"]
+    assert [r["interval"] for r in weekly] == ["2013-02-04", "2013-02-11"]
     assert all(r["state"] == "success" for r in data["retrains"]), data["retrains"]
     bootstrap = next(r for r in data["retrains"] if r["kind"] == "bootstrap")
     assert bootstrap["promoted"] and bootstrap["version"] == "1"
@@ -97,6 +98,27 @@ def test_the_report_has_realized_auc_wall_time_and_overhead(replayed):
     assert data["mlflow_run_id"]
     assert f"=== replay of flights {START}..{END}" in stdout
     assert os.path.exists(home / "replay" / "flights" / "lake" / "flights" / "predictions" / "2013-02-12.parquet")
+
+
+def test_outcomes_cover_every_day_with_predictions_and_the_estimate_is_judged(replayed):
+    """The loop closes in the replay: an outcomes run after each chunk of daily runs evaluates every day
+    that has predictions (realized and CBPE-estimated metrics), and the report says how far the
+    estimate was from the realized ROC AUC once the labels landed."""
+    home, data, stdout, _ = replayed
+    loop = data["outcomes"]
+    with_predictions = [d["day"] for d in data["days"] if d["scored_rows"]]
+    assert loop["scored_days"] == len(with_predictions) >= 10
+    assert loop["days_with_outcomes"] == len(with_predictions) and loop["scored_days_without"] == []
+    assert all(r["realized"] is not None and r["estimated"] is not None for r in loop["daily_roc_auc"])
+    errors = {e["metric"]: e for e in loop["estimate_error"]}
+    assert errors["roc_auc"]["days"] == len(with_predictions)
+    assert 0 <= errors["roc_auc"]["median_absolute_error"] < 0.15
+    assert loop["judged_days"] == len(with_predictions)
+    outcome_runs = [r for r in data["retrains"] if r["kind"] == "triggered"]
+    assert len(outcome_runs) == len(loop["triggered_retrains"])  # each trigger's retrain was waited for
+    html = (home / "reports" / "flights-replay.html").read_text()
+    assert "Realized and estimated ROC AUC per month" in html and "Error of the estimate" in html
+    assert "estimate error of daily roc_auc" in stdout
 
 
 def test_a_second_replay_of_the_same_days_leaves_digest_identical_outputs(replayed):

@@ -269,7 +269,8 @@ class _Driver:
         from mlops.io.paths import outcomes_dir
 
         dag_id = f"{self.pipeline}_outcomes"
-        run_id = f"replay_outcomes_{first}_{last}" + ("_again" if self.reprocess else "")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")  # a second replay makes its own runs
+        run_id = f"replay_outcomes_{first}_{last}_{stamp}"
         conf = {"start": first.isoformat(), "end": (last + dt.timedelta(days=1)).isoformat()}
         retrain_id = f"{self.pipeline}_retrain"
         before = {r["dag_run_id"] for r in self.api.runs(retrain_id, run_type="asset_triggered")}
