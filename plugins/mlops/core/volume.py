@@ -20,6 +20,20 @@ def history_days(day: dt.date, volume: Volume) -> list[dt.date]:
     return [day - dt.timedelta(weeks=k) for k in range(1, volume.weeks + 1)]
 
 
+def reference_days(days: list[dt.date], volume: Volume) -> list[dt.date]:
+    """The days whose partitions validating `days` reads besides their own, sorted, without `days`:
+    the day before the first (the drift reference, `stages.validate.previous_partition`) and, for each
+    day, the same weekday of the `weeks` weeks before it (the volume history, `history_days`).
+
+    A run must see them whatever order the runs of a backfill take (several run at once), so the
+    ingest task writes those that are missing (`stages.ingest.ingest_references`).
+    """
+    wanted = {min(days) - dt.timedelta(days=1)} if days else set()
+    for day in days:
+        wanted.update(history_days(day, volume))
+    return sorted(wanted - set(days))
+
+
 def volume_check(day: dt.date, rows: int, history: dict[str, int], volume: Volume) -> dict[str, Any]:
     """One check record (as the validation report's) of `rows` against `history` (day -> rows).
 

@@ -21,6 +21,7 @@ from mlops.core.columns import (
 from mlops.core.config import PipelineConfig, Source
 from mlops.core.features import ROW_KEY, apply_joins, derive, prepare_joins, row_keys
 from mlops.core.interval import Interval
+from mlops.core.volume import reference_days
 from mlops.io import lake
 from mlops.io.datasets import missing_days
 from mlops.io.paths import raw_dir
@@ -138,6 +139,32 @@ def ingest(cfg: PipelineConfig, interval: Interval, run_id: str | None = None, u
         partitions[day.isoformat()] = manifest["row_count"]
         digests[day.isoformat()] = manifest["content_digest"]
     return IngestResult(cfg.name, interval, partitions, digests)
+
+
+def ingest_references(
+    cfg: PipelineConfig, interval: Interval, run_id: str | None = None, url: str | None = None
+) -> dict[str, str]:
+    """Ingest the reference days of `interval` that have no partition yet (`core.volume.reference_days`:
+    the day before, for drift, and the volume history), so validating the interval compares with the
+    same days whether or not their own runs have run yet (a backfill runs several days at once).
+
+    Days before `schedules.start_date` are left out (the pipeline's runs never ingest them). A reference
+    day the source cannot give is left missing, as it would be without this call: returns {day: why}
+    for those, and {day: "ingested"} for the others written.
+    """
+    start = cfg.schedules.start_date
+    days = [d for d in reference_days(interval.days(), cfg.validation.volume) if start is None or d >= start]
+    present = set(lake.list_partitions(raw_dir(cfg.name)))
+    out: dict[str, str] = {}
+    for day in days:
+        if day.isoformat() in present:
+            continue
+        try:
+            ingest(cfg, Interval(day, day + dt.timedelta(days=1)), run_id, url=url)
+            out[day.isoformat()] = "ingested"
+        except SourceError as exc:  # SourceSchemaError too: that day's own run refuses it loudly
+            out[day.isoformat()] = f"not ingested: {exc}"
+    return out
 
 
 def ingest_missing(

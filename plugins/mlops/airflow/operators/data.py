@@ -42,19 +42,25 @@ def failing_at_once() -> Iterator[None]:
 
 
 class IngestOperator(PipelineOperator):
-    """Ingest the data interval's partitions (replacing earlier ones)."""
+    """Ingest the data interval's partitions (replacing earlier ones), and the reference days that
+    validating them reads when they have no partition yet (the day before, the volume history), so a
+    run validates the same way whatever the order of a backfill's runs."""
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from mlops.stages.ingest import ingest
+        from mlops.stages.ingest import ingest, ingest_references
 
         cfg = self.config()
         interval = self.interval(context)
         self.check_within_data(cfg, interval, context)
         self.record_note(context, f"{cfg.name} {interval.key}")
+        url = self.resolved(source_url, cfg)
         with failing_at_once():
-            result = ingest(cfg, interval, context.get("run_id"), url=self.resolved(source_url, cfg))
+            result = ingest(cfg, interval, context.get("run_id"), url=url)
+            references = ingest_references(cfg, interval, context.get("run_id"), url=url)
         self.log.info("ingested %s partitions: %s", len(result.partitions), result.partitions)
-        return {"interval": result.interval.key, "partitions": result.partitions}
+        for day, what in references.items():
+            (self.log.info if what == "ingested" else self.log.warning)("reference day %s: %s", day, what)
+        return {"interval": result.interval.key, "partitions": result.partitions, "references": references}
 
 
 class ValidateOperator(PipelineOperator):
