@@ -150,10 +150,11 @@ def test_lofo_fits_with_and_without_the_feature_on_the_same_sampled_rows(problem
     recording = _recording_fits(seen)
     settings = Audit(lofo_max_train_rows=1_000, max_lofo_features=4, budget_factor=1e6, bootstrap_samples=50)
     result = fa.audit(
-        problem["model"], lambda columns: recording(), X_train, y_train, X_eval, y_eval, [], settings, 1.0
+        problem["model"], lambda columns: recording(), X_train, y_train, X_eval, y_eval, FEATURES, settings, 1.0
     )
     rows = fa.sample_rows(y_train, 1_000, settings.seed)
     assert result.lofo_train_rows == 1_000 and result.lofo.tested and not result.lofo.skipped
+    assert result.pairs[["feature_a", "feature_b", "n"]].values.tolist() == [["a", "a_copy", 1_000]]  # same rows
     # the model with every feature first, then one model without each candidate: all on the same 1000 rows
     assert [columns for columns, _, _ in seen] == [
         FEATURES,

@@ -18,7 +18,7 @@ Pure computations (no Airflow, no MLflow, no files); the evaluate stage gathers 
    evaluation's sampling noise. On a sample, it measures the contribution at that training size: it can
    miss one that only more rows reveal, never invent one.
 3. Correlated pairs: |Pearson| or |Spearman| correlation of two numeric features on the training rows
-   (pairwise complete rows) at or above a threshold.
+   (pairwise complete rows; LOFO's sample of them) at or above a threshold.
 4. The budget (`audit`): all of it within `budget_factor` x T, T being one training fit on every row.
 
 Definitions and choices: docs/statistics.md, section 9.
@@ -243,7 +243,7 @@ class AuditResult:
     lofo: LofoResult
     pairs: pd.DataFrame  # PAIR_COLUMNS
     permutation_rows: int  # evaluation rows shuffled
-    lofo_train_rows: int  # training rows of every LOFO fit, with and without
+    lofo_train_rows: int  # training rows of every LOFO fit, with and without, and of the correlations
     permutation_seconds: float
     correlation_seconds: float
     budget_seconds: float  # budget_factor x the training fit
@@ -268,11 +268,11 @@ def audit(
     `settings.permutation_max_rows` evaluation rows); `build(columns)`: an unfitted estimator of the
     configured kind on those columns (the LOFO fits); `X_train`, `y_train`: every training row, one
     column per feature (both classes); `X_eval`, `y_eval`: the evaluation rows (both classes);
-    `numeric`: the numeric features (correlated pairs, on every training row); `fit_seconds`: T, the
-    duration of one training fit on every training row (> 0). LOFO fits the model with every feature and
-    each candidate's model without it on the same `sample_rows` sample of at most
-    `settings.lofo_max_train_rows` training rows, within the budget left after permutation and
-    correlations; its first fit is estimated at T x sample rows / training rows, then timed.
+    `numeric`: the numeric features (correlated pairs); `fit_seconds`: T, the duration of one training
+    fit on every training row (> 0). The correlations, and LOFO's fits of the model with every feature
+    and of each candidate's model without it, use the same `sample_rows` sample of at most
+    `settings.lofo_max_train_rows` training rows; LOFO gets the budget left after permutation and
+    correlations, its first fit estimated at T x sample rows / training rows, then timed.
     `reference`: the evaluation scores of `build(every feature)` fitted on every training row, when the
     caller has them (it measured T so): the model with every feature when the sample is every row.
     """
@@ -284,11 +284,12 @@ def audit(
         model, X_eval.iloc[shuffled], y_eval[shuffled], a.repeats, a.seed, a.confidence
     )
     permutation_seconds = time.perf_counter() - started
-    pairs = correlated_pairs(X_train, numeric, a.correlation_threshold)
-    correlation_seconds = time.perf_counter() - started - permutation_seconds
     rows = sample_rows(y_train, a.lofo_max_train_rows, a.seed)
     every = len(rows) == len(y_train)
-    fit_score = refitter(build, X_train if every else X_train.iloc[rows], y_train[rows], X_eval)
+    X_sample = X_train if every else X_train.iloc[rows]
+    pairs = correlated_pairs(X_sample, numeric, a.correlation_threshold)
+    correlation_seconds = time.perf_counter() - started - permutation_seconds
+    fit_score = refitter(build, X_sample, y_train[rows], X_eval)
     candidates = importances[importances.includes_zero].sort_values("importance").feature.tolist()
     result = lofo(
         fit_score,

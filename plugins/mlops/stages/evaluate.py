@@ -272,7 +272,7 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
        feature, timed, outside the budget. The summary says which (`fit_seconds_source`).
     2. Permutation importance of the registered challenger on the evaluation rows (ROC AUC, t interval;
        a seeded sample of `audit.permutation_max_rows` of them when set: its cost is features x repeats
-       predictions of those rows), then the correlated numeric pairs on the train rows.
+       predictions of those rows), then the correlated numeric pairs on the LOFO sample (step 3).
     3. LOFO (uncalibrated fits) for the features whose importance interval includes zero, at most
        `audit.max_lofo_features`, on a seeded sample of `audit.lofo_max_train_rows` train rows (all of
        them when fewer): the model with every feature and each model without one are fitted on that
@@ -323,7 +323,8 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
             "lofo": f"the model with every feature and the model without the feature fitted on the same "
             f"{result.lofo_train_rows} of {len(y_train)} train rows (seeded, stratified by label), paired "
             f"bootstrap of the evaluation rows ({a.bootstrap_samples})",
-            "correlation": f"|Pearson| or |Spearman| >= {a.correlation_threshold} on the train rows",
+            "correlation": f"|Pearson| or |Spearman| >= {a.correlation_threshold} on the same "
+            f"{result.lofo_train_rows} train rows",
         },
         "verdicts": verdicts,
         "flagged": flagged,
