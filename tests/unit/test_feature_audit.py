@@ -1,17 +1,24 @@
 """The feature audit's pure computations on a tiny synthetic problem with a noise feature and a duplicate.
 
 y depends on `a` and `b`; `a_copy` is `a` plus a hair of noise (a duplicate); `noise` is independent of y.
+The last test times the whole audit on a larger problem with the flights model (HistGradientBoosting).
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from mlops.core import feature_audit as fa
+from mlops.core.config import Audit, Features
+from mlops.core.metrics import point_metrics
+from mlops.core.modeling import build_estimator
 
 FEATURES = ["a", "a_copy", "b", "noise"]
 
@@ -28,13 +35,21 @@ def problem():
 
     X_train, y_train = rows(3000)
     X_eval, y_eval = rows(2000)
+    X_train.index += 10_000  # positions and labels differ: a fit on the wrong rows shows
 
     def fit_score(columns: list[str]) -> np.ndarray:
         model = LogisticRegression().fit(X_train[columns], y_train)
         return model.predict_proba(X_eval[columns])[:, 1]
 
     model = LogisticRegression().fit(X_train, y_train)
-    return {"X_train": X_train, "X_eval": X_eval, "y_eval": y_eval, "model": model, "fit_score": fit_score}
+    return {
+        "X_train": X_train,
+        "y_train": y_train,
+        "X_eval": X_eval,
+        "y_eval": y_eval,
+        "model": model,
+        "fit_score": fit_score,
+    }
 
 
 def test_permutation_importance_is_sklearns_with_a_t_interval(problem):
@@ -102,3 +117,110 @@ def test_lofo_beyond_its_budget_or_count_is_skipped_and_says_why(problem):
     table = pd.DataFrame({"feature": ["noise"], "includes_zero": [True]})
     assert fa.verdicts(table, none) == {"noise": fa.NOT_TESTED}
     assert fa.verdicts(table, one) == {"noise": fa.FLAGGED}
+
+
+def test_sample_rows_is_seeded_stratified_and_exact():
+    y = np.r_[np.zeros(9_000, dtype="int64"), np.ones(1_000, dtype="int64")]
+    rows = fa.sample_rows(y, 2_000, seed=4)
+    assert len(rows) == 2_000 and len(np.unique(rows)) == 2_000 and (np.diff(rows) > 0).all()
+    assert y[rows].sum() == 200  # the window's 10% positives, to the row
+    np.testing.assert_array_equal(rows, fa.sample_rows(y, 2_000, seed=4))
+    assert not np.array_equal(rows, fa.sample_rows(y, 2_000, seed=5))
+    rare = np.r_[np.zeros(9_999, dtype="int64"), 1]
+    few = fa.sample_rows(rare, 1_000, seed=0)
+    assert few.size == 1_000 and rare[few].sum() == 1  # the one positive kept
+    np.testing.assert_array_equal(fa.sample_rows(y, None, seed=0), np.arange(10_000))
+    np.testing.assert_array_equal(fa.sample_rows(y, 10_000, seed=0), np.arange(10_000))
+
+
+def _recording_fits(seen: list) -> type:
+    """A real LogisticRegression that records the columns, row index and labels of every fit."""
+
+    class Recording(LogisticRegression):
+        def fit(self, X, y, sample_weight=None):
+            seen.append((list(X.columns), X.index.to_numpy().copy(), np.asarray(y).copy()))
+            return super().fit(X, y, sample_weight)
+
+    return Recording
+
+
+def test_lofo_fits_with_and_without_the_feature_on_the_same_sampled_rows(problem):
+    X_train, y_train, X_eval, y_eval = problem["X_train"], problem["y_train"], problem["X_eval"], problem["y_eval"]
+    seen: list = []
+    recording = _recording_fits(seen)
+    settings = Audit(lofo_max_train_rows=1_000, max_lofo_features=4, budget_factor=1e6, bootstrap_samples=50)
+    result = fa.audit(
+        problem["model"], lambda columns: recording(), X_train, y_train, X_eval, y_eval, FEATURES, settings, 1.0
+    )
+    rows = fa.sample_rows(y_train, 1_000, settings.seed)
+    assert result.lofo_train_rows == 1_000 and result.lofo.tested and not result.lofo.skipped
+    assert result.pairs[["feature_a", "feature_b", "n"]].values.tolist() == [["a", "a_copy", 1_000]]  # same rows
+    # the model with every feature first, then one model without each candidate: all on the same 1000 rows
+    assert [columns for columns, _, _ in seen] == [
+        FEATURES,
+        *([f for f in FEATURES if f != candidate] for candidate in result.lofo.tested),
+    ]
+    for _, index, labels in seen:
+        np.testing.assert_array_equal(index, X_train.index[rows])
+        np.testing.assert_array_equal(labels, y_train[rows])
+    # the "with" side of every delta is that sampled model, scored on the same evaluation rows
+    with_model = LogisticRegression().fit(X_train.iloc[rows], y_train[rows])
+    auc = point_metrics(y_eval, with_model.predict_proba(X_eval)[:, 1], None)["roc_auc"]
+    lofo_auc = result.lofo.deltas[result.lofo.deltas.metric == "roc_auc"]
+    np.testing.assert_allclose(lofo_auc.with_feature, auc)
+    assert (lofo_auc.n == len(y_eval)).all() and result.lofo.with_seconds > 0
+
+    # fewer train rows than the limit: every row, and the caller's reference fit is the model with every feature
+    seen.clear()
+    every = settings.model_copy(update={"lofo_max_train_rows": len(y_train)})
+    reference = LogisticRegression().fit(X_train, y_train).predict_proba(X_eval)[:, 1]
+    again = fa.audit(
+        problem["model"], lambda columns: recording(), X_train, y_train, X_eval, y_eval, [], every, 1.0, reference
+    )
+    assert again.lofo_train_rows == len(y_train) and again.lofo.with_seconds == 0
+    assert [columns for columns, _, _ in seen] == [[f for f in FEATURES if f != c] for c in again.lofo.tested]
+    assert all(np.array_equal(index, X_train.index) for _, index, _ in seen)
+
+
+@pytest.fixture(scope="module")
+def large_problem(flights_cfg):
+    """200,000 train rows: y depends on `a` and `b`; `noise_1` and `noise_2` are independent of it."""
+    rng = np.random.default_rng(1)
+
+    def rows(n: int) -> tuple[pd.DataFrame, np.ndarray]:
+        X = pd.DataFrame({f: rng.normal(size=n) for f in ("a", "b", "noise_1", "noise_2")})
+        y = (rng.random(n) < 1 / (1 + np.exp(-(X.a - 0.8 * X.b - 1.0)))).astype("int64")
+        return X, y.to_numpy()
+
+    X_train, y_train = rows(200_000)
+    X_eval, y_eval = rows(4_000)
+
+    def build(columns: list[str]):  # the flights pipeline's model
+        return build_estimator(flights_cfg.training.model, Features(categorical=[], numeric=columns))
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        model = build(list(X_train.columns))
+        began = time.perf_counter()
+        model.fit(X_train, y_train)  # as the train stage times it: T
+        fit_seconds = time.perf_counter() - began
+        yield {
+            "args": (model, build, X_train, y_train, X_eval, y_eval, list(X_train.columns)),
+            "fit_seconds": fit_seconds,
+        }
+
+
+def test_on_a_large_window_lofo_tests_every_candidate_within_budget_and_flags_the_noise(large_problem):
+    settings = Audit(enabled=True, permutation_max_rows=2_000, max_lofo_features=4)  # 20,000 LOFO rows, 2 x T
+    fit_seconds = large_problem["fit_seconds"]
+    result = fa.audit(*large_problem["args"], settings, fit_seconds)
+    verdicts = fa.verdicts(result.importances, result.lofo)
+    print("T", round(fit_seconds, 2), "audit", round(result.seconds, 2), "with", round(result.lofo.with_seconds, 2))
+    assert result.lofo_train_rows == 20_000
+    assert sorted(result.lofo.tested) == ["noise_1", "noise_2"] and not result.lofo.skipped
+    assert verdicts == {"a": fa.CONTRIBUTES, "b": fa.CONTRIBUTES, "noise_1": fa.FLAGGED, "noise_2": fa.FLAGGED}
+    assert result.seconds <= result.budget_seconds == pytest.approx(2 * fit_seconds)
+    # LOFO on every train row (the audit before lofo_max_train_rows) has no room for the model with every
+    # feature and one refit, each about T, after permutation importance: no candidate is tested
+    unsampled = fa.audit(*large_problem["args"], settings.model_copy(update={"lofo_max_train_rows": None}), fit_seconds)
+    assert unsampled.lofo_train_rows == 200_000 and unsampled.lofo.tested == []
+    assert all("time budget" in why for why in unsampled.lofo.skipped.values()) and len(unsampled.lofo.skipped) == 2

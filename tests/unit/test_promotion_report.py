@@ -6,6 +6,7 @@ are trained once for the module on 2013-01-01..2013-01-22 of the real flights da
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import math
@@ -193,6 +194,12 @@ def test_the_feature_audit_is_logged_and_shown(promoted, cfg):
     assert {"audit/permutation_importance.csv", "audit/lofo.csv", "audit/correlated_pairs.csv"} <= paths
     metrics = registry.client().get_run(run_id).data.metrics
     assert metrics["audit_flagged_features"] == len(audit["flagged"]) and metrics["audit_time_ratio"] > 0
+    # T is the train stage's own fit, logged to the run and returned; the calibration is timed apart
+    assert metrics["fit_seconds"] > 0 and metrics["calibration_seconds"] > 0
+    assert promoted["second"].seconds == {k: metrics[k] for k in ("fit_seconds", "calibration_seconds")}
+    assert audit["fit_seconds_source"] == "train run" and audit["fit_seconds"] == metrics["fit_seconds"]
+    assert audit["budget_seconds"] == pytest.approx(cfg.audit.budget_factor * metrics["fit_seconds"])
+    assert audit["lofo_train_rows"] == audit["train_rows"] < cfg.audit.lofo_max_train_rows  # a short window
     tested_or_skipped = set(audit["lofo_tested"]) | set(audit["lofo_skipped"])
     assert tested_or_skipped == {f for f, v in audit["verdicts"].items() if v != "contributes"}
     assert "<h2>Feature audit</h2>" in page
@@ -211,8 +218,11 @@ def test_the_feature_audit_is_logged_and_shown(promoted, cfg):
                 "lofo_skipped",
                 "time_ratio",
                 "fit_seconds",
+                "fit_seconds_source",
                 "permutation_seconds",
                 "permutation_rows",
+                "lofo_train_rows",
+                "lofo_seconds",
             )
         },
     )
@@ -237,3 +247,18 @@ def test_with_a_generous_budget_lofo_tests_every_candidate_and_names_the_flagged
     assert set(summary["flagged"]) <= candidates
     print("generous budget:", {k: summary[k] for k in ("flagged", "lofo_tested", "time_ratio", "fit_seconds")})
     print("verdicts:", summary["verdicts"])
+
+
+def test_a_version_without_fit_seconds_gets_a_reference_fit(promoted, cfg):
+    """A run trained before the train stage logged `fit_seconds`: the audit times a reference fit instead."""
+    from mlops.io.datasets import read_training_set
+    from mlops.io.feature_audit import read_feature_audit
+    from mlops.stages.evaluate import run_feature_audit
+
+    first = promoted["first"]
+    run = registry.client().create_run(registry.experiment_id("audit-without-fit-seconds"))
+    older = dataclasses.replace(registry.version("flights", first.version), run_id=run.info.run_id)
+    summary = run_feature_audit(cfg, read_training_set("flights", first.training_key), first.split, older)
+    assert summary["fit_seconds_source"] == "reference fit" and summary["fit_seconds"] > 0
+    assert summary["budget_seconds"] == pytest.approx(cfg.audit.budget_factor * summary["fit_seconds"])
+    assert read_feature_audit(run.info.run_id)["fit_seconds_source"] == "reference fit"

@@ -329,6 +329,12 @@ class Audit(_Strict):
         None, ge=100, description="permutation importance on a seeded sample of at most this many evaluation rows"
     )
     max_lofo_features: int = Field(5, ge=0, description="leave-one-feature-out refits at most (0: none)")
+    lofo_max_train_rows: int | None = Field(
+        20_000,
+        ge=1000,
+        description="LOFO fits (with every feature and without one) on a seeded sample of at most this many "
+        "train rows (null: all)",
+    )
     budget_factor: float = Field(2.0, gt=0, description="audit time at most this many times one training fit")
     correlation_threshold: float = Field(0.9, gt=0, le=1, description="|Pearson| or |Spearman| naming a pair")
     bootstrap_samples: int = Field(200, ge=0, description="paired resamples of each LOFO delta (0: no interval)")

@@ -9,13 +9,17 @@ Pure computations (no Airflow, no MLflow, no files); the evaluate stage gathers 
    It covers the shuffling noise only (the model and the evaluation rows are fixed).
 2. Leave-one-feature-out (LOFO; Lei et al. 2018, "Distribution-free predictive inference for
    regression", section 6.2): for each feature whose importance interval includes zero, the same model
-   config is fitted on the same training rows without that feature and scored on the same evaluation
-   rows; the delta (without - with) of ROC AUC, PR AUC, log loss and Brier gets a paired percentile
-   bootstrap interval (`core.metrics.PairedBootstrap`: each resample of the evaluation rows is applied
-   to both models). A feature is flagged when no delta's interval excludes zero: removing it changes no
-   metric beyond the evaluation's sampling noise.
+   config is fitted without that feature on the same training rows as the model "with" every feature
+   (a seeded sample of them, stratified by label, when there are more than `lofo_max_train_rows`: both
+   sides of every delta are refitted on that sample) and scored on the same evaluation rows; the delta
+   (without - with) of ROC AUC, PR AUC, log loss and Brier gets a paired percentile bootstrap interval
+   (`core.metrics.PairedBootstrap`: each resample of the evaluation rows is applied to both models). A
+   feature is flagged when no delta's interval excludes zero: removing it changes no metric beyond the
+   evaluation's sampling noise. On a sample, it measures the contribution at that training size: it can
+   miss one that only more rows reveal, never invent one.
 3. Correlated pairs: |Pearson| or |Spearman| correlation of two numeric features on the training rows
-   (pairwise complete rows) at or above a threshold.
+   (pairwise complete rows; LOFO's sample of them) at or above a threshold.
+4. The budget (`audit`): all of it within `budget_factor` x T, T being one training fit on every row.
 
 Definitions and choices: docs/statistics.md, section 9.
 """
@@ -25,10 +29,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlops.core.config import Audit
 from mlops.core.metrics import PairedBootstrap, percentile_interval, point_metrics
 
 LOFO_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier")
@@ -99,6 +105,45 @@ def correlated_pairs(df: pd.DataFrame, numeric: list[str], threshold: float) -> 
     return out.iloc[np.argsort(-strength.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
+def sample_rows(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """Positions of a seeded sample of at most `max_rows` of the rows labelled `y`, stratified by label, in order.
+
+    All positions when `max_rows` is None or at least len(y). Else exactly `max_rows`, drawn without
+    replacement within each label: each label keeps its share of the rows (largest remainders), and at
+    least one row while it has any, so a sample of a two-class set has both classes.
+    """
+    n = len(y)
+    if max_rows is None or n <= max_rows:
+        return np.arange(n)
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    share = max_rows * counts / n
+    take = np.floor(share).astype("int64")
+    take[np.argsort(-(share - take), kind="stable")[: max_rows - int(take.sum())]] += 1
+    take = np.minimum(np.maximum(take, 1), counts)
+    take[np.argmax(take)] -= int(take.sum()) - max_rows  # the ones given to rare labels, taken from the largest
+    rng = np.random.default_rng(seed)
+    drawn = [rng.choice(np.flatnonzero(inverse == k), take[k], replace=False) for k in range(len(classes))]
+    return np.sort(np.concatenate(drawn))
+
+
+def refitter(
+    build: Callable[[list[str]], Any], X_train: pd.DataFrame, y_train: np.ndarray, X_eval: pd.DataFrame
+) -> Callable[[list[str]], np.ndarray]:
+    """The `fit_score` of `lofo`: every model it fits sees the same training rows and the same evaluation rows.
+
+    `build(columns)`: an unfitted estimator (with `predict_proba`) taking the frame of those columns;
+    `X_train`, `y_train`: the rows every fit uses; `X_eval`: the rows every fit is scored on.
+    `fit_score(columns)` returns the (len(X_eval),) positive-class probabilities of that fit.
+    """
+
+    def fit_score(columns: list[str]) -> np.ndarray:
+        estimator = build(columns)
+        estimator.fit(X_train[columns], y_train)
+        return estimator.predict_proba(X_eval[columns])[:, 1]
+
+    return fit_score
+
+
 @dataclass
 class LofoResult:
     """LOFO deltas (LOFO_COLUMNS rows), what was skipped and why, and the time spent."""
@@ -106,7 +151,8 @@ class LofoResult:
     deltas: pd.DataFrame
     tested: list[str]
     skipped: dict[str, str] = field(default_factory=dict)  # feature -> reason (budget, max_lofo_features)
-    seconds: float = 0.0
+    seconds: float = 0.0  # all of it, the fit of the model with every feature included
+    with_seconds: float = 0.0  # the fit of the model with every feature (0: given as `full`, or not fitted)
 
 
 def lofo(
@@ -114,7 +160,7 @@ def lofo(
     features: list[str],
     candidates: list[str],
     y_eval: np.ndarray,
-    full: np.ndarray,
+    full: np.ndarray | None,
     *,
     max_features: int,
     budget_seconds: float,
@@ -128,26 +174,36 @@ def lofo(
     `fit_score(columns)`: fits the configured model on the training rows using only `columns` and
     returns its (n,) scores (probabilities) on the evaluation rows; `features`: every feature;
     `candidates`: the features to leave out, in order (at most `max_features` are tried); `y_eval`:
-    (n,) 0/1 labels; `full`: (n,) scores of `fit_score(features)` (the model with every feature),
-    whose fit took `fit_seconds`, the estimate of one refit. A candidate is tried only while the time
-    spent here plus the longest refit so far stays within `budget_seconds` (seconds, >= 0); the others
-    are in `skipped` with the reason.
+    (n,) 0/1 labels; `full`: (n,) scores of `fit_score(features)` (the model with every feature), or
+    None to fit it here, before the first refit (its time counts); `fit_seconds`: the estimate of one
+    fit before any is timed here. A fit starts only while the time spent here plus the longest fit so
+    far (twice that before the model with every feature exists: it and one refit) stays within
+    `budget_seconds` (seconds, >= 0); the candidates left are in `skipped` with the reason.
     Deltas are without - with; intervals: paired percentile bootstrap (`bootstrap_samples`
     resamples, 0: none) of the evaluation rows, seeded with `seed`.
     """
     start = time.perf_counter()
-    one_fit = fit_seconds
-    full_points = point_metrics(y_eval, full, None)
+    one_fit, with_seconds = fit_seconds, 0.0
+    full_points = point_metrics(y_eval, full, None) if full is not None else None
     rows, tested, skipped = [], [], {}
     for number, feature in enumerate(candidates):
         if number >= max_features:
             skipped[feature] = f"beyond audit.max_lofo_features={max_features}"
             continue
         spent = time.perf_counter() - start
+        if full is None:
+            if spent + 2 * one_fit > budget_seconds:
+                skipped[feature] = _beyond_budget(
+                    spent, 2 * one_fit, "the model with every feature and a refit", budget_seconds
+                )
+                continue
+            began = time.perf_counter()
+            full = fit_score(features)
+            with_seconds = one_fit = time.perf_counter() - began
+            full_points = point_metrics(y_eval, full, None)
+            spent = time.perf_counter() - start
         if spent + one_fit > budget_seconds:
-            skipped[feature] = (
-                f"beyond the time budget ({spent:.1f} s spent + {one_fit:.1f} s > {budget_seconds:.1f} s)"
-            )
+            skipped[feature] = _beyond_budget(spent, one_fit, "a refit", budget_seconds)
             continue
         began = time.perf_counter()
         without = fit_score([f for f in features if f != feature])
@@ -168,7 +224,90 @@ def lofo(
             delta = points[metric] - full_points[metric]
             rows.append((feature, metric, full_points[metric], points[metric], delta, low, high, len(y_eval), seconds))
         tested.append(feature)
-    return LofoResult(pd.DataFrame(rows, columns=LOFO_COLUMNS), tested, skipped, time.perf_counter() - start)
+    deltas = pd.DataFrame(rows, columns=LOFO_COLUMNS)
+    return LofoResult(deltas, tested, skipped, time.perf_counter() - start, with_seconds)
+
+
+def _beyond_budget(spent: float, needed: float, what: str, budget_seconds: float) -> str:
+    return (
+        f"beyond the time budget ({spent:.1f} s spent on LOFO + {needed:.1f} s for {what} "
+        f"> {budget_seconds:.1f} s left for LOFO)"
+    )
+
+
+@dataclass
+class AuditResult:
+    """What `audit` measured; times in seconds, `seconds` = permutation + correlations + LOFO."""
+
+    importances: pd.DataFrame  # IMPORTANCE_COLUMNS
+    lofo: LofoResult
+    pairs: pd.DataFrame  # PAIR_COLUMNS
+    permutation_rows: int  # evaluation rows shuffled
+    lofo_train_rows: int  # training rows of every LOFO fit, with and without, and of the correlations
+    permutation_seconds: float
+    correlation_seconds: float
+    budget_seconds: float  # budget_factor x the training fit
+    seconds: float
+
+
+def audit(
+    model,
+    build: Callable[[list[str]], Any],
+    X_train: pd.DataFrame,
+    y_train: np.ndarray,
+    X_eval: pd.DataFrame,
+    y_eval: np.ndarray,
+    numeric: list[str],
+    settings: Audit,
+    fit_seconds: float,
+    reference: np.ndarray | None = None,
+) -> AuditResult:
+    """The whole audit within `settings.budget_factor` x `fit_seconds`: importances, correlations, then LOFO.
+
+    `model`: the fitted model audited (permutation importance on a `sample_rows` sample of at most
+    `settings.permutation_max_rows` evaluation rows); `build(columns)`: an unfitted estimator of the
+    configured kind on those columns (the LOFO fits); `X_train`, `y_train`: every training row, one
+    column per feature (both classes); `X_eval`, `y_eval`: the evaluation rows (both classes);
+    `numeric`: the numeric features (correlated pairs); `fit_seconds`: T, the duration of one training
+    fit on every training row (> 0). The correlations, and LOFO's fits of the model with every feature
+    and of each candidate's model without it, use the same `sample_rows` sample of at most
+    `settings.lofo_max_train_rows` training rows; LOFO gets the budget left after permutation and
+    correlations, its first fit estimated at T x sample rows / training rows, then timed.
+    `reference`: the evaluation scores of `build(every feature)` fitted on every training row, when the
+    caller has them (it measured T so): the model with every feature when the sample is every row.
+    """
+    a = settings
+    budget = a.budget_factor * fit_seconds
+    started = time.perf_counter()
+    shuffled = sample_rows(y_eval, a.permutation_max_rows, a.seed)
+    importances, _ = permutation_importances(
+        model, X_eval.iloc[shuffled], y_eval[shuffled], a.repeats, a.seed, a.confidence
+    )
+    permutation_seconds = time.perf_counter() - started
+    rows = sample_rows(y_train, a.lofo_max_train_rows, a.seed)
+    every = len(rows) == len(y_train)
+    X_sample = X_train if every else X_train.iloc[rows]
+    pairs = correlated_pairs(X_sample, numeric, a.correlation_threshold)
+    correlation_seconds = time.perf_counter() - started - permutation_seconds
+    fit_score = refitter(build, X_sample, y_train[rows], X_eval)
+    candidates = importances[importances.includes_zero].sort_values("importance").feature.tolist()
+    result = lofo(
+        fit_score,
+        list(X_train.columns),
+        candidates,
+        y_eval,
+        reference if every else None,
+        max_features=a.max_lofo_features,
+        budget_seconds=max(budget - (time.perf_counter() - started), 0.0),
+        fit_seconds=fit_seconds * len(rows) / len(y_train),
+        bootstrap_samples=a.bootstrap_samples,
+        confidence=a.confidence,
+        seed=a.seed,
+    )
+    seconds = time.perf_counter() - started
+    return AuditResult(
+        importances, result, pairs, len(shuffled), len(rows), permutation_seconds, correlation_seconds, budget, seconds
+    )
 
 
 def verdicts(importances: pd.DataFrame, lofo_result: LofoResult | None) -> dict[str, str]:

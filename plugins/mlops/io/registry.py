@@ -28,6 +28,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
 PENDING_MOVE = "pending_champion_move"  # registered-model tag: a champion move written ahead of the alias
+FIT_SECONDS = "fit_seconds"  # train run metric: seconds of the estimator's fit on the train rows (the training time)
 TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
 
 

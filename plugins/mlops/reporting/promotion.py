@@ -226,7 +226,9 @@ def feature_audit_html(audit: dict[str, Any] | None) -> str:
         f"<p>Flagged (removal changes no metric beyond noise): <b>{esc(', '.join(flagged) or 'none')}</b>. "
         f"Not tested by LOFO: {esc(', '.join(audit.get('not_tested') or []) or 'none')}. "
         f"Audit time {audit['audit_seconds']:.1f} s = {audit['time_ratio']:.2f} x one training fit "
-        f"({audit['fit_seconds']:.1f} s; budget {audit['budget_seconds']:.1f} s).</p>"
+        f"({audit['fit_seconds']:.1f} s, from the {esc(audit.get('fit_seconds_source', 'reference fit'))}; "
+        f"budget {audit['budget_seconds']:.1f} s). LOFO fits on "
+        f"{audit.get('lofo_train_rows', audit.get('train_rows'))} of {audit.get('train_rows')} train rows.</p>"
     )
     method = "".join(f"<li>{esc(k)}: {esc(str(v))}</li>" for k, v in audit.get("method", {}).items())
     importance = _table(

@@ -266,15 +266,18 @@ def evaluate(cfg: PipelineConfig, training_key: str, window, challenger_version:
 def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, challenger) -> dict[str, Any]:
     """The feature-contribution audit of the challenger, logged to its run under `audit/` (core.feature_audit).
 
-    1. Reference fit: the configured model (uncalibrated) on the train rows with every feature; its
-       duration T stands for the training time (the train stage ran in another task).
+    1. T, the training time: the challenger's run metric `fit_seconds` (the train stage's fit of the
+       estimator on the train rows). A run without it (trained before the train stage timed its fit)
+       gets a reference fit instead: the configured model (uncalibrated) on the train rows with every
+       feature, timed, outside the budget. The summary says which (`fit_seconds_source`).
     2. Permutation importance of the registered challenger on the evaluation rows (ROC AUC, t interval;
        a seeded sample of `audit.permutation_max_rows` of them when set: its cost is features x repeats
-       predictions of those rows).
-    3. LOFO refits (uncalibrated, like the reference) for the features whose importance interval
-       includes zero, at most `audit.max_lofo_features`, while the audit (steps 2-4, without the
-       reference fit) stays within `audit.budget_factor` x T; the others are skipped and named.
-    4. Correlated numeric pairs on the train rows.
+       predictions of those rows), then the correlated numeric pairs on the LOFO sample (step 3).
+    3. LOFO (uncalibrated fits) for the features whose importance interval includes zero, at most
+       `audit.max_lofo_features`, on a seeded sample of `audit.lofo_max_train_rows` train rows (all of
+       them when fewer): the model with every feature and each model without one are fitted on that
+       sample, while the audit (steps 2-3) stays within `audit.budget_factor` x T; the candidates left
+       are skipped and named.
     Returns the summary logged as `audit/feature_audit.json`; the ratio audit time / T is logged.
     """
     a = cfg.audit
@@ -293,51 +296,35 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
         log_feature_audit(challenger.run_id, summary, {})
         return summary
 
-    def fit_score(columns: list[str]) -> np.ndarray:
+    def build(columns: list[str]):
         features = Features(
             categorical=[c for c in cfg.features.categorical if c in columns],
             numeric=[c for c in cfg.features.numeric if c in columns],
         )
-        estimator = build_estimator(cfg.training.model, features)
-        estimator.fit(X_train[features.all], y_train)
-        return predict_scores(estimator, X_eval[features.all])
+        return build_estimator(cfg.training.model, features)
 
-    began = time.perf_counter()
-    full = fit_score(cfg.features.all)
-    fit_seconds = time.perf_counter() - began
-    budget = a.budget_factor * fit_seconds
+    fit_seconds = registry.client().get_run(challenger.run_id).data.metrics.get(registry.FIT_SECONDS)
+    source, reference = "train run", None
+    if fit_seconds is None:
+        began = time.perf_counter()
+        reference = fa.refitter(build, X_train, y_train, X_eval)(cfg.features.all)
+        fit_seconds, source = time.perf_counter() - began, "reference fit"
     model = registry.load_sklearn(challenger)
-    started = time.perf_counter()
-    rows = np.arange(len(y_eval))
-    if a.permutation_max_rows is not None and len(rows) > a.permutation_max_rows:
-        rows = np.sort(np.random.default_rng(a.seed).choice(rows, a.permutation_max_rows, replace=False))
-    importances, _ = fa.permutation_importances(model, X_eval.iloc[rows], y_eval[rows], a.repeats, a.seed, a.confidence)
-    permutation_seconds = time.perf_counter() - started
-    candidates = importances[importances.includes_zero].sort_values("importance").feature.tolist()
-    lofo = fa.lofo(
-        fit_score,
-        cfg.features.all,
-        candidates,
-        y_eval,
-        full,
-        max_features=a.max_lofo_features,
-        budget_seconds=max(budget - permutation_seconds, 0.0),
-        fit_seconds=fit_seconds,
-        bootstrap_samples=a.bootstrap_samples,
-        confidence=a.confidence,
-        seed=a.seed,
-    )
-    pairs = fa.correlated_pairs(train_part, cfg.features.numeric, a.correlation_threshold)
-    audit_seconds = time.perf_counter() - started
+    result = fa.audit(model, build, X_train, y_train, X_eval, y_eval, cfg.features.numeric, a, fit_seconds, reference)
+    lofo, importances, pairs = result.lofo, result.importances, result.pairs
     verdicts = fa.verdicts(importances, lofo)
     flagged = [f for f, v in verdicts.items() if v == fa.FLAGGED]
-    ratio = audit_seconds / fit_seconds if fit_seconds > 0 else math.inf
+    ratio = result.seconds / fit_seconds if fit_seconds > 0 else math.inf
     summary |= {
         "method": {
             "permutation": f"sklearn permutation_importance, scoring roc_auc, {a.repeats} repeats, "
-            f"t interval of the mean ({a.confidence:.0%}), on {len(rows)} of {len(y_eval)} evaluation rows",
-            "lofo": f"refit without the feature, paired bootstrap of the evaluation rows ({a.bootstrap_samples})",
-            "correlation": f"|Pearson| or |Spearman| >= {a.correlation_threshold} on the train rows",
+            f"t interval of the mean ({a.confidence:.0%}), on {result.permutation_rows} of {len(y_eval)} "
+            "evaluation rows",
+            "lofo": f"the model with every feature and the model without the feature fitted on the same "
+            f"{result.lofo_train_rows} of {len(y_train)} train rows (seeded, stratified by label), paired "
+            f"bootstrap of the evaluation rows ({a.bootstrap_samples})",
+            "correlation": f"|Pearson| or |Spearman| >= {a.correlation_threshold} on the same "
+            f"{result.lofo_train_rows} train rows",
         },
         "verdicts": verdicts,
         "flagged": flagged,
@@ -347,28 +334,41 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
         "correlated_pairs": pairs.to_dict(orient="records"),
         "importance": importances.drop(columns="includes_zero").to_dict(orient="records"),
         "fit_seconds": fit_seconds,
-        "permutation_rows": len(rows),
-        "permutation_seconds": permutation_seconds,
+        "fit_seconds_source": source,
+        "permutation_rows": result.permutation_rows,
+        "permutation_seconds": result.permutation_seconds,
+        "correlation_seconds": result.correlation_seconds,
+        "lofo_train_rows": result.lofo_train_rows,
+        "lofo_with_seconds": lofo.with_seconds,
         "lofo_seconds": lofo.seconds,
-        "audit_seconds": audit_seconds,
-        "budget_seconds": budget,
+        "audit_seconds": result.seconds,
+        "budget_seconds": result.budget_seconds,
         "time_ratio": ratio,
         "metrics": {
             "audit_flagged_features": len(flagged),
             "audit_correlated_pairs": len(pairs),
             "audit_lofo_tested": len(lofo.tested),
-            "audit_seconds": audit_seconds,
+            "audit_seconds": result.seconds,
             "audit_time_ratio": ratio,
         },
     }
     log.info(
-        "feature audit of version %s: %.2f s against one training fit of %.2f s (ratio %.2f, budget %.1f x); "
-        "LOFO on %s; skipped %s; flagged %s; correlated pairs %s",
+        "feature audit of version %s: %.2f s against one training fit of %.2f s (from the %s; ratio %.2f, "
+        "budget %.1f x): permutation %.2f s on %d evaluation rows, correlations %.2f s, LOFO %.2f s on %d of %d "
+        "train rows (the model with every feature %.2f s); LOFO on %s; skipped %s; flagged %s; correlated pairs %s",
         challenger.version,
-        audit_seconds,
+        result.seconds,
         fit_seconds,
+        source,
         ratio,
         a.budget_factor,
+        result.permutation_seconds,
+        result.permutation_rows,
+        result.correlation_seconds,
+        lofo.seconds,
+        result.lofo_train_rows,
+        len(y_train),
+        lofo.with_seconds,
         lofo.tested or "none",
         lofo.skipped or "none",
         flagged or "none",

@@ -6,8 +6,9 @@ import hashlib
 import importlib.metadata
 import json
 import subprocess
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ class TrainResult:
     metrics: dict[str, float]
     fingerprint: str
     skipped: bool = False  # True: an identical training (data, config, code) was found and reused
+    seconds: dict[str, float] = field(default_factory=dict)  # `timed_fit`'s durations ({}: nothing fitted)
 
 
 def code_digest() -> str:
@@ -72,19 +74,31 @@ def earlier_run_tag(ref: registry.VersionRef) -> str:
 
 def fit(cfg: PipelineConfig, parts: dict[str, pd.DataFrame]) -> Pipeline:
     """Fit the configured estimator on the train part; calibrate its probabilities on the calibration part."""
+    return timed_fit(cfg, parts)[0]
+
+
+def timed_fit(cfg: PipelineConfig, parts: dict[str, pd.DataFrame]) -> tuple[Pipeline, dict[str, float]]:
+    """`fit`, and its durations in seconds: `fit_seconds` (the estimator's fit on the train part, the
+    training time the feature audit's budget is counted in) and, when the probabilities are calibrated,
+    `calibration_seconds` (the calibrator's fit on the calibration part). Model input is built outside
+    both."""
     estimator = build_estimator(cfg.training.model, cfg.features)
-    estimator.fit(model_input(parts["train"], cfg.features), labels(parts["train"], cfg.target).to_numpy(dtype="int64"))
+    X, y = model_input(parts["train"], cfg.features), labels(parts["train"], cfg.target).to_numpy(dtype="int64")
+    began = time.perf_counter()
+    estimator.fit(X, y)
+    seconds = {registry.FIT_SECONDS: time.perf_counter() - began}
     method = cfg.training.probability_calibration
     if method == "none":
-        return estimator
+        return estimator, seconds
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
     calibrated = CalibratedClassifierCV(FrozenEstimator(estimator), method=method)
-    calibrated.fit(
-        model_input(parts["calibration"], cfg.features), labels(parts["calibration"], cfg.target).astype(int)
-    )
-    return Pipeline([("model", calibrated)])
+    X, y = model_input(parts["calibration"], cfg.features), labels(parts["calibration"], cfg.target).astype(int)
+    began = time.perf_counter()
+    calibrated.fit(X, y)
+    seconds["calibration_seconds"] = time.perf_counter() - began
+    return Pipeline([("model", calibrated)]), seconds
 
 
 def train(
@@ -135,7 +149,7 @@ def train(
             )
         return TrainResult(earlier.run_id, cfg.name, earlier.version, training_key, split, {}, fp, skipped=True)
 
-    estimator = fit(cfg, parts)
+    estimator, seconds = timed_fit(cfg, parts)
     metrics = {}
     for name, part in parts.items():
         scores = predict_scores(estimator, model_input(part, cfg.features))
@@ -143,8 +157,10 @@ def train(
             metrics[f"{name}_{metric}"] = value
         metrics[f"{name}_rows"] = float(len(part))
     reference = reference_profile(cfg, window_rows(df, cfg, split.train), split.train)
-    run_id, version = _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics, reference)
-    return TrainResult(run_id, cfg.name, version, training_key, split, metrics, fp)
+    run_id, version = _log_and_register(
+        cfg, estimator, parts, split, training_key, tags, {**metrics, **seconds}, reference
+    )
+    return TrainResult(run_id, cfg.name, version, training_key, split, metrics, fp, seconds=seconds)
 
 
 def reference_profile(cfg: PipelineConfig, rows: pd.DataFrame, days: Interval) -> dict:

@@ -101,7 +101,13 @@ class TrainOperator(PipelineOperator):
                 result.version,
             )
         else:
-            self.log.info("registered %s version %s (run %s)", result.model_name, result.version, result.run_id)
+            self.log.info(
+                "registered %s version %s (run %s); fit %s",
+                result.model_name,
+                result.version,
+                result.run_id,
+                ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()),
+            )
             if trigger := assembled.get("trigger"):
                 from mlops.io import registry
 
@@ -173,10 +179,14 @@ class EvaluateOperator(_AfterTraining):
         audit = result.audit
         if audit is not None and "time_ratio" in audit:
             self.log.info(
-                "feature audit: %.2f s, %.2f x the training fit (%.2f s); LOFO skipped: %s; flagged: %s",
+                "feature audit: %.2f s, %.2f x the training fit (%.2f s, from the %s); LOFO on %s train rows "
+                "tested %s, skipped: %s; flagged: %s",
                 audit["audit_seconds"],
                 audit["time_ratio"],
                 audit["fit_seconds"],
+                audit["fit_seconds_source"],
+                audit["lofo_train_rows"],
+                audit["lofo_tested"] or "none",
                 audit["lofo_skipped"] or "none",
                 audit["flagged"] or "none",
             )
