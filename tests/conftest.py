@@ -34,8 +34,33 @@ from mlops.local.mailsink import MailSink  # noqa: E402
 pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.http_server"]
 
 
+def _untracked() -> set[str] | None:
+    """Files of the clone that git neither tracks nor ignores (None outside a git checkout)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        return None
+    return {line[3:] for line in out.stdout.splitlines() if line.startswith("??")}
+
+
+_UNTRACKED_BEFORE = _untracked()
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
+    if _UNTRACKED_BEFORE is None or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    left = sorted((_untracked() or set()) - _UNTRACKED_BEFORE)
+    if left:  # a test wrote into the clone instead of its own folder (e.g. a relative sqlite:///x.db)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nFAILED: the test session left files in the clone, outside any test folder: {left}", file=sys.stderr)
 
 
 @pytest.fixture(autouse=True)

@@ -26,10 +26,11 @@ def test_overridden_puts_back_a_value_and_removes_a_new_key(monkeypatch):
     assert "MLOPS_TEST_NEW" not in os.environ
 
 
-def test_a_test_points_mlflow_at_a_server_that_is_gone(monkeypatch):
+def test_a_test_points_mlflow_at_a_server_that_is_gone(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", DEAD)
     registry.client()  # sets the fluent API's tracking and registry URIs (module globals of MLflow)
-    assert MlflowClient(tracking_uri="sqlite:///x.db")._registry_uri == DEAD  # the hazard, shown
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # in the test's folder: a relative path lands in the clone
+    assert MlflowClient(tracking_uri=uri)._registry_uri == DEAD  # the hazard, shown
 
 
 def test_the_next_test_gets_the_registry_of_the_server_it_names(tmp_path):
