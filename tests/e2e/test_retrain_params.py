@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from mlops.core.interval import Interval
 from mlops.io import registry
+from mlops.io.feature_audit import read_feature_audit
 from mlops.local import runs
 
 pytestmark = pytest.mark.e2e
@@ -60,6 +61,9 @@ def test_model_kind_and_threshold_policy_params(logistic, flights_cfg):
     assert type(calibrated.estimator.estimator.named_steps["classifier"]).__name__ == "LogisticRegression"
     assert logistic.xcoms["promote"]["promoted"]
     assert registry.version_by_alias("flights", registry.CHAMPION).version == trained["version"]
+    # every task of the run reads the params' config: the feature audit refits the kind that was trained
+    audit = read_feature_audit(trained["run_id"])
+    assert audit is not None and audit["model_kind"] == "logistic_regression", audit
 
 
 def test_unchanged_window_reuses_the_version(logistic, unchanged):

@@ -288,6 +288,7 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
     y_eval = labels(eval_part, cfg.target).to_numpy(dtype="int64")
     summary: dict[str, Any] = {
         "version": challenger.version,
+        "model_kind": cfg.training.model.kind,  # the kind refitted (the retrain run's model_kind param)
         "evaluation_rows": len(y_eval),
         "train_rows": len(y_train),
     }

@@ -87,9 +87,7 @@ class TrainOperator(PipelineOperator):
         from mlops.stages.train import train
 
         params = context.get("params") or {}
-        cfg = self.config()
-        if params.get("model_kind"):
-            cfg = cfg.with_model_kind(params["model_kind"])
+        cfg = run_config(self, context)
         assembled = self.pulled(context, self.assemble_task_id)
         window = _window(assembled["training_key"])
         force = bool(params.get("force_retrain"))
@@ -128,6 +126,22 @@ class TrainOperator(PipelineOperator):
         }
 
 
+def run_config(operator: PipelineOperator, context: Any):
+    """The pipeline's config as this retrain run's params change it (`model_kind`, `threshold_policy`).
+
+    Every task of the run reads the same effective config, so the evaluate task's feature audit refits
+    the kind of model the train task trained, and the promotion decision records it.
+    """
+    params = context.get("params") or {}
+    cfg = operator.config()
+    if params.get("model_kind"):
+        cfg = cfg.with_model_kind(params["model_kind"])
+    if params.get("threshold_policy") and params["threshold_policy"] != cfg.threshold.policy:
+        threshold = cfg.threshold.model_copy(update={"policy": params["threshold_policy"]})
+        cfg = cfg.model_copy(update={"threshold": threshold})
+    return cfg
+
+
 class _AfterTraining(PipelineOperator):
     def __init__(self, *, train_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -147,14 +161,10 @@ class RecalibrateOperator(_AfterTraining):
     def execute(self, context: Any) -> dict[str, Any]:
         from mlops.stages.recalibrate import InfeasibleThresholdError, recalibrate
 
-        cfg = self.config()
+        cfg = run_config(self, context)
         trained = self.trained(context)
-        policy_name = (context.get("params") or {}).get("threshold_policy")
-        policy = cfg.threshold.model_copy(update={"policy": policy_name}) if policy_name else None
         try:
-            choice = recalibrate(
-                cfg, trained["training_key"], _window(trained["training_key"]), trained["version"], policy
-            )
+            choice = recalibrate(cfg, trained["training_key"], _window(trained["training_key"]), trained["version"])
         except InfeasibleThresholdError as exc:
             raise AirflowFailException(str(exc)) from None
         self.log.info(
@@ -174,7 +184,8 @@ class EvaluateOperator(_AfterTraining):
         from mlops.stages.evaluate import evaluate
 
         trained = self.trained(context)
-        result = evaluate(self.config(), trained["training_key"], _window(trained["training_key"]), trained["version"])
+        cfg = run_config(self, context)
+        result = evaluate(cfg, trained["training_key"], _window(trained["training_key"]), trained["version"])
         self.log.info("evaluation on %d rows: %s", result.rows, result.overall)
         audit = result.audit
         if audit is not None and "time_ratio" in audit:
@@ -220,7 +231,7 @@ class PromoteOperator(_AfterTraining):
         run_type = str(getattr(run_type, "value", run_type) or "unknown")  # scheduled, manual, backfill, ...
         allowed, blocked = promotion_allowed(allowed, run_type)
         decision = promote(
-            self.config(),
+            run_config(self, context),
             trained["version"],
             allow_promotion=allowed,
             blocked_reason=blocked,
