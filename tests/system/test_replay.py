@@ -41,7 +41,9 @@ def replayed():
     """`mlops replay flights --start 2013-02-04 --end 2013-02-19` in a fresh MLOPS_HOME, then
     `--reprocess` over 7-9 February (a scored day and the two blizzard days, which fail validation).
 
-    Yields (home, the first replay's report, its stdout, the reprocess's report). The home is a
+    Then `--report-only` over 4-10 February: the report of the kept runs, running nothing.
+    Yields (home, the first replay's report, its stdout, the reprocess's report, the report-only
+    report). The home is a
     `mkdtemp` folder, not pytest's tmp_path: pytest prunes old base temp folders, which would delete
     a running server's data when another pytest session starts meanwhile.
     """
@@ -51,13 +53,15 @@ def replayed():
         out = _mlops_replay(home, "--start", START, "--end", END)
         first = json.loads(report.read_text())
         _mlops_replay(home, "--start", "2013-02-07", "--end", "2013-02-10", "--reprocess")
-        yield home, first, out.stdout, json.loads(report.read_text())
+        again = json.loads(report.read_text())
+        _mlops_replay(home, "--start", START, "--end", "2013-02-11", "--report-only")
+        yield home, first, out.stdout, again, json.loads(report.read_text())
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
 
 def test_every_day_is_scored_or_failed_for_a_named_cause(replayed):
-    _, data, _, _ = replayed
+    _, data, _, _, _ = replayed
     days = {d["day"]: d for d in data["days"]}
     assert sorted(days) == DAYS
     for day, entry in days.items():
@@ -74,7 +78,7 @@ def test_every_day_is_scored_or_failed_for_a_named_cause(replayed):
 
 
 def test_the_week_retrain_ran_after_its_days_and_each_day_has_the_champion_of_that_day(replayed):
-    _, data, _, _ = replayed
+    _, data, _, _, _ = replayed
     weekly = [r for r in data["retrains"] if r["kind"] == "retrain"]
     assert [r["interval"] for r in weekly] == ["2013-02-04", "2013-02-11"]
     assert all(r["state"] == "success" for r in data["retrains"]), data["retrains"]
@@ -89,7 +93,7 @@ def test_the_week_retrain_ran_after_its_days_and_each_day_has_the_champion_of_th
 
 
 def test_the_report_has_realized_auc_wall_time_and_overhead(replayed):
-    home, data, stdout, _ = replayed
+    home, data, stdout, _, _ = replayed
     assert data["wall_seconds"] > 0
     assert data["per_run"]["median_overhead_seconds"] is not None
     assert data["realized"]["weekly"] and all(0.5 < w["roc_auc"] < 0.9 for w in data["realized"]["weekly"])
@@ -104,7 +108,7 @@ def test_outcomes_cover_every_day_with_predictions_and_the_estimate_is_judged(re
     """The loop closes in the replay: an outcomes run after each chunk of daily runs evaluates every day
     that has predictions (realized and CBPE-estimated metrics), and the report says how far the
     estimate was from the realized ROC AUC once the labels landed."""
-    home, data, stdout, _ = replayed
+    home, data, stdout, _, _ = replayed
     loop = data["outcomes"]
     with_predictions = [d["day"] for d in data["days"] if d["scored_rows"]]
     assert loop["scored_days"] == len(with_predictions) >= 10
@@ -124,7 +128,7 @@ def test_outcomes_cover_every_day_with_predictions_and_the_estimate_is_judged(re
 def test_a_second_replay_of_the_same_days_leaves_digest_identical_outputs(replayed):
     """`--reprocess` runs the completed runs again (backfills with reprocess_behavior: completed): the
     raw partitions, validation reports and predictions are digest-identical, failed days included."""
-    _, first, _, again = replayed
+    _, first, _, again, _ = replayed
     check = again["reprocess_check"]
     reprocessed = ["2013-02-07", "2013-02-08", "2013-02-09"]
     assert sorted(first["digests"]) == DAYS and sorted(again["digests"]) == reprocessed
@@ -133,3 +137,20 @@ def test_a_second_replay_of_the_same_days_leaves_digest_identical_outputs(replay
     assert "predictions" not in first["digests"]["2013-02-08"]  # the blizzard: validated, not scored
     rerun = {d["day"]: d for d in again["days"]}
     assert rerun["2013-02-07"]["model_version"] == {d["day"]: d for d in first["days"]}["2013-02-07"]["model_version"]
+
+
+def test_a_report_of_the_kept_runs_needs_no_new_run(replayed):
+    """`--report-only` (e.g. after a replay stopped with Ctrl-C) reports the kept runs of its range as
+    the replay itself did, and creates no run."""
+    _, first, _, _, report = replayed
+    days = {d["day"]: d for d in first["days"]}
+    assert [d["day"] for d in report["days"]] == [f"2013-02-{d:02d}" for d in range(4, 11)]
+    for entry in report["days"]:
+        if entry["day"] not in ("2013-02-07", "2013-02-08", "2013-02-09"):  # the reprocess ran these again
+            assert {k: entry[k] for k in ("status", "scored_rows", "model_version", "reasons")} == {
+                k: days[entry["day"]][k] for k in ("status", "scored_rows", "model_version", "reasons")
+            }
+    kinds = sorted(r["kind"] for r in report["retrains"])
+    assert kinds.count("bootstrap") == 1 and kinds.count("retrain") == 2  # the weekly retrains of 4 and 11 February
+    assert report["daily_runs"] == len(first["days"])  # every kept daily run, none added
+    assert report["wall_seconds"] > 0

@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--start", default="2013-01-01", help="first day (YYYY-MM-DD); default 2013-01-01")
     rp.add_argument("--end", default="2014-01-01", help="day after the last day (exclusive); default 2014-01-01")
     rp.add_argument("--reprocess", action="store_true", help="run the same backfills again over the kept state")
+    rp.add_argument(
+        "--report-only", action="store_true", help="run nothing: report the kept replay's runs in the range"
+    )
     rp.add_argument("--max-active-runs", type=int, default=4, help="daily runs at once (default 4)")
     af = sub.add_parser("airflow", help="run the airflow CLI against the running local stack (mlops up)")
     af.add_argument("args", nargs=argparse.REMAINDER)
@@ -77,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
                 dt.date.fromisoformat(args.start),
                 dt.date.fromisoformat(args.end),
                 reprocess=args.reprocess,
+                report_only=args.report_only,
                 max_active_runs=args.max_active_runs,
             )
         except KeyboardInterrupt as stop:

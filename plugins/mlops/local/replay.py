@@ -117,11 +117,16 @@ def replay(
     max_active_runs: int = 4,
     home: Path | None = None,
     echo=print,
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """Replay `pipeline` over [start, end) under the real scheduler; returns the year report's data.
 
-    Raises RuntimeError naming the run or backfill when Airflow refuses or loses one, and
-    KeyboardInterrupt on SIGINT or SIGTERM, once every process of the stack has stopped.
+    `report_only`: run nothing; start the stack on the kept replay state and write the report of the
+    runs it holds over [start, end) (e.g. after a replay stopped with Ctrl-C); its `wall_seconds` is
+    then the span from the first run's start to the last run's end.
+    Raises RuntimeError naming the run or backfill when Airflow refuses or loses one (or, with
+    `report_only`, when there is no kept replay), and KeyboardInterrupt on SIGINT or SIGTERM, once
+    every process of the stack has stopped.
     """
     from mlops.airflow import environment as airflow_env
     from mlops.core.config import load_pipeline
@@ -133,7 +138,9 @@ def replay(
     reports_dir = mlops_home() / "reports"
     home = Path(home or mlops_home() / "replay" / pipeline).resolve()
     previous = _read_json(reports_dir / f"{REPORT_NAME.format(pipeline=pipeline)}.json") if reprocess else None
-    if not reprocess and home.exists():
+    if report_only and not (home / "airflow").exists():
+        raise RuntimeError(f"no replay of {pipeline} kept in {home}: nothing to report")
+    if not (reprocess or report_only) and home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)
     retrain_weekday = _cron_weekday(cfg.schedules.retrain)
@@ -144,6 +151,10 @@ def replay(
         echo(f"replay {pipeline}: stack up in {time.monotonic() - started:.0f} s ({stack.airflow_url})")
         driver = _Driver(stack, pipeline, max_active_runs, reprocess, echo)
         driver.wait_for_dags()
+        if report_only:
+            span = driver.load_runs()
+            with airflow_env.overridden({"MLFLOW_TRACKING_URI": stack.env["MLFLOW_TRACKING_URI"]}):
+                return _report(cfg, stack, driver, the_plan, None, reports_dir, (start, end, span))
         driver.set_paused(f"{pipeline}_rescore", True)  # a replay scores each day with the champion of that day
         for dag in ("daily", "retrain", "outcomes"):
             driver.set_paused(f"{pipeline}_{dag}", False)
@@ -259,6 +270,22 @@ class _Driver:
             f"{kind} {first}..{last}: {states.count('success')} of {len(states)} runs succeeded "
             f"in {time.monotonic() - t0:.0f} s"
         )
+
+    def load_runs(self) -> float:
+        """Fill `runs` with the kept state's runs (for a report of a replay run earlier); returns the
+        seconds from the first run's start to the last run's end."""
+        kinds = {"backfill": None, "manual": "bootstrap", "asset_triggered": "triggered"}
+        for dag in ("daily", "retrain", "outcomes"):
+            for run in self.api.runs(f"{self.pipeline}_{dag}"):
+                kind = dag if run["run_type"] == "backfill" or dag == "outcomes" else kinds.get(run["run_type"])
+                if kind is not None and (kind != "bootstrap" or run["dag_run_id"].startswith("replay_bootstrap")):
+                    self.runs.append({"kind": kind, "run_id": run["dag_run_id"], **run})
+        starts = [run["start_date"] for run in self.runs if run.get("start_date")]
+        ends = [run["end_date"] for run in self.runs if run.get("end_date")]
+        if not starts or not ends:
+            return 0.0
+        first, last = (dt.datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (min(starts), max(ends)))
+        return (last - first).total_seconds()
 
     def outcomes(self, first: dt.date, last: dt.date) -> None:
         """Evaluate scored days first..last once their labels are due: a manual run of `<name>_outcomes`
