@@ -75,3 +75,36 @@ def test_an_unchanged_suite_is_not_rewritten_and_a_changed_one_is(mlops_home, fl
     assert {"min_value": v.min_rows, "max_value": v.max_rows + 1} in bounds
     suite = json.loads(stored[0].read_text())
     assert v.max_rows + 1 in [e["kwargs"].get("max_value") for e in suite["expectations"]]
+
+
+def test_a_checkpoint_stored_with_other_results_is_replaced_once(mlops_home, flights_cfg):
+    """A store written before RESULT_FORMAT (GX's default, SUMMARY) gets its checkpoint replaced, once."""
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-04"))
+    validate(flights_cfg, Interval.parse("2013-02-01"), references={}, data_docs=True)
+    gx, context, _ = gx_checks._context()
+    name = "flights_partition"
+    stored = context.checkpoints.get(name)
+    context.checkpoints.delete(name)
+    context.checkpoints.add(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=stored.validation_definitions,
+            actions=stored.actions,
+            result_format="SUMMARY",
+        )
+    )
+    path = mlops_home / "gx" / "gx" / "checkpoints" / f"{name}.json"
+    assert json.loads(path.read_text())["result_format"] == "SUMMARY"
+
+    validate(flights_cfg, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    assert json.loads(path.read_text())["result_format"] == gx_checks.RESULT_FORMAT == "BASIC"
+    written = path.stat().st_mtime_ns, path.read_text()
+    validate(flights_cfg, Interval.parse("2013-02-03"), references={}, data_docs=True)
+    assert (path.stat().st_mtime_ns, path.read_text()) == written
+    results = {
+        json.loads(p.read_text())["meta"]["run_id"]["run_name"]: json.loads(p.read_text())
+        for p in (mlops_home / "gx" / "gx" / "uncommitted" / "validations").rglob("*.json")
+    }
+    # a row check's stored result: BASIC's fields, without SUMMARY's row indices
+    nulls = [r["result"] for r in results["2013-02-03"]["results"] if r["expectation_config"]["type"].endswith("null")]
+    assert nulls and all("partial_unexpected_list" in r and "partial_unexpected_index_list" not in r for r in nulls)
