@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 
 import yaml
@@ -108,3 +109,40 @@ def test_a_checkpoint_stored_with_other_results_is_replaced_once(mlops_home, fli
     # a row check's stored result: BASIC's fields, without SUMMARY's row indices
     nulls = [r["result"] for r in results["2013-02-03"]["results"] if r["expectation_config"]["type"].endswith("null")]
     assert nulls and all("partial_unexpected_list" in r and "partial_unexpected_index_list" not in r for r in nulls)
+
+
+def _timeless(page: str) -> str:
+    """A Data Docs page without what changes from one rendering to the next: times and element ids."""
+    page = re.sub(r"\d{8}T\d{6}\.\d{6}Z", "T", page)
+    return re.sub(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", "U", page)
+
+
+def test_data_docs_templates_are_compiled_once_and_render_gx_own_pages(mlops_home, flights_cfg):
+    """`gx_views` renders what GX's default views render, from templates compiled once (`cache/jinja`)."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    from mlops.io import gx_views
+
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-04"))
+    validate(flights_cfg, Interval.parse("2013-02-01"), references={}, data_docs=True)
+    entries = {p: p.stat().st_mtime_ns for p in (mlops_home / "cache" / "jinja").glob("__jinja2_*.cache")}
+    assert len(entries) > 10  # the page, index and section templates, each compiled once
+    validate(flights_cfg, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    assert {p: p.stat().st_mtime_ns for p in (mlops_home / "cache" / "jinja").glob("__jinja2_*.cache")} == entries
+
+    _, context, _ = gx_checks._context()
+    store = context.validation_results_store
+    result = store.get(store.list_keys()[0])
+    # (rendering changes the document it is given: one document per view)
+    ours = gx_views.CachedPageView().render(ValidationResultsPageRenderer().render(result))
+    theirs = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+    assert _timeless(ours) == _timeless(theirs) and "values must never be null" in ours
+
+    from jinja2.bccache import bc_magic
+
+    damaged = bc_magic + b"damaged"
+    for path in entries:  # Jinja's own cache raises on these (an unreadable source checksum)
+        path.write_bytes(damaged)
+    validate(flights_cfg, Interval.parse("2013-02-03"), references={}, data_docs=True)  # compiles them again
+    assert all(p.read_bytes() != damaged and p.read_bytes().startswith(bc_magic) for p in entries)

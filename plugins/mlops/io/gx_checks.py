@@ -7,7 +7,8 @@ checkpoint also updates the Data Docs site (`gx/uncommitted/data_docs/local_site
 
 Data Docs are updated incrementally: a run renders the page of its own validation result and of its
 suite only (GX's `UpdateDataDocsAction` passes those resource identifiers), and the index lists the
-latest `DATA_DOCS_INDEX_LIMIT` results, so its cost does not grow with the days stored. A pipeline
+latest `DATA_DOCS_INDEX_LIMIT` results, so its cost does not grow with the days stored. The site
+renders with GX's views whose compiled templates are kept on disk (`mlops.io.gx_views`). A pipeline
 has one stored suite per kind (`<pipeline>_partition` for a day, `<pipeline>_window` for a training
 window), not one per day. The file store is not safe for concurrent writers (GX writes its JSON files
 and the index in place), so a run holds an exclusive lock on `$MLOPS_HOME/gx/store.lock` while it
@@ -72,7 +73,7 @@ def _gx(project_root: str):
     with _store_lock(Path(project_root)):  # creating the project and adding a source rewrite its config file
         context = gx.get_context(mode="file", project_root_dir=project_root)
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        _bound_index(context)
+        _configure_sites(context)
         try:
             source = context.data_sources.get("mlops")
         except (KeyError, ValueError):
@@ -88,16 +89,32 @@ def _gx(project_root: str):
     return gx, context, batch_definition
 
 
-def _bound_index(context) -> None:
-    """List only the latest DATA_DOCS_INDEX_LIMIT validation results on the index (GX reads each one
-    listed to render it: unbounded, the daily update costs more every day)."""
+def _view(class_name: str) -> dict[str, str]:
+    return {"module_name": "mlops.io.gx_views", "class_name": class_name}
+
+
+def _configure_sites(context) -> None:
+    """Set up every Data Docs site (the config is saved only when it changes):
+
+    - the index lists only the latest DATA_DOCS_INDEX_LIMIT validation results (GX reads each one
+      listed to render it: unbounded, the daily update costs more every day);
+    - pages render with `mlops.io.gx_views`, GX's views with their compiled templates kept on disk.
+    """
     sites = context.variables.data_docs_sites or {}
     changed = False
     for site in sites.values():
         index = site.setdefault("site_index_builder", {"class_name": "DefaultSiteIndexBuilder"})
-        if index.get("validation_results_limit") != DATA_DOCS_INDEX_LIMIT:
-            index["validation_results_limit"] = DATA_DOCS_INDEX_LIMIT
-            changed = True
+        sections = site.setdefault("site_section_builders", {})
+        wanted = [
+            (index, "validation_results_limit", DATA_DOCS_INDEX_LIMIT),
+            (index, "view", _view("CachedIndexPageView")),
+        ]
+        for name in ("expectations", "validations"):
+            wanted.append((sections.setdefault(name, {}), "view", _view("CachedPageView")))
+        for part, key, value in wanted:
+            if part.get(key) != value:
+                part[key] = value
+                changed = True
     if changed:
         context.variables.data_docs_sites = sites
         context.variables.save()
