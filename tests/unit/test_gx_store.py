@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 
 import yaml
@@ -75,3 +76,73 @@ def test_an_unchanged_suite_is_not_rewritten_and_a_changed_one_is(mlops_home, fl
     assert {"min_value": v.min_rows, "max_value": v.max_rows + 1} in bounds
     suite = json.loads(stored[0].read_text())
     assert v.max_rows + 1 in [e["kwargs"].get("max_value") for e in suite["expectations"]]
+
+
+def test_a_checkpoint_stored_with_other_results_is_replaced_once(mlops_home, flights_cfg):
+    """A store written before RESULT_FORMAT (GX's default, SUMMARY) gets its checkpoint replaced, once."""
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-04"))
+    validate(flights_cfg, Interval.parse("2013-02-01"), references={}, data_docs=True)
+    gx, context, _ = gx_checks._context()
+    name = "flights_partition"
+    stored = context.checkpoints.get(name)
+    context.checkpoints.delete(name)
+    context.checkpoints.add(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=stored.validation_definitions,
+            actions=stored.actions,
+            result_format="SUMMARY",
+        )
+    )
+    path = mlops_home / "gx" / "gx" / "checkpoints" / f"{name}.json"
+    assert json.loads(path.read_text())["result_format"] == "SUMMARY"
+
+    validate(flights_cfg, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    assert json.loads(path.read_text())["result_format"] == gx_checks.RESULT_FORMAT == "BASIC"
+    written = path.stat().st_mtime_ns, path.read_text()
+    validate(flights_cfg, Interval.parse("2013-02-03"), references={}, data_docs=True)
+    assert (path.stat().st_mtime_ns, path.read_text()) == written
+    results = {
+        json.loads(p.read_text())["meta"]["run_id"]["run_name"]: json.loads(p.read_text())
+        for p in (mlops_home / "gx" / "gx" / "uncommitted" / "validations").rglob("*.json")
+    }
+    # a row check's stored result: BASIC's fields, without SUMMARY's row indices
+    nulls = [r["result"] for r in results["2013-02-03"]["results"] if r["expectation_config"]["type"].endswith("null")]
+    assert nulls and all("partial_unexpected_list" in r and "partial_unexpected_index_list" not in r for r in nulls)
+
+
+def _timeless(page: str) -> str:
+    """A Data Docs page without what changes from one rendering to the next: times and element ids."""
+    page = re.sub(r"\d{8}T\d{6}\.\d{6}Z", "T", page)
+    return re.sub(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", "U", page)
+
+
+def test_data_docs_templates_are_compiled_once_and_render_gx_own_pages(mlops_home, flights_cfg):
+    """`gx_views` renders what GX's default views render, from templates compiled once (`cache/jinja`)."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    from mlops.io import gx_views
+
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-04"))
+    validate(flights_cfg, Interval.parse("2013-02-01"), references={}, data_docs=True)
+    entries = {p: p.stat().st_mtime_ns for p in (mlops_home / "cache" / "jinja").glob("__jinja2_*.cache")}
+    assert len(entries) > 10  # the page, index and section templates, each compiled once
+    validate(flights_cfg, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    assert {p: p.stat().st_mtime_ns for p in (mlops_home / "cache" / "jinja").glob("__jinja2_*.cache")} == entries
+
+    _, context, _ = gx_checks._context()
+    store = context.validation_results_store
+    result = store.get(store.list_keys()[0])
+    # (rendering changes the document it is given: one document per view)
+    ours = gx_views.CachedPageView().render(ValidationResultsPageRenderer().render(result))
+    theirs = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+    assert _timeless(ours) == _timeless(theirs) and "values must never be null" in ours
+
+    from jinja2.bccache import bc_magic
+
+    damaged = bc_magic + b"damaged"
+    for path in entries:  # Jinja's own cache raises on these (an unreadable source checksum)
+        path.write_bytes(damaged)
+    validate(flights_cfg, Interval.parse("2013-02-03"), references={}, data_docs=True)  # compiles them again
+    assert all(p.read_bytes() != damaged and p.read_bytes().startswith(bc_magic) for p in entries)

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -16,13 +21,13 @@ import yaml
 from mlops.core.config import Evaluation, Scoring
 from mlops.core.interval import Interval
 from mlops.core.modeling import model_input, predict_scores
-from mlops.io import lake, registry
-from mlops.io.paths import monitoring_dir, predictions_dir, raw_dir
+from mlops.io import artifact_cache, lake, registry
+from mlops.io.paths import cache_dir, monitoring_dir, predictions_dir, raw_dir
 from mlops.io.sinks import COLUMNS
 from mlops.stages.assemble import assemble
 from mlops.stages.evaluate import evaluate
 from mlops.stages.ingest import build_day, ingest, ingest_missing
-from mlops.stages.monitor import GATING_ROWS, monitor_predictions, read_monitoring
+from mlops.stages.monitor import EVALUATION_SCORES, GATING_ROWS, monitor_predictions, read_monitoring
 from mlops.stages.recalibrate import recalibrate
 from mlops.stages.score import SCORES_URL_ENV, score
 from mlops.stages.train import train
@@ -194,3 +199,79 @@ def test_the_operators_score_then_fail_on_a_breach(scored, cfg, postgres_url, tm
         MonitorOperator(task_id="monitor", pipeline="flights").execute(context)
     assert read_monitoring(cfg.name, NORMAL.key)["success"] is False
     assert_same_rows(read_sql(postgres_url, "operator_scores"), parquet)  # monitoring does not undo scoring
+
+
+# the evaluation scores, downloaded once per MLOPS_HOME (io.artifact_cache)
+
+
+def stable(report) -> dict:
+    """A monitoring report as stored, without its time stamp."""
+    return {k: v for k, v in json.loads(json.dumps(report.to_dict(), default=str)).items() if k != "monitored_at"}
+
+
+CHILD = """
+import json, sys
+from mlops.core.config import load_pipeline
+from mlops.core.interval import Interval
+from mlops.stages.monitor import monitor_predictions
+report = monitor_predictions(load_pipeline("flights"), Interval.parse(sys.argv[1]))
+print(json.dumps({"report": report.to_dict(), "mlflow": sorted(m for m in sys.modules if m.split(".")[0] == "mlflow")},
+                 default=str))
+"""
+
+
+def test_a_new_process_reads_the_kept_scores_without_mlflow(scored, model, cfg, module_home, tmp_path):
+    """The first task downloads the version's evaluation scores; the next (a new process) asks MLflow nothing."""
+    shutil.rmtree(cache_dir(), ignore_errors=True)
+    first = monitor_predictions(cfg, NORMAL)
+    copy = artifact_cache.cached(cfg.name, model["ref"].version, EVALUATION_SCORES)
+    assert copy is not None and list((cache_dir() / artifact_cache.FOLDER).rglob("*.parquet")) == [copy]
+    assert first.days[NORMAL.key]["reference_rows"] == model["evaluation_rows"]
+
+    (tmp_path / "flights.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    store, away = module_home / "mlflow", tmp_path / "mlflow-away"
+    store.rename(away)  # MLflow's database and artifacts: any MLflow call would now fail or find nothing
+    try:
+        env = os.environ | {"MLOPS_HOME": str(module_home), "MLOPS_CONFIG_DIR": str(tmp_path)}
+        proc = subprocess.run([sys.executable, "-c", CHILD, NORMAL.key], env=env, capture_output=True, text=True)
+    finally:
+        shutil.rmtree(store, ignore_errors=True)  # an empty folder the child's tracking URI made
+        away.rename(store)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert child["mlflow"] == []  # not even imported
+    assert {k: v for k, v in child["report"].items() if k != "monitored_at"} == stable(first)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "one byte changed"])
+def test_a_damaged_copy_is_found_and_fetched_again(scored, model, cfg, damage):
+    monitor_predictions(cfg, NORMAL)
+    expected = stable(monitor_predictions(cfg, NORMAL))
+    copy = artifact_cache.cached(cfg.name, model["ref"].version, EVALUATION_SCORES)
+    good = copy.read_bytes()
+    middle = len(good) // 2
+    bad = good[:middle] if damage == "truncated" else good[:middle] + bytes([good[middle] ^ 0xFF]) + good[middle + 1 :]
+    copy.write_bytes(bad)
+    assert artifact_cache.cached(cfg.name, model["ref"].version, EVALUATION_SCORES) is None  # found...
+    assert not copy.exists()  # ...and removed
+
+    copy.write_bytes(bad)
+    assert stable(monitor_predictions(cfg, NORMAL)) == expected  # the stage fetched the scores again
+    assert copy.read_bytes() == good
+
+
+def test_tasks_fetching_at_once_keep_one_whole_copy(scored, model, cfg):
+    shutil.rmtree(cache_dir(), ignore_errors=True)
+    version = model["ref"].version
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: artifact_cache.fetch(cfg.name, version, EVALUATION_SCORES), range(4)))
+    assert len(set(paths)) == 1
+    assert [p.name for p in artifact_cache.folder(cfg.name, version, EVALUATION_SCORES).iterdir()] == [paths[0].name]
+
+
+def test_an_artifact_the_version_lacks_is_not_remembered(model, cfg):
+    missing = "evaluation/not_logged.parquet"
+    assert artifact_cache.fetch(cfg.name, model["ref"].version, missing) is None
+    assert not artifact_cache.folder(cfg.name, model["ref"].version, missing).exists()
+    with pytest.raises(LookupError):
+        artifact_cache.fetch(cfg.name, "99", EVALUATION_SCORES)

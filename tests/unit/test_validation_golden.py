@@ -5,6 +5,11 @@ with drift against 2013-02-04's partition and skew against a profile of 2013-01-
 validates the day again (a re-run: the stored suite is unchanged). GOLDEN_PATH holds the report
 (minus its time stamp, HTML path and MLflow run id) that the code of commit 90a05a7 gave; regenerate
 with `uv run python tests/unit/test_validation_golden.py` only for a change meant to alter the report.
+
+`broken_day_report` validates the same day with one fault of each kind a row check reports (values
+out of a set, out of a range, missing, a repeated row key, a dropped column): failed checks with
+their unexpected percentages and examples. BROKEN_GOLDEN_PATH holds what the code of commit c718933
+(before the checkpoint's results went from SUMMARY to BASIC) wrote.
 """
 
 from __future__ import annotations
@@ -16,7 +21,33 @@ import sys
 from pathlib import Path
 
 GOLDEN_PATH = Path(__file__).with_name("golden_validation_2013-02-05.json")
+BROKEN_GOLDEN_PATH = Path(__file__).with_name("golden_validation_2013-02-05_broken.json")
 VOLATILE = ("validated_at", "report_path", "mlflow_run_id")
+DAY = "2013-02-05"
+
+
+def _ingested_day(cfg) -> dict:
+    """Ingest 2013-02-04..05 under the current MLOPS_HOME; the references of DAY (drift, skew)."""
+    from mlops.core.drift import profile
+    from mlops.core.interval import Interval
+    from mlops.stages.ingest import build_day, ingest
+    from mlops.stages.validate import DRIFT, SKEW, Reference, previous_partition
+
+    ingest(cfg, Interval.parse("2013-02-04..2013-02-06"))
+    january = build_day(cfg, dt.date(2013, 1, 15))
+    skew = Reference("2013-01-15", profile(january, cfg.features.categorical, cfg.features.numeric))
+    return {DRIFT: previous_partition(cfg, Interval.parse(DAY)), SKEW: skew}
+
+
+def _published(cfg, references: dict) -> dict:
+    """Validate DAY as the daily task does (Data Docs, published); the report's JSON dict, VOLATILE keys removed."""
+    from mlops.core.interval import Interval
+    from mlops.stages.validate import validate
+
+    report = validate(cfg, Interval.parse(DAY), references=references, data_docs=True, publish=True)
+    assert report.report_path and Path(report.report_path).exists()
+    assert report.mlflow_run_id
+    return _stable(report.to_dict())
 
 
 def day_report() -> tuple[dict, dict]:
@@ -25,22 +56,36 @@ def day_report() -> tuple[dict, dict]:
     Returns (first run, re-run), each the report's JSON dict as `ValidationReport.to_dict` gives it.
     """
     from mlops.core.config import load_pipeline
-    from mlops.core.drift import profile
-    from mlops.core.interval import Interval
-    from mlops.stages.ingest import build_day, ingest
-    from mlops.stages.validate import DRIFT, SKEW, Reference, previous_partition, validate
 
     cfg = load_pipeline("flights")
-    day = Interval.parse("2013-02-05")
-    ingest(cfg, Interval.parse("2013-02-04..2013-02-06"))
-    january = build_day(cfg, dt.date(2013, 1, 15))
-    skew = Reference("2013-01-15", profile(january, cfg.features.categorical, cfg.features.numeric))
-    references = {DRIFT: previous_partition(cfg, day), SKEW: skew}
-    reports = [validate(cfg, day, references=references, data_docs=True, publish=True) for _ in range(2)]
-    for report in reports:
-        assert report.report_path and Path(report.report_path).exists()
-        assert report.mlflow_run_id
-    return tuple(_stable(r.to_dict()) for r in reports)
+    references = _ingested_day(cfg)
+    return _published(cfg, references), _published(cfg, references)
+
+
+def broken_day_report() -> dict:
+    """Validate a broken 2013-02-05 (see `broken`) under the current MLOPS_HOME; its report, VOLATILE keys removed."""
+    from mlops.core.config import load_pipeline
+    from mlops.io import lake
+    from mlops.io.paths import raw_dir
+
+    cfg = load_pipeline("flights")
+    references = _ingested_day(cfg)
+    day = lake.read_partition(raw_dir(cfg.name), DAY)
+    lake.write_partition(broken(day), raw_dir(cfg.name), DAY, {"pipeline": cfg.name, "broken": True})
+    return _published(cfg, references)
+
+
+def broken(df):
+    """The day with 20 origins 'XXX' and 5 'YYY', 3 temperatures of 500, 2 distances missing, a row key
+    repeated and the column dest_region dropped (each row check's failure, an error message among them)."""
+    df = df.copy()
+    df.loc[df.index[:20], "origin"] = "XXX"
+    df.loc[df.index[20:25], "origin"] = "YYY"
+    df.loc[df.index[30:33], "temp"] = 500.0
+    df["distance"] = df["distance"].astype("float64")
+    df.loc[df.index[50:52], "distance"] = None
+    df.loc[df.index[41], "row_key"] = df.loc[df.index[40], "row_key"]
+    return df.drop(columns=["dest_region"])
 
 
 def _stable(report: dict) -> dict:
@@ -55,6 +100,21 @@ def test_the_daily_report_is_unchanged(mlops_home, monkeypatch):
     golden = json.loads(GOLDEN_PATH.read_text())
     assert first == golden
     assert rerun == golden
+
+
+def test_the_report_of_a_broken_day_is_unchanged(mlops_home, monkeypatch):
+    """Failed row checks keep their unexpected percentages and examples with BASIC results."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    report = broken_day_report()
+    assert {(c["check"], c["column"]) for c in report["checks"] if not c["success"]} >= {
+        ("expect_column_values_to_be_in_set", "origin"),
+        ("expect_column_values_to_be_between", "temp"),
+        ("expect_column_values_to_not_be_null", "distance"),
+        ("expect_column_values_to_be_unique", "row_key"),
+        ("expect_table_columns_to_match_set", None),
+    }
+    assert report == json.loads(BROKEN_GOLDEN_PATH.read_text())
 
 
 def test_a_champion_profile_is_read_from_mlflow_once_per_process(mlops_home, monkeypatch):
@@ -81,5 +141,9 @@ if __name__ == "__main__":
         first, rerun = day_report()
     if first != rerun:
         sys.exit("the re-run's report differs from the first run's")
-    GOLDEN_PATH.write_text(json.dumps(first, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {GOLDEN_PATH}")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MLOPS_HOME"] = tmp
+        broken_report = broken_day_report()
+    for path, report in ((GOLDEN_PATH, first), (BROKEN_GOLDEN_PATH, broken_report)):
+        path.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {path}")

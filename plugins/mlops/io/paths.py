@@ -58,6 +58,14 @@ def outcomes_dir(pipeline: str) -> Path:
     return lake_dir(pipeline) / "outcomes"
 
 
+def cache_dir() -> Path:
+    """Folder of local copies of what does not change once written (e.g. registered versions' artifacts).
+
+    Safe to delete: its content is fetched again when needed.
+    """
+    return mlops_home() / "cache"
+
+
 def mlflow_ui_url() -> str:
     """Base address of the MLflow UI for links: `$MLOPS_MLFLOW_UI_URL`, default http://localhost:5000."""
     return os.environ.get("MLOPS_MLFLOW_UI_URL", "http://localhost:5000").rstrip("/")

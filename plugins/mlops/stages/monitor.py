@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,7 @@ from mlops.core.checks import CheckOutcomes, shorten
 from mlops.core.config import PipelineConfig
 from mlops.core.drift import profile, psi
 from mlops.core.interval import Interval
-from mlops.io import lake, predictions, registry
+from mlops.io import artifact_cache, lake, predictions
 from mlops.io.paths import monitoring_dir, predictions_dir
 
 EVALUATION_SCORES = "evaluation/eval_predictions.parquet"
@@ -63,22 +62,18 @@ class MonitorReport(CheckOutcomes):
         return "\n".join(lines)
 
 
-def evaluation_scores(ref: registry.VersionRef) -> np.ndarray | None:
-    """The version's scores on its evaluation rows; None when the version was never evaluated."""
-    registry.client()
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
+def evaluation_scores(name: str, version: str) -> np.ndarray | None:
+    """Version `version` of model `name`: its (n,) float64 scores on its evaluation rows; None when never evaluated.
 
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(run_id=ref.run_id, artifact_path=EVALUATION_SCORES, dst_path=tmp)
-        except (MlflowException, OSError) as exc:
-            if registry.unreachable(exc):  # "could not ask" is not "never evaluated"
-                raise registry.RegistryUnavailableError(
-                    f"MLflow is unreachable reading the evaluation scores of {ref.name} v{ref.version}: {exc}"
-                ) from exc
-            return None
-        return pd.read_parquet(path, columns=[SCORE_COLUMN])[SCORE_COLUMN].to_numpy(dtype="float64")
+    The artifact is downloaded from MLflow once and then read from `$MLOPS_HOME/cache/`
+    (io.artifact_cache): a daily monitor task asks MLflow nothing, nor imports it, once a copy is
+    kept. Raises LookupError for a missing version, registry.RegistryUnavailableError when MLflow
+    must be asked and cannot be ("could not ask" is not "never evaluated").
+    """
+    path = artifact_cache.fetch(name, version, EVALUATION_SCORES)
+    if path is None:
+        return None
+    return pd.read_parquet(path, columns=[SCORE_COLUMN])[SCORE_COLUMN].to_numpy(dtype="float64")
 
 
 def _day_stats(pipeline: str, day: str, edges: list[float] | None) -> dict[str, Any]:
@@ -189,7 +184,8 @@ def monitor_predictions(
     """Check every scored day of `interval`; store the report (replacing an earlier one) and return it.
 
     Each day is compared with the evaluation scores of the version that scored it, read from
-    MLflow unless `references` (model version -> scores) gives them. Monitoring runs after the
+    MLflow (once per MLOPS_HOME, see `evaluation_scores`) unless `references` (model version ->
+    scores) gives them. Monitoring runs after the
     predictions are written and does not undo them: callers decide what a failed report means.
     """
     loaded: dict[str, np.ndarray | None] = dict(references or {})
@@ -202,7 +198,7 @@ def monitor_predictions(
             continue
         version = str(lake.read_manifest(predictions_dir(cfg.name), key)["model_version"])
         if version not in loaded:
-            loaded[version] = evaluation_scores(registry.version(cfg.name, version))
+            loaded[version] = evaluation_scores(cfg.name, version)
         days[key], day_checks = monitor_day(cfg, key, version, loaded[version])
         checks += day_checks
         rows += days[key]["rows"]
