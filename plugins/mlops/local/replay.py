@@ -292,8 +292,7 @@ class _Driver:
         (params start/end), as its daily schedule would; not a backfill, so sustained degradation may
         trigger a retrain (an asset-triggered run of `<name>_retrain`), which is waited for before the
         next daily runs, so they are scored by its champion when it is promoted."""
-        from mlops.io import lake
-        from mlops.io.paths import outcomes_dir
+        from mlops.stages.alerts import read_judgement
 
         dag_id = f"{self.pipeline}_outcomes"
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")  # a second replay makes its own runs
@@ -315,8 +314,7 @@ class _Driver:
         )
         triggered = []
         for i in range((last - first).days + 1):
-            path = outcomes_dir(self.pipeline) / f"{first + dt.timedelta(days=i)}.json"
-            judgement = (lake.read_json(path) if path.exists() else {}).get("judgement") or {}
+            judgement = read_judgement(self.pipeline, (first + dt.timedelta(days=i)).isoformat()) or {}
             if (judgement.get("trigger") or {}).get("emit"):
                 triggered.append(judgement["day"])
         self.echo(
@@ -448,10 +446,8 @@ def _outcomes(cfg, days: list[dict[str, Any]]) -> dict[str, Any]:
     of the daily values, from `outcomes/<day>.parquet`), the estimate's error once labels landed, the
     scored days without outcomes, the monitoring alerts that fired and the retrains they triggered."""
     from mlops.core.outcomes import ESTIMATED, REALIZED, estimate_errors
-    from mlops.io import lake
     from mlops.io.datasets import outcome_history
-    from mlops.io.paths import outcomes_dir
-    from mlops.stages.alerts import triggered_retrains
+    from mlops.stages.alerts import read_judgement, triggered_retrains
 
     scored = [d["day"] for d in days if d["scored_rows"]]  # with predictions (a failed monitor keeps them)
     history = outcome_history(cfg.name)
@@ -484,8 +480,7 @@ def _outcomes(cfg, days: list[dict[str, Any]]) -> dict[str, Any]:
         ]
     alerts, judged = [], 0
     for d in days:
-        path = outcomes_dir(cfg.name) / f"{d['day']}.json"
-        judgement = (lake.read_json(path) if path.exists() else {}).get("judgement")
+        judgement = read_judgement(cfg.name, d["day"])
         if not judgement:
             continue
         judged += 1

@@ -21,6 +21,7 @@ from mlops.core.outcomes import ESTIMATED, REALIZED, estimate_errors
 from mlops.io import audit, lake
 from mlops.io.datasets import outcome_history, shift_history
 from mlops.io.paths import monitoring_dir, validation_dir
+from mlops.reporting.html_table import table
 
 PERFORMANCE_METRICS = ("roc_auc", "precision", "recall")  # the ones with both a realized and an estimated series
 SLICE_VALUES_SHOWN = 4  # per slice feature: the values with the most rows
@@ -193,14 +194,6 @@ def shift_plot(shifts: pd.DataFrame, metric: str = SHIFT_METRIC) -> str | None:
 # HTML
 
 
-def _table(head: list[str], rows: list[list[Any]], escaped: bool = False) -> str:
-    """An HTML table; cells are escaped unless `escaped` says they are HTML already."""
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    cell = (lambda c: str(c)) if escaped else (lambda c: html.escape(str(c)))
-    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{th}</tr>{body}</table>"
-
-
 REPORTED_EVENTS = ("promoted", "rejected", "not_promoted")  # decisions of the promote stage: they have a report
 
 
@@ -245,9 +238,9 @@ def render_page(data: dict[str, Any]) -> str:
     )
     errors = ""
     if not outcomes.empty:
-        table = estimate_errors(outcomes)
-        errors = "<h3>Error of the estimates (estimated - realized, whole days)</h3>" + _table(
-            list(table.columns), [[r[0], r[1], *(_f(v) for v in r[2:])] for r in table.itertuples(index=False)]
+        errs = estimate_errors(outcomes)
+        errors = "<h3>Error of the estimates (estimated - realized, whole days)</h3>" + table(
+            list(errs.columns), [[r[0], r[1], *(_f(v) for v in r[2:])] for r in errs.itertuples(index=False)]
         )
     days = sorted(set(outcomes.day)) if not outcomes.empty else []
     span = f"{days[0]} to {days[-1]} ({len(days)} days)" if days else "none yet"
@@ -260,12 +253,12 @@ def render_page(data: dict[str, Any]) -> str:
 <p>{esc(headline)}; outcomes: {esc(span)}; {len(alert_rows)} alerts.</p>
 <h2>Champion timeline</h2>
 {_img(timeline_plot(events), "champion timeline", "no promotion decision recorded yet")}
-{_table(["at", "event", "version", "previous", "triggered by", "reasons", "report"], event_rows, escaped=True)}
+{table(["at", "event", "version", "previous", "triggered by", "reasons", "report"], event_rows, escaped=True)}
 <h2>Realized and estimated performance per slice</h2>{performance}{errors}
 <h2>Drift and skew</h2>
 {_img(shift_plot(shifts), "shift scores per day", "no shift scores yet")}
 <h2>Alerts ({len(alert_rows)})</h2>
-{_table(list(ALERT_HEAD), [list(a.values()) for a in alert_rows])}
+{table(list(ALERT_HEAD), [list(a.values()) for a in alert_rows])}
 </body></html>"""
 
 

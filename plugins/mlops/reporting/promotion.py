@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import html
 import math
+from functools import partial
 from typing import Any
 
 import pandas as pd
+
+from mlops.reporting.html_table import table
 
 REPORT_PATH = "promotion/report.html"  # artifact path on the challenger's run
 DELTA_METRICS = ("roc_auc", "pr_auc", "precision", "recall", "brier", "log_loss", "ece", "predicted_positive_rate")
@@ -25,6 +28,7 @@ table{border-collapse:collapse;font-size:12px;margin-bottom:1em}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
 .pass{color:#2e7d32}.fail{color:#c62828;font-weight:bold}.inconclusive{color:#ef6c00}.not_judged{color:#777}
 .num{text-align:right;font-family:monospace}code{font-size:11px;word-break:break-all}img{margin:4px;max-width:100%}"""
+_table = partial(table, escaped=True)  # the cells of this page are HTML already
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -147,12 +151,6 @@ def _interval(value: float, low: float, high: float, signed: bool = False) -> st
 def _value(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
     return f"<code>{html.escape(text[:400])}</code>"
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><tr>{th}</tr>{body}</table>"
 
 
 def _data_rows(data: dict[str, Any]) -> list[list[str]]:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlops.reporting.html_table import table
+
 STATUS_COLOURS = {"scored": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e"}
 
 
@@ -87,40 +89,62 @@ def _plot(data: dict[str, Any]) -> str:
 def write_html(data: dict[str, Any], path: Path) -> Path:
     """Write the year report page (self-contained: the plot is inline, nothing loads from elsewhere)."""
     esc = html.escape
-    rows = "".join(
-        f"<tr><td>{d['day']}</td><td style='color:{STATUS_COLOURS[d['status']]}'>{d['status']}</td>"
-        f"<td>{d['rows'] if d['rows'] is not None else ''}</td><td>{d['scored_rows']}</td>"
-        f"<td>{esc(str(d['model_version'] or ''))}</td><td>{esc('; '.join(d['reasons']))}</td></tr>"
-        for d in data["days"]
+    days = table(
+        ["day", "status", "rows", "scored", "version", "reasons"],
+        [
+            [
+                d["day"],
+                f"<span style='color:{STATUS_COLOURS[d['status']]}'>{d['status']}</span>",
+                "" if d["rows"] is None else d["rows"],
+                d["scored_rows"],
+                esc(str(d["model_version"] or "")),
+                esc("; ".join(d["reasons"])),
+            ]
+            for d in data["days"]
+        ],
+        escaped=True,
     )
-    retrains = "".join(
-        f"<tr><td>{esc(r['interval'] or r['run_id'])}</td><td>{esc(str(r.get('training_window', '')))}</td>"
-        f"<td>{esc(str(r.get('version', '')))}</td><td>{'promoted' if r.get('promoted') else 'not promoted'}</td>"
-        f"<td>{esc('; '.join(r.get('reasons') or []))}</td><td>{esc(r['kind'])} {esc(str(r.get('note') or ''))}</td>"
-        f"<td>{esc(', '.join(r.get('audit_flagged') or []))}</td></tr>"
-        for r in data["retrains"]
+    retrains = table(
+        ["interval", "training window", "version", "decision", "reasons", "kind, run note", "feature audit flags"],
+        [
+            [
+                r["interval"] or r["run_id"],
+                r.get("training_window", ""),
+                r.get("version", ""),
+                "promoted" if r.get("promoted") else "not promoted",
+                "; ".join(r.get("reasons") or []),
+                f"{r['kind']} {r.get('note') or ''}",
+                ", ".join(r.get("audit_flagged") or []),
+            ]
+            for r in data["retrains"]
+        ],
     )
-    months = "".join(
-        f"<tr><td>{m['period']}</td><td>{_f(m['roc_auc'])}</td><td>{m['rows']}</td>"
-        f"<td>{m['prevalence']:.3f}</td><td>{', '.join(m['model_versions'])}</td></tr>"
-        for m in data["realized"].get("monthly", [])
+    months = table(
+        ["month", "ROC AUC", "labelled rows", "delay rate", "versions"],
+        [
+            [m["period"], _f(m["roc_auc"]), m["rows"], f"{m['prevalence']:.3f}", ", ".join(m["model_versions"])]
+            for m in data["realized"].get("monthly", [])
+        ],
     )
     mails = "".join(f"<li>{esc(s)}</li>" for s in data["alerts"]["subjects"])
     loop = data.get("outcomes") or {}
-    loop_months = "".join(
-        f"<tr><td>{m['month']}</td><td>{_f(m['realized_roc_auc_daily_mean'])}</td>"
-        f"<td>{_f(m['estimated_roc_auc_daily_mean'])}</td><td>{m['days']}</td></tr>"
-        for m in loop.get("monthly", [])
+    loop_months = table(
+        ["month", "realized", "estimated (CBPE)", "days"],
+        [
+            [m["month"], _f(m["realized_roc_auc_daily_mean"]), _f(m["estimated_roc_auc_daily_mean"]), m["days"]]
+            for m in loop.get("monthly", [])
+        ],
     )
-    errors = "".join(
-        f"<tr><td>{esc(e['metric'])}</td><td>{e['days']}</td><td>{_f(e['median_absolute_error'])}</td>"
-        f"<td>{_f(e['mean_error'])}</td><td>{_f(e['max_absolute_error'])}</td></tr>"
-        for e in loop.get("estimate_error", [])
+    errors = table(
+        ["metric", "days", "median |error|", "mean error", "max |error|"],
+        [
+            [e["metric"], e["days"], _f(e["median_absolute_error"]), _f(e["mean_error"]), _f(e["max_absolute_error"])]
+            for e in loop.get("estimate_error", [])
+        ],
     )
-    loop_alerts = "".join(
-        f"<tr><td>{a['day']}</td><td>{esc(str(a['signal']))}</td><td>{esc(str(a['rule']))}</td>"
-        f"<td>{esc(a['slice'])}</td><td>{esc(str(a['model_version']))}</td></tr>"
-        for a in loop.get("alerts", [])
+    loop_alerts = table(
+        ["day", "signal", "rule", "slice", "version"],
+        [[a["day"], a["signal"], a["rule"], a["slice"], a["model_version"]] for a in loop.get("alerts", [])],
     )
     triggers = "".join(
         f"<li>{t['day']} ({esc(str(t['signal']))}): {esc('; '.join(t.get('reasons') or []))}</li>"
@@ -134,23 +158,19 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style></head><bo
 <ul>{summary}</ul>
 <img alt="weekly realized ROC AUC and daily outcomes" src="data:image/png;base64,{_plot(data)}">
 <h2>Realized performance per month</h2>
-<table><tr><th>month</th><th>ROC AUC</th><th>labelled rows</th><th>delay rate</th><th>versions</th></tr>
-{months}</table>
+{months}
 <h2>Realized and estimated ROC AUC per month (means of the daily values)</h2>
-<table><tr><th>month</th><th>realized</th><th>estimated (CBPE)</th><th>days</th></tr>{loop_months}</table>
+{loop_months}
 <h2>Error of the estimate once labels landed</h2>
-<table><tr><th>metric</th><th>days</th><th>median |error|</th><th>mean error</th><th>max |error|</th></tr>
-{errors}</table>
+{errors}
 <h2>Monitoring alerts ({len(loop.get("alerts", []))}) and degradation-triggered retrains
 ({len(loop.get("triggered_retrains", []))})</h2><ul>{triggers}</ul>
-<table><tr><th>day</th><th>signal</th><th>rule</th><th>slice</th><th>version</th></tr>{loop_alerts}</table>
+{loop_alerts}
 <h2>Retrains</h2>
-<table><tr><th>interval</th><th>training window</th><th>version</th><th>decision</th><th>reasons</th>
-<th>kind, run note</th><th>feature audit flags</th></tr>
-{retrains}</table>
+{retrains}
 <h2>Alert mails ({data["alerts"]["mails"]})</h2><ul>{mails}</ul>
 <h2>Days</h2>
-<table><tr><th>day</th><th>status</th><th>rows</th><th>scored</th><th>version</th><th>reasons</th></tr>{rows}</table>
+{days}
 </body></html>"""
     path.write_text(page)
     return path

@@ -130,6 +130,12 @@ def record_judgement(pipeline: str, day: str, judgement: dict[str, Any], trigger
     return summary
 
 
+def read_judgement(pipeline: str, day: str) -> dict[str, Any] | None:
+    """The judgement `record_judgement` stored for scored `day` (with its `trigger`), or None."""
+    path = outcomes_dir(pipeline) / f"{day}.json"
+    return (lake.read_json(path) if path.exists() else {}).get("judgement")
+
+
 def triggered_retrains(pipeline: str) -> list[dict[str, Any]]:
     """The audit trail's degradation triggers, oldest first."""
     return [e for e in audit.history(pipeline) if e.get("event") == TRIGGER_EVENT]
