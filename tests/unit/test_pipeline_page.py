@@ -24,6 +24,7 @@ from mlops.core.interval import Interval
 from mlops.io import audit, lake
 from mlops.io.paths import raw_dir
 from mlops.local.mailsink import free_port
+from mlops.reporting import pipeline_page as pipeline_page_core
 from mlops.stages.ingest import ingest
 from mlops.stages.outcomes import day_outcomes
 from mlops.stages.validate import DRIFT, SKEW, Reference, previous_partition, validate
@@ -38,6 +39,11 @@ EVENTS = [  # (at, event, version, previous, triggered_by, reasons)
     ("2013-02-15T06:00:00+00:00", "promoted", "3", "1", "manual", ["pass all 4 checks"]),
     ("2013-03-02T06:00:00+00:00", "rollback", "1", "3", "cli", ["realized AUC fell"]),
 ]
+WINDOWS = {  # training window of the versions decided on: the decision's data day is its end
+    "1": "2013-01-04..2013-01-25",
+    "2": "2013-01-11..2013-02-01",
+    "3": "2013-01-18..2013-02-08",
+}
 IMAGES = """JSON.stringify([...document.images].map(i => ({alt: i.alt, src: i.src.slice(0, 22), length: i.src.length,
     width: i.naturalWidth, height: i.naturalHeight})))"""
 
@@ -57,7 +63,10 @@ def prepared(module_home, small_cfg):
         write_predictions(cfg, day, raw, "1" if i < 2 else "3", seed=i)
         day_outcomes(cfg, day, log_to_mlflow=False)
     for at, event, version, previous, by, reasons in EVENTS:
-        audit.record(cfg.name, event, at=at, version=version, previous=previous, triggered_by=by, reasons=reasons)
+        window = {"training_window": WINDOWS[version]} if event != "rollback" else {}
+        audit.record(
+            cfg.name, event, at=at, version=version, previous=previous, triggered_by=by, reasons=reasons, **window
+        )
     return cfg
 
 
@@ -126,6 +135,9 @@ def test_the_page_renders_in_chromium_with_data_and_no_console_errors(served):
     for _, event, version, _, by, reasons in EVENTS:  # the timeline's table: every decision, who, why
         assert f"<td>{event}</td><td>{version}</td>" in page and f"<td>{by}</td>" in page
         assert reasons[0].split(":")[0] in page
+    # each decision on its data day (its training window's end), the rollback on the day of the one before
+    for day, (at, event, *_) in zip(["2013-01-25", "2013-02-01", "2013-02-08", "2013-02-08"], EVENTS, strict=True):
+        assert f"<td>{day}</td><td>{at}</td><td>{event}</td>" in page
     assert "2013-03-01 to 2013-03-04 (4 days)" in page
     assert "Error of the estimates" in page and "median_absolute_error" in page
 
@@ -141,3 +153,31 @@ def test_the_real_api_server_app_serves_the_page(airflow_db, prepared):
     assert index.status_code == 200 and '<a href="pipelines/flights">flights</a>' in index.text
     page = client.get("/mlops/pipelines/flights")
     assert page.status_code == 200 and "Champion timeline" in page.text
+
+
+def test_events_take_their_data_day_and_a_rollback_the_day_of_the_event_before():
+    events = [
+        {"event": "rollback", "version": "1", "at": "2026-11-30T09:00:00+00:00"},
+        {"event": "promoted", "version": "1", "training_window": "2013-01-01..2013-02-01", "at": "2026-11-30T10:00"},
+        {"event": "degradation_trigger", "day": "2013-02-07", "at": "2026-11-30T10:01:00+00:00"},
+        {"event": "triggered_retrain", "day": "2013-02-07", "window": "2013-01-11..2013-02-08"},
+        {"event": "rejected", "version": "2", "training_window": "2013-01-11..2013-02-08", "at": "2026-11-30T10:05"},
+        {"event": "rollback", "version": "1", "at": "2026-11-30T11:00:00+00:00"},
+        {
+            "event": "promoted",
+            "version": "3",
+            "training_window": "2013-02-10",
+            "at": "2026-11-30T12:00",
+        },  # a one-day window
+    ]
+    assert pipeline_page_core.event_days(events) == [
+        None,
+        "2013-02-01",
+        "2013-02-07",
+        "2013-02-07",
+        "2013-02-08",
+        "2013-02-08",
+        "2013-02-11",
+    ]
+    # decided on a data day: the plot's x axis is data time; one decision without: wall-clock time
+    assert pipeline_page_core.timeline_plot(events[1:]) and pipeline_page_core.timeline_plot(events)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops.core.interval import Interval
 from mlops.core.outcomes import ESTIMATED, REALIZED, estimate_errors
 from mlops.io import audit, lake
 from mlops.io.datasets import outcome_history, shift_history
@@ -27,6 +28,7 @@ PERFORMANCE_METRICS = ("roc_auc", "precision", "recall")  # the ones with both a
 SLICE_VALUES_SHOWN = 4  # per slice feature: the values with the most rows
 FEATURES_SHOWN = 6  # per shift comparison: the features with the largest shift
 SHIFT_METRIC = "psi"
+EVENT_HEAD = ["data day", "at", "event", "version", "previous", "triggered by", "reasons", "report"]
 ALERT_HEAD = ("interval", "source", "check", "column or day", "observed", "expected")
 EVENT_STYLES = {  # audit event -> (marker, colour, label)
     "promoted": ("^", "#2e7d32", "promoted"),
@@ -92,16 +94,54 @@ def page_data(pipeline: str) -> dict[str, Any]:
 # plots
 
 
+def data_day(event: dict[str, Any]) -> str | None:
+    """The data day an audit event belongs to (ISO date), None when it names none.
+
+    A degradation trigger or a triggered retrain: its `day`; a decision on a version (promoted,
+    rejected, not promoted): the end of the version's `training_window`, the first day it can score.
+    """
+    if event.get("day"):
+        return str(event["day"])
+    window = event.get("training_window")
+    if window:
+        return Interval.parse(str(window)).end.isoformat()
+    return None
+
+
+def event_days(events: list[dict[str, Any]]) -> list[str | None]:
+    """`data_day` of each event; an event without one (a rollback) takes the data day of the event
+    before it, since it acted after that one. Events before any data day get None."""
+    out: list[str | None] = []
+    last = None
+    for e in events:
+        last = data_day(e) or last
+        out.append(last)
+    return out
+
+
 def timeline_plot(events: list[dict[str, Any]]) -> str | None:
-    """Champion version over time (a step line) with every decision marked; None without events."""
-    points = [e for e in events if e.get("event") in EVENT_STYLES and str(e.get("version", "")).isdigit()]
-    if not points:
+    """Champion version over data time (a step line) with every decision marked; None without events.
+
+    The x axis is the data day of each decision (`event_days`), so a replay of a year, run in an hour,
+    spreads over its year. When a decision has no data day (an audit trail written before decisions
+    recorded their training window), the axis is the wall-clock time of the decisions instead."""
+    days = event_days(events)
+    kept = [
+        (e, d)
+        for e, d in zip(events, days, strict=True)
+        if e.get("event") in EVENT_STYLES and str(e.get("version", "")).isdigit()
+    ]
+    if not kept:
         return None
     from mlops.reporting.plots import png_base64, pyplot
 
+    points = [e for e, _ in kept]
+    by_data_day = all(d is not None for _, d in kept)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 2.8))
-    times = pd.to_datetime([e["at"] for e in points], utc=True)
+    times = pd.to_datetime(
+        [d for _, d in kept] if by_data_day else [e["at"] for e in points], utc=True, format="ISO8601"
+    )
     champion_at, champion = [], []
     for t, e in zip(times, points, strict=True):
         if e["event"] in ("promoted", "rollback"):
@@ -116,6 +156,7 @@ def timeline_plot(events: list[dict[str, Any]]) -> str | None:
                 [t for t, _ in hit], [v for _, v in hit], marker=marker, color=colour, s=50, label=label, zorder=3
             )
     ax.set_ylabel("model version")
+    ax.set_xlabel("data day (end of the training window)" if by_data_day else "time of the decision (UTC)")
     ax.set_title("Champion timeline")
     ax.legend(fontsize=7, loc="upper left")
     fig.autofmt_xdate()
@@ -222,6 +263,7 @@ def render_page(data: dict[str, Any]) -> str:
     events, outcomes, shifts, alert_rows = data["events"], data["outcomes"], data["shifts"], data["alerts"]
     event_rows = [
         [
+            esc(day or ""),
             esc(str(e.get("at", ""))),
             esc(str(e.get("event", ""))),
             esc(str(e.get("version", ""))),
@@ -230,7 +272,7 @@ def render_page(data: dict[str, Any]) -> str:
             esc("; ".join(e.get("reasons") or [])[:400]),
             _report_link(name, e),
         ]
-        for e in reversed(events)
+        for e, day in reversed(list(zip(events, event_days(events), strict=True)))
     ]
     performance = "".join(
         _img(performance_plot(outcomes, m), f"{m}: realized and estimated per slice", f"no {m} outcomes yet")
@@ -253,7 +295,7 @@ def render_page(data: dict[str, Any]) -> str:
 <p>{esc(headline)}; outcomes: {esc(span)}; {len(alert_rows)} alerts.</p>
 <h2>Champion timeline</h2>
 {_img(timeline_plot(events), "champion timeline", "no promotion decision recorded yet")}
-{table(["at", "event", "version", "previous", "triggered by", "reasons", "report"], event_rows, escaped=True)}
+{table(EVENT_HEAD, event_rows, escaped=True)}
 <h2>Realized and estimated performance per slice</h2>{performance}{errors}
 <h2>Drift and skew</h2>
 {_img(shift_plot(shifts), "shift scores per day", "no shift scores yet")}

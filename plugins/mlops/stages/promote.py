@@ -395,6 +395,7 @@ def promote(
             "run_id": challenger.run_id,
             "airflow_run_id": airflow_run_id,
             "triggered_by": triggered_by,
+            "training_window": tags.get("training_window"),
             "reasons": decision.reasons,
         }
         if promoted:
