@@ -46,7 +46,7 @@ def replayed():
 
     Then `--report-only` over 4-10 February: the report of the kept runs, running nothing.
     Yields (home, the first replay's report, its stdout, the reprocess's report, the report-only
-    report). The home is a
+    report, the stdouts of the reprocess and of the report-only run). The home is a
     `mkdtemp` folder, not pytest's tmp_path: pytest prunes old base temp folders, which would delete
     a running server's data when another pytest session starts meanwhile.
     """
@@ -55,16 +55,16 @@ def replayed():
     try:
         out = _mlops_replay(home, "--start", START, "--end", END)
         first = json.loads(report.read_text())
-        _mlops_replay(home, "--start", REPROCESSED[0], "--end", "2013-02-09", "--reprocess")
+        later = [_mlops_replay(home, "--start", REPROCESSED[0], "--end", "2013-02-09", "--reprocess").stdout]
         again = json.loads(report.read_text())
-        _mlops_replay(home, "--start", START, "--end", "2013-02-11", "--report-only")
-        yield home, first, out.stdout, again, json.loads(report.read_text())
+        later.append(_mlops_replay(home, "--start", START, "--end", "2013-02-11", "--report-only").stdout)
+        yield home, first, out.stdout, again, json.loads(report.read_text()), later
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
 
 def test_every_day_is_scored_or_failed_for_a_named_cause(replayed):
-    _, data, _, _, _ = replayed
+    _, data, _, _, _, _ = replayed
     days = {d["day"]: d for d in data["days"]}
     assert sorted(days) == DAYS
     for day, entry in days.items():
@@ -81,7 +81,7 @@ def test_every_day_is_scored_or_failed_for_a_named_cause(replayed):
 
 
 def test_the_week_retrain_ran_after_its_days_and_each_day_has_the_champion_of_that_day(replayed):
-    _, data, _, _, _ = replayed
+    _, data, _, _, _, _ = replayed
     weekly = [r for r in data["retrains"] if r["kind"] == "retrain"]
     assert [r["interval"] for r in weekly] == ["2013-02-04", "2013-02-11"]
     assert all(r["state"] == "success" for r in data["retrains"]), data["retrains"]
@@ -96,7 +96,7 @@ def test_the_week_retrain_ran_after_its_days_and_each_day_has_the_champion_of_th
 
 
 def test_the_report_has_realized_auc_wall_time_and_overhead(replayed):
-    home, data, stdout, _, _ = replayed
+    home, data, stdout, _, _, _ = replayed
     assert data["wall_seconds"] > 0
     assert data["per_run"]["median_overhead_seconds"] is not None
     assert data["realized"]["weekly"] and all(0.5 < w["roc_auc"] < 0.9 for w in data["realized"]["weekly"])
@@ -111,7 +111,7 @@ def test_outcomes_cover_every_day_with_predictions_and_the_estimate_is_judged(re
     """The loop closes in the replay: an outcomes run after each chunk of daily runs evaluates every day
     that has predictions (realized and CBPE-estimated metrics), and the report says how far the
     estimate was from the realized ROC AUC once the labels landed."""
-    home, data, stdout, _, _ = replayed
+    home, data, stdout, _, _, _ = replayed
     loop = data["outcomes"]
     with_predictions = [d["day"] for d in data["days"] if d["scored_rows"]]
     assert loop["scored_days"] == len(with_predictions) >= 10
@@ -131,7 +131,7 @@ def test_outcomes_cover_every_day_with_predictions_and_the_estimate_is_judged(re
 def test_a_second_replay_of_the_same_days_leaves_digest_identical_outputs(replayed):
     """`--reprocess` runs the completed runs again (backfills with reprocess_behavior: completed): the
     raw partitions, validation reports and predictions are digest-identical, failed days included."""
-    _, first, _, again, _ = replayed
+    _, first, _, again, _, _ = replayed
     check = again["reprocess_check"]
     assert sorted(first["digests"]) == DAYS and sorted(again["digests"]) == REPROCESSED
     assert check == {"days_compared": len(REPROCESSED), "identical": len(REPROCESSED), "differences": {}}, check
@@ -147,7 +147,7 @@ def test_a_second_replay_of_the_same_days_leaves_digest_identical_outputs(replay
 def test_a_report_of_the_kept_runs_needs_no_new_run(replayed):
     """`--report-only` (e.g. after a replay stopped with Ctrl-C) reports the kept runs of its range as
     the replay itself did, and creates no run."""
-    _, first, _, _, report = replayed
+    _, first, _, _, report, _ = replayed
     days = {d["day"]: d for d in first["days"]}
     assert [d["day"] for d in report["days"]] == [f"2013-02-{d:02d}" for d in range(4, 11)]
     for entry in report["days"]:
@@ -159,3 +159,12 @@ def test_a_report_of_the_kept_runs_needs_no_new_run(replayed):
     assert kinds.count("bootstrap") == 1 and kinds.count("retrain") == 2  # the weekly retrains of 4 and 11 February
     assert report["daily_runs"] == len(first["days"])  # every kept daily run, none added
     assert report["wall_seconds"] > 0
+
+
+def test_a_stack_started_again_on_its_home_does_not_migrate_the_airflow_database_again(replayed):
+    home, _, stdout, _, _, later = replayed
+    assert "Airflow's database is current" not in stdout  # a fresh home: migrated
+    marker = (home / "postgres" / "airflow-schema").read_text().split()
+    assert len(marker) == 2 and marker[0].startswith("3."), marker  # Airflow version, alembic revision
+    for out in later:  # the same Airflow, the database at the revision it left: nothing to migrate
+        assert f"Airflow's database is current (Airflow {marker[0]}, revision {marker[1]})" in out

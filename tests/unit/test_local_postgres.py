@@ -40,6 +40,16 @@ def test_a_server_stopped_in_this_process_starts_again_on_the_same_folder_with_i
             assert _tables(again, "kept") == ["runs"]
             again.create_database("second")
             assert _tables(again, "second") == []
+            # the revision an alembic-migrated database is at (the stack skips `airflow db migrate` on it)
+            assert again.schema_revision("second") is None
+            conn = psycopg2.connect(host=str(again.socket_dir), user="postgres", dbname="second")
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+                assert again.schema_revision("second") is None  # no revision yet
+                cur.execute("INSERT INTO alembic_version VALUES ('d2f4e1b3c5a7')")
+            conn.close()
+            assert again.schema_revision("second") == "d2f4e1b3c5a7"
         finally:
             again.stop()
     finally:

@@ -58,6 +58,22 @@ class Postgres:
             conn.close()
         return self.url(name)
 
+    def schema_revision(self, database: str) -> str | None:
+        """The alembic revision `database` is at (its `alembic_version` table), None without one."""
+        import psycopg2
+
+        conn = psycopg2.connect(host=str(self.socket_dir), user=USER, dbname=database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('alembic_version') IS NOT NULL")
+                if not cur.fetchone()[0]:
+                    return None
+                cur.execute("SELECT version_num FROM alembic_version")
+                row = cur.fetchone()
+                return row[0] if row else None
+        finally:
+            conn.close()
+
     def stop(self) -> None:
         """Stop the server (fast shutdown); its data stays in `data_dir`. A server already gone is no error."""
         if callable(self._stop):
