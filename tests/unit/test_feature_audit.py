@@ -224,3 +224,36 @@ def test_on_a_large_window_lofo_tests_every_candidate_within_budget_and_flags_th
     unsampled = fa.audit(*large_problem["args"], settings.model_copy(update={"lofo_max_train_rows": None}), fit_seconds)
     assert unsampled.lofo_train_rows == 200_000 and unsampled.lofo.tested == []
     assert all("time budget" in why for why in unsampled.lofo.skipped.values()) and len(unsampled.lofo.skipped) == 2
+
+
+def test_batched_permutation_drops_equal_sklearns_on_a_calibrated_pipeline_with_categories(flights_cfg):
+    """The flights model (HistGradientBoosting on a categorical and numeric features) calibrated as the
+    train stage calibrates it: no `decision_function`, so the `roc_auc` scorer ranks `predict_proba`;
+    the category dtype survives the shuffled copies. Oracle: scikit-learn's own permutation_importance,
+    one prediction call per shuffle."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    rng = np.random.default_rng(5)
+
+    def rows(n: int) -> tuple[pd.DataFrame, np.ndarray]:
+        carrier = rng.choice(["AA", "B6", "DL", "UA"], size=n)
+        X = pd.DataFrame(
+            {"carrier": pd.Categorical(carrier), "a": rng.normal(size=n), "noise": rng.normal(size=n)},
+            index=np.arange(n) + 500,  # not positions
+        )
+        logit = X.a + np.where(carrier == "B6", 1.0, 0.0) - 1.0
+        return X, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64")
+
+    X_train, y_train = rows(3_000)
+    X_cal, y_cal = rows(1_000)
+    X_eval, y_eval = rows(800)
+    model = build_estimator(flights_cfg.training.model, Features(categorical=["carrier"], numeric=["a", "noise"]))
+    model.fit(X_train, y_train)
+    calibrated = CalibratedClassifierCV(FrozenEstimator(model), method="sigmoid").fit(X_cal, y_cal)
+    assert not hasattr(calibrated, "decision_function")
+    for estimator in (calibrated, model):  # predict_proba, then the uncalibrated model's decision_function
+        drops = fa.permutation_drops(estimator, X_eval, y_eval, repeats=4, seed=7)
+        expected = permutation_importance(estimator, X_eval, y_eval, scoring="roc_auc", n_repeats=4, random_state=7)
+        np.testing.assert_allclose(drops, expected.importances, rtol=0, atol=1e-12)
+        assert drops.shape == (3, 4) and (drops[1] > 0.05).all()  # `a` carries the signal
