@@ -164,7 +164,7 @@ def test_a_report_of_the_kept_runs_needs_no_new_run(replayed):
 def test_a_stack_started_again_on_its_home_does_not_migrate_the_airflow_database_again(replayed):
     home, _, stdout, _, _, later = replayed
     assert "Airflow's database is current" not in stdout  # a fresh home: migrated
-    marker = (home / "postgres" / "airflow-schema").read_text().split()
+    marker = (home / "replay" / "flights" / "postgres" / "airflow-schema").read_text().split()  # the stack home
     assert len(marker) == 2 and marker[0].startswith("3."), marker  # Airflow version, alembic revision
     for out in later:  # the same Airflow, the database at the revision it left: nothing to migrate
         assert f"Airflow's database is current (Airflow {marker[0]}, revision {marker[1]})" in out
