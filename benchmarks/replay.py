@@ -54,7 +54,7 @@ def single_runs(home: Path, pipeline: str, days: list[str]) -> list[float]:
     the replay kept in `home` (the run's `queued_at` to its `end_date`). Each run re-runs its day and
     replaces its outputs with the same content. Raises RuntimeError when a run does not succeed."""
     from mlops.local.mailsink import free_port
-    from mlops.local.stack import LocalStack, stopped_by_signals, wait_until
+    from mlops.local.stack import LocalStack, stopped_by_signals
 
     stack = LocalStack(home, free_port(), free_port(), free_port())
     out = []
@@ -64,13 +64,7 @@ def single_runs(home: Path, pipeline: str, days: list[str]) -> list[float]:
             end = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
             run_id = f"bench_single_{day}_{time.time_ns()}"
             stack.api.trigger(dag_id, run_id, None, {"start": day, "end": end})
-            run: dict = {}
-
-            def ended(run_id: str = run_id, run: dict = run) -> bool:
-                run.update(stack.api.get(f"/dags/{dag_id}/dagRuns/{run_id}"))
-                return run["state"] in ("success", "failed")
-
-            wait_until(ended, 600, f"{dag_id} run {run_id}", stack.services)
+            run = stack.api.wait_run(dag_id, run_id, 600, stack.services)
             if run["state"] != "success":
                 raise RuntimeError(
                     f"{dag_id} {run_id} for {day} ended {run['state']}: {stack.api.tasks(dag_id, run_id)}"

@@ -63,18 +63,13 @@ class Stack:
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
         """Wait until the run ends; returns its state (and prints its tasks and logs if it failed)."""
-        state: list[str] = []
-
-        def ended() -> bool:
-            state[:] = [self.api.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]]
-            return state[0] in TERMINAL
-
+        state = None
         try:
-            wait_until(ended, timeout, f"{dag_id} run {run_id}", self.services)
+            state = self.api.wait_run(dag_id, run_id, timeout, self.services)["state"]
         finally:
-            if not state or state[0] != "success":
+            if state != "success":
                 self.dump(dag_id, run_id)
-        return state[0]
+        return state
 
     def dump(self, dag_id: str, run_id: str) -> None:
         with contextlib.suppress(Exception):

@@ -50,6 +50,22 @@ class AirflowApi:
             raise RuntimeError(f"trigger {dag_id} {run_id}: HTTP {r.status_code} {r.text}")
         return r.json()
 
+    def wait_run(self, dag_id: str, run_id: str, timeout: float, services=()) -> dict:
+        """Poll the run until it is `success` or `failed`; returns the run as the API gives it.
+
+        Raises TimeoutError after `timeout` seconds, or RuntimeError when one of `services` (the stack's
+        processes) has died meanwhile (`stack.wait_until`)."""
+        from mlops.local.stack import wait_until
+
+        run: dict = {}
+
+        def ended() -> bool:
+            run.update(self.get(f"/dags/{dag_id}/dagRuns/{run_id}"))
+            return run["state"] in ("success", "failed")
+
+        wait_until(ended, timeout, f"{dag_id} run {run_id}", list(services))
+        return run
+
     def tasks(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         found = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {t["task_id"]: t["state"] for t in found}

@@ -343,16 +343,7 @@ class _Driver:
             self.echo(f"triggered retrain {run['dag_run_id']}: {state} in {time.monotonic() - t0:.0f} s")
 
     def _wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
-        from mlops.local.stack import wait_until
-
-        state: list[str] = []
-
-        def ended() -> bool:
-            state[:] = [self.api.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]]
-            return state[0] in ("success", "failed")
-
-        wait_until(ended, timeout, f"{dag_id} run {run_id}", self.stack.services)
-        return state[0]
+        return self.api.wait_run(dag_id, run_id, timeout, self.stack.services)["state"]
 
 
 def _collect(cfg, stack, driver: _Driver, the_plan: ReplayPlan, start, end, wall: float) -> dict[str, Any]:
