@@ -8,10 +8,11 @@ Great Expectations context and first imports, printed apart) then `--days` days 
 with `validate(cfg, day, data_docs=True, publish=True)`, each with drift against the day before
 and skew against the champion's training data. Prints seconds per day (wall, CPU) and the median.
 
-With `--parts`, measures two changes of this checkout in one process instead, alternating them
-day by day so that both variants see the same load: the suite through GX with SUMMARY results
-against RESULT_FORMAT (`batch.validate`, what the checkpoint runs), and the whole validate call with
-the Data Docs template cache (io.gx_views) on and off; prints medians of CPU seconds.
+With `--parts`, measures changes of this checkout in one process instead, alternating them day by
+day so that both variants see the same load: the suite through GX with SUMMARY results against
+RESULT_FORMAT (`batch.validate`, what the checkpoint runs), `run_suite` with and without the memo of
+expectation configurations (io.gx_memo), and the whole validate call with the Data Docs template
+cache (io.gx_views) on and off; prints medians of CPU seconds.
 
 With `--before PLUGINS` (the `plugins` folder of a checkout of the code to compare with), runs
 `--pairs` interleaved pairs (before, after, before, after), each side a fresh process of this script
@@ -120,10 +121,13 @@ def run(store: Path, days: int, profile_path: str | None) -> None:
 
 def parts(store: Path, days: int, repeats: int = 3) -> None:
     """Per day from FIRST (after a first call): CPU of the suite with SUMMARY vs RESULT_FORMAT results
-    (`repeats` alternations) and of `validate` with and without the template cache, which goes first
-    changing day by day; prints the medians."""
+    and of `run_suite` (checkpoint, and two passes without Data Docs) with and without the memo of
+    `io.gx_memo` (`repeats` alternations each), and of `validate` with and without the template cache,
+    which goes first changing day by day; prints the medians."""
+    import contextlib
+
     from mlops.core.interval import Interval
-    from mlops.io import gx_checks, gx_views, lake
+    from mlops.io import gx_checks, gx_memo, gx_views, lake
     from mlops.io.paths import raw_dir
     from mlops.stages.validate import validate
 
@@ -134,17 +138,25 @@ def parts(store: Path, days: int, repeats: int = 3) -> None:
         validate(cfg, Interval(FIRST, FIRST + dt.timedelta(days=1)), data_docs=True, publish=True)
         suite = gx_checks.build_suite(cfg)
         _, _, batch_definition = gx_checks._context()
-        cached, cpu = gx_views._cached, {}
+        cached, memo, cpu = gx_views._cached, gx_memo.memoized_configurations, {}
         for i in range(1, days + 1):
             day = FIRST + dt.timedelta(days=i)
-            batch = batch_definition.get_batch(
-                batch_parameters={"dataframe": lake.read_partition(raw_dir(cfg.name), str(day))}
-            )
-            for _ in range(repeats):
+            df = lake.read_partition(raw_dir(cfg.name), str(day))
+            batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
+            for r in range(repeats):
                 for fmt in ("SUMMARY", gx_checks.RESULT_FORMAT):
                     t = time.process_time()
                     batch.validate(suite, result_format=fmt)
                     cpu.setdefault(f"suite, {fmt} results", []).append(time.process_time() - t)
+                memo_variants = [("no memo", contextlib.nullcontext), ("memo", memo)]
+                for label, context in memo_variants if (i + r) % 2 else memo_variants[::-1]:
+                    gx_memo.memoized_configurations = context
+                    for data_docs in (True, False):
+                        t = time.process_time()
+                        gx_checks.run_suite(suite, df, run_name=f"{day}-{label}-{r}", data_docs=data_docs)
+                        path = "checkpoint" if data_docs else "two passes"
+                        cpu.setdefault(f"run_suite, {path}, {label}", []).append(time.process_time() - t)
+                gx_memo.memoized_configurations = memo
             variants = [("validate, templates compiled", lambda view: None), ("validate, templates cached", cached)]
             for label, view_setup in variants if i % 2 else variants[::-1]:
                 gx_views._cached = view_setup

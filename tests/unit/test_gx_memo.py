@@ -1,0 +1,120 @@
+"""mlops.io.gx_memo: expectation configurations built once per validation, with the same results.
+
+Real Great Expectations on real ingested days, one passing and one broken in every way the suite
+checks (nulls, types, ranges, categories, duplicate keys, a missing column): every result format
+gives the same results with the memo as without it, through `batch.validate` and through the stored
+checkpoint (its stored result and the Data Docs page of it).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mlops.core.columns import ROW_KEY
+from mlops.core.interval import Interval
+from mlops.io import gx_checks, gx_memo, lake
+from mlops.io.paths import raw_dir
+from mlops.stages.ingest import ingest
+
+DAY = "2013-02-04"
+FORMATS = ["BOOLEAN_ONLY", "BASIC", "SUMMARY", "COMPLETE"]
+
+
+@pytest.fixture(scope="module")
+def frames(module_home):
+    import os
+
+    os.environ["MLOPS_HOME"] = str(module_home)
+    from mlops.core.config import load_pipeline
+
+    cfg = load_pipeline("flights")
+    ingest(cfg, Interval.parse(DAY))
+    good = lake.read_partition(raw_dir(cfg.name), DAY)
+    bad = good.copy()
+    bad.loc[bad.index[:7], "dewp"] = 150.0  # out of range
+    bad.loc[bad.index[3:9], "carrier"] = "ZZ"  # not in the set
+    bad.loc[bad.index[10:14], "origin"] = None  # missing
+    bad["plane_seats"] = bad["plane_seats"].astype(object)
+    bad.loc[bad.index[20], "plane_seats"] = "many"  # not numeric
+    bad.loc[bad.index[1], ROW_KEY] = bad.loc[bad.index[0], ROW_KEY]  # a duplicate key
+    bad.loc[bad.index[30:40], "wind_speed"] = np.nan
+    bad = bad.drop(columns=["visib"])
+    return cfg, {"good": good, "bad": bad}
+
+
+def _comparable(result) -> str:
+    """A validation result as JSON without what differs between any two runs (times, ids, run names)."""
+    data = result.to_json_dict()
+    data.pop("meta", None)
+    data.pop("id", None)
+    for r in data["results"]:
+        r["expectation_config"].pop("id", None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+@pytest.mark.parametrize("kind", ["good", "bad"])
+def test_every_result_format_gives_the_same_results_with_and_without_the_memo(frames, kind):
+    cfg, by_kind = frames
+    suite = gx_checks.build_suite(cfg)
+    _, _, batch_definition = gx_checks._context()
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": by_kind[kind]})
+    for result_format in FORMATS:
+        plain = batch.validate(suite, result_format=result_format)
+        with gx_memo.memoized_configurations():
+            memoized = batch.validate(suite, result_format=result_format)
+        assert _comparable(memoized) == _comparable(plain), result_format
+        assert plain.success is (kind == "good"), [r.expectation_config.type for r in plain.results if not r.success]
+    if kind == "bad":  # every way of breaking the day is caught
+        failed = {
+            (r.expectation_config.type, r.expectation_config.kwargs.get("column"))
+            for r in plain.results
+            if not r.success
+        }
+        assert {
+            ("expect_column_values_to_be_between", "dewp"),
+            ("expect_column_values_to_be_in_set", "carrier"),
+            ("expect_column_values_to_be_unique", ROW_KEY),
+            ("expect_table_columns_to_match_set", None),
+        } <= failed, failed
+
+
+def test_the_stored_checkpoint_result_and_its_page_are_the_same_with_and_without_the_memo(frames):
+    cfg, by_kind = frames
+    suite = gx_checks.build_suite(cfg)
+    gx, context, batch_definition = gx_checks._context()
+    checkpoint = gx_checks._stored_checkpoint(gx, context, batch_definition, suite)
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    outcomes = {}
+    for name, memo in (("plain", False), ("memo", True)):
+        run_id = RunIdentifier(run_name=f"{name}-run")
+        if memo:
+            with gx_memo.memoized_configurations():
+                outcome = checkpoint.run(batch_parameters={"dataframe": by_kind["bad"]}, run_id=run_id)
+        else:
+            outcome = checkpoint.run(batch_parameters={"dataframe": by_kind["bad"]}, run_id=run_id)
+        [(key, result)] = outcome.run_results.items()
+        stored = context.validation_results_store.get(key)
+        assert _comparable(stored) == _comparable(result)
+        outcomes[name] = _comparable(stored)
+        pages = list(gx_checks.data_docs_index().parent.glob(f"validations/**/{name}-run/**/*.html"))
+        assert len(pages) == 1 and "dewp" in pages[0].read_text()  # the Data Docs page of the result
+    assert outcomes["memo"] == outcomes["plain"]
+    assert not next(iter(outcome.run_results.values())).success
+
+
+def test_the_memo_holds_only_inside_its_block_and_nests():
+    gx, _, _ = gx_checks._context()
+    gx_memo.install()
+    e = gx.expectations.ExpectColumnValuesToNotBeNull(column="origin")
+    assert e.configuration is not e.configuration  # GX's own behaviour: a new object per read
+    with gx_memo.memoized_configurations():
+        first = e.configuration
+        with gx_memo.memoized_configurations():
+            assert e.configuration is first
+        assert e.configuration is first  # the inner block does not end the outer one
+        assert first.kwargs["column"] == "origin"
+    assert e.configuration is not first
