@@ -92,6 +92,11 @@ def stack_environment(
     loopback-only API, INFO task logs, DAGs unpaused at creation, the predictions sink (`scores_url`),
     MLflow through its server at `mlflow_url` (also the base of extra links and mail links), the SMTP
     connection `smtp`, and with `preload` the task libraries imported once per Airflow process.
+    Bytecode is always written, under `PYTHONPYCACHEPREFIX` when the caller set one, else under
+    `<home>/cache/pycache` (never into the repository or the virtual environment), whatever
+    `PYTHONDONTWRITEBYTECODE` says: without it every Airflow process and every task compiles the
+    modules it imports from source again (a fresh process importing the evaluate stage: 11.9 s with
+    `PYTHONDONTWRITEBYTECODE=1`, 5.7 s from the cache; see docs/benchmarks.md).
     The Fernet key is kept in `$AIRFLOW_HOME/fernet.key` so stored connections survive restarts.
     """
     airflow_home = home / "airflow"
@@ -103,8 +108,10 @@ def stack_environment(
         key_file.write_text(Fernet.generate_key().decode())
         key_file.chmod(0o600)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_"))}
+    base.pop("PYTHONDONTWRITEBYTECODE", None)
     env = {
         **base,
+        "PYTHONPYCACHEPREFIX": os.environ.get("PYTHONPYCACHEPREFIX") or str(home / "cache" / "pycache"),
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
