@@ -146,8 +146,10 @@ def test_a_second_replay_of_the_same_days_leaves_digest_identical_outputs(replay
 
 def test_a_report_of_the_kept_runs_needs_no_new_run(replayed):
     """`--report-only` (e.g. after a replay stopped with Ctrl-C) reports the kept runs of its range as
-    the replay itself did, and creates no run."""
-    _, first, _, _, report, _ = replayed
+    the replay itself did, and creates no run: its stack has no scheduler, dag-processor or triggerer."""
+    _, first, _, _, report, later = replayed
+    assert "started airflow-api-server" in later[1] and "started mlflow" in later[1]
+    assert not any(f"started airflow-{name}" in later[1] for name in ("scheduler", "dag-processor", "triggerer"))
     days = {d["day"]: d for d in first["days"]}
     assert [d["day"] for d in report["days"]] == [f"2013-02-{d:02d}" for d in range(4, 11)]
     for entry in report["days"]:

@@ -121,8 +121,9 @@ def replay(
 ) -> dict[str, Any]:
     """Replay `pipeline` over [start, end) under the real scheduler; returns the year report's data.
 
-    `report_only`: run nothing; start the stack on the kept replay state and write the report of the
-    runs it holds over [start, end) (e.g. after a replay stopped with Ctrl-C); its `wall_seconds` is
+    `report_only`: run nothing; start the stack without a scheduler on the kept replay state (so runs
+    a stopped replay left queued stay as they are) and write the report of the runs it holds over
+    [start, end) (e.g. after a replay stopped with Ctrl-C); its `wall_seconds` is
     then the span from the first run's start to the last run's end.
     Raises RuntimeError naming the run or backfill when Airflow refuses or loses one (or, with
     `report_only`, when there is no kept replay), and KeyboardInterrupt on SIGINT or SIGTERM, once
@@ -146,7 +147,7 @@ def replay(
     retrain_weekday = _cron_weekday(cfg.schedules.retrain)
     the_plan = plan(start, end, retrain_weekday, _source_has_day(cfg, month_before(start)), cfg.labels.delay_days)
     started = time.monotonic()
-    stack = LocalStack(home, free_port(), free_port(), free_port())
+    stack = LocalStack(home, free_port(), free_port(), free_port(), scheduling=not report_only)
     with stopped_by_signals(), stack:  # Ctrl-C or SIGTERM: KeyboardInterrupt, and the stack stops whole
         echo(f"replay {pipeline}: stack up in {time.monotonic() - started:.0f} s ({stack.airflow_url})")
         driver = _Driver(stack, pipeline, max_active_runs, reprocess, echo)

@@ -193,8 +193,12 @@ class LocalStack:
         preload: bool = True,
         parallelism: int = 4,
         all_admins: bool = True,
+        scheduling: bool = True,
     ) -> None:
+        """`scheduling=False`: no scheduler, dag-processor or triggerer (nothing runs; the API, the UI and
+        MLflow serve what the database holds, e.g. to report a kept replay)."""
         self.home = Path(home).resolve()
+        self.scheduling = scheduling
         self.airflow_port, self.mlflow_port, self.smtp_port = airflow_port, mlflow_port, smtp_port
         self.host, self.preload, self.parallelism, self.all_admins = host, preload, parallelism, all_admins
         self.services: list[Service] = []
@@ -258,7 +262,7 @@ class LocalStack:
         api = self._service(
             "airflow-api-server", [airflow, "api-server", "--host", self.host, "--port", str(self.airflow_port)]
         )
-        for name in ("scheduler", "dag-processor", "triggerer"):
+        for name in ("scheduler", "dag-processor", "triggerer") if self.scheduling else ():
             self._service(f"airflow-{name}", [airflow, name])
         started = time.monotonic()
         wait_until(
