@@ -22,12 +22,12 @@ from cryptography.fernet import Fernet
 
 from mlops.airflow import environment as airflow_env
 from mlops.core.config import REPO_ROOT
-from mlops.local.airflow_api import AirflowApi
+from mlops.local.airflow_api import ENDED_RUN_STATES, AirflowApi
 from mlops.local.mailsink import MailSink, free_port
 from mlops.local.stack import Service, bin_path, http_ok, wait_until
 from tests.fixtures.postgres import Cluster, start_cluster
 
-TERMINAL = {"success", "failed"}
+TERMINAL = set(ENDED_RUN_STATES)
 
 # The settings every Airflow process of a Celery deployment shares (docker-compose.yaml uses the same).
 CELERY_SETTINGS = {

@@ -8,6 +8,9 @@ from typing import Any
 
 import requests
 
+# The states a DAG run ends in (Airflow 3: queued and running are the others).
+ENDED_RUN_STATES = ("success", "failed")
+
 
 class AirflowApi:
     """The REST API v2 at `base`, with a bearer token when the deployment requires a login."""
@@ -61,7 +64,7 @@ class AirflowApi:
 
         def ended() -> bool:
             run.update(self.get(f"/dags/{dag_id}/dagRuns/{run_id}"))
-            return run["state"] in ("success", "failed")
+            return run["state"] in ENDED_RUN_STATES
 
         wait_until(ended, timeout, f"{dag_id} run {run_id}", list(services))
         return run

@@ -240,6 +240,7 @@ class _Driver:
         if r.status_code != 200:
             raise RuntimeError(f"backfill of {dag_id} {first}..{last} refused: HTTP {r.status_code} {r.text}")
         backfill_id = r.json()["id"]
+        from mlops.local.airflow_api import ENDED_RUN_STATES
         from mlops.local.stack import wait_until
 
         # The scheduler marks a backfill completed only every 30 s (a fixed timer of Airflow 3.3): wait
@@ -255,7 +256,7 @@ class _Driver:
                 logical_date_lte=f"{last.isoformat()}T00:00:00Z",
             )
             runs[:] = found
-            return len(found) >= expected and all(run["state"] in ("success", "failed") for run in found)
+            return len(found) >= expected and all(run["state"] in ENDED_RUN_STATES for run in found)
 
         wait_until(ended, BACKFILL_TIMEOUT, f"backfill {backfill_id} of {dag_id} {first}..{last}", self.stack.services)
         # Every run has ended: close the backfill now (cancel fails queued runs only, and there are none),
