@@ -253,7 +253,75 @@ def test_batched_permutation_drops_equal_sklearns_on_a_calibrated_pipeline_with_
     calibrated = CalibratedClassifierCV(FrozenEstimator(model), method="sigmoid").fit(X_cal, y_cal)
     assert not hasattr(calibrated, "decision_function")
     for estimator in (calibrated, model):  # predict_proba, then the uncalibrated model's decision_function
-        drops = fa.permutation_drops(estimator, X_eval, y_eval, repeats=4, seed=7)
         expected = permutation_importance(estimator, X_eval, y_eval, scoring="roc_auc", n_repeats=4, random_state=7)
-        np.testing.assert_allclose(drops, expected.importances, rtol=0, atol=1e-12)
-        assert drops.shape == (3, 4) and (drops[1] > 0.05).all()  # `a` carries the signal
+        # every feature in one call; two features per call; a call per feature (chunks smaller than a feature)
+        for chunk_rows in (fa.CHUNK_ROWS, 2 * 4 * 800, 1):
+            drops = fa.permutation_drops(estimator, X_eval, y_eval, repeats=4, seed=7, chunk_rows=chunk_rows)
+            np.testing.assert_allclose(drops, expected.importances, rtol=0, atol=1e-12)
+            assert drops.shape == (3, 4) and (drops[1] > 0.05).all()  # `a` carries the signal
+
+
+def test_roc_auc_rows_is_sklearns_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(2)
+    y = (rng.random(500) < 0.3).astype("int64")
+    scores = np.vstack([rng.random(500), np.round(rng.random(500), 1), np.full(500, 0.5), y + rng.random(500)])
+    expected = [roc_auc_score(y, row) for row in scores]
+    np.testing.assert_allclose(fa.roc_auc_rows(y, scores), expected, rtol=0, atol=1e-12)
+    assert fa.roc_auc_rows(y, scores)[2] == 0.5 and fa.roc_auc_rows(y, scores)[3] == 1.0
+    with pytest.raises(ValueError, match="one class"):
+        fa.roc_auc_rows(np.zeros(5, dtype="int64"), np.ones((1, 5)))
+
+
+def test_the_permutation_sample_is_the_most_rows_whose_cost_fits():
+    cost = fa.permutation_cost  # rows, features, repeats, call, row, auc
+    assert cost(1000, 21, 5, 0.02, 1e-5, 1e-3, chunk_rows=250_000) == pytest.approx(
+        2 * 0.02 + 106 * 1000 * 1e-5 + 105 * 1e-3
+    )
+    assert cost(1000, 21, 5, 0.02, 0.0, 0.0, chunk_rows=10_000) == pytest.approx((1 + 11) * 0.02)  # 105,000 rows
+    args = (21, 5, 0.02, 1e-5, 1e-3, 200)
+    assert fa.permutation_rows_within(1000, 10.0, *args) == 1000  # it all fits
+    rows = fa.permutation_rows_within(1000, 0.6, *args)
+    assert cost(rows, *args[:-1]) <= 0.6 < cost(rows + 1, *args[:-1])  # the last row count that fits
+    assert rows == int((0.6 - 2 * 0.02 - 105 * 1e-3) / (106 * 1e-5))
+    assert fa.permutation_rows_within(1000, 0.0, *args) == 200  # the floor, when nothing fits
+    assert fa.permutation_rows_within(150, 0.0, *args) == 150  # a floor above the rows there are
+
+
+def test_the_permutation_plan_probes_the_model_and_says_why_it_shrinks(problem):
+    X, y, model = problem["X_eval"], problem["y_eval"], problem["model"]
+    roomy = fa.plan_permutation(model, X, y, repeats=5, limit_seconds=1e6, min_rows=100)
+    assert roomy.rows == roomy.probe_rows == len(X) and roomy.reason == ""
+    assert roomy.row_seconds > 0 and roomy.call_seconds >= 0 and roomy.probe_seconds > 0
+    none = fa.plan_permutation(model, X, y, repeats=5, limit_seconds=0.0, min_rows=100)
+    assert none.rows == 100 and f"{len(X)} rows would take about" in none.reason
+    assert "kept at audit.permutation_min_rows=100, beyond it" in none.reason
+    # the plan's rows are the cost model's, for the costs it probed and the time left after the probe
+    some = fa.plan_permutation(model, X, y, repeats=5, limit_seconds=0.05, min_rows=100)
+    left = 0.05 - some.probe_seconds
+    costs = (some.call_seconds, some.row_seconds, some.auc_seconds)
+    assert some.rows == fa.permutation_rows_within(len(X), left, 4, 5, *costs, 100)
+
+
+def test_a_small_budget_shrinks_permutation_to_its_share_and_records_why(problem):
+    """A training fit of 1 ms: 2 ms of budget, so permutation importance runs on its floor of rows and
+    LOFO on nothing; the plan and its reason are in the result."""
+    args = (problem["model"], None, problem["X_train"], problem["y_train"], problem["X_eval"], problem["y_eval"])
+    settings = Audit(enabled=True, permutation_min_rows=300, max_lofo_features=4, bootstrap_samples=0)
+    tight = fa.audit(*args, FEATURES, settings, fit_seconds=0.001)
+    assert tight.permutation_rows == tight.permutation_plan.rows == 300
+    assert tight.permutation_plan.probe_rows == len(problem["y_eval"]) and "permutation_min_rows=300" in (
+        tight.permutation_plan.reason
+    )
+    assert tight.permutation_plan.limit_seconds == pytest.approx(0.5 * 0.002)
+    assert tight.lofo.tested == [] and set(tight.lofo.skipped) == set(
+        tight.importances[tight.importances.includes_zero].feature
+    )
+    shuffled = fa.sample_rows(problem["y_eval"], 300, settings.seed)  # the floor's sample, seeded
+    expected, _ = fa.permutation_importances(
+        problem["model"], problem["X_eval"].iloc[shuffled], problem["y_eval"][shuffled], 5, settings.seed
+    )
+    pd.testing.assert_frame_equal(tight.importances, expected)
+    roomy = fa.audit(*args, FEATURES, settings.model_copy(update={"permutation_max_rows": 1500}), fit_seconds=1e4)
+    assert roomy.permutation_rows == 1500 and roomy.permutation_plan.reason == ""

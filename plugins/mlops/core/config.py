@@ -328,6 +328,12 @@ class Audit(_Strict):
     permutation_max_rows: int | None = Field(
         None, ge=100, description="permutation importance on a seeded sample of at most this many evaluation rows"
     )
+    permutation_share: float = Field(
+        0.5, gt=0, le=1, description="permutation importance takes at most this share of the audit's budget"
+    )
+    permutation_min_rows: int = Field(
+        200, ge=20, description="the fewest evaluation rows permutation importance is shrunk to for its share"
+    )
     max_lofo_features: int = Field(5, ge=0, description="leave-one-feature-out refits at most (0: none)")
     lofo_max_train_rows: int | None = Field(
         20_000,

@@ -44,6 +44,7 @@ PAIR_COLUMNS = ["feature_a", "feature_b", "pearson", "spearman", "n"]
 # a feature's verdict: contributes (importance interval above zero), lofo_contributes (some delta beyond
 # noise), flagged (no delta beyond noise), not_tested (its importance includes zero, LOFO beyond budget)
 CONTRIBUTES, LOFO_CONTRIBUTES, FLAGGED, NOT_TESTED = "contributes", "lofo_contributes", "flagged", "not_tested"
+CHUNK_ROWS = 250_000  # rows of shuffled copies scored per prediction call (permutation_drops)
 
 
 def permutation_importances(
@@ -88,40 +89,174 @@ def _ranked_scores(estimator, X: pd.DataFrame) -> np.ndarray:
     return np.asarray(estimator.predict_proba(X)[:, 1], dtype="float64")
 
 
-def permutation_drops(estimator, X: pd.DataFrame, y: np.ndarray, repeats: int, seed: int) -> np.ndarray:
+def permutation_drops(
+    estimator, X: pd.DataFrame, y: np.ndarray, repeats: int, seed: int, chunk_rows: int = CHUNK_ROWS
+) -> np.ndarray:
     """(features, repeats) drops of ROC AUC when each column of X is shuffled: the importances of
     `sklearn.inspection.permutation_importance(..., scoring="roc_auc", n_repeats=repeats,
-    random_state=seed)`, with one prediction call per feature instead of one per shuffle.
+    random_state=seed)`, with a few large prediction calls instead of one per shuffle.
 
     The shuffles are scikit-learn's (1.x): a seed drawn from `RandomState(seed)`, then for each feature
     a fresh `RandomState(that seed)` that shuffles an index in place `repeats` times, each shuffle
-    applied to the column as shuffled so far. The `repeats` shuffled copies of X are scored in one call
-    (rows are predicted independently, so the scores are those of separate calls); scikit-learn's call
-    per shuffle costs about 50 ms of fixed overhead on a calibrated pipeline, which made permutation
-    importance alone exceed the audit's budget (docs/benchmarks.md, the year replay). Memory: one
-    frame of `repeats` x len(X) rows at a time. Raises ValueError when `y` has one class.
+    applied to the column as shuffled so far. The shuffled copies of X, of every feature, are stacked
+    into frames of at most about `chunk_rows` rows (whole features: at least one feature's `repeats`
+    copies) and each frame is scored in one call (rows are predicted independently, so the scores are
+    those of separate calls). scikit-learn's call per shuffle costs about 30-50 ms of fixed overhead on
+    a calibrated pipeline, which made permutation importance alone exceed the audit's budget
+    (docs/benchmarks.md, the year replays). Memory: one frame of at most max(`chunk_rows`, `repeats` x
+    len(X)) rows at a time. Raises ValueError when `y` has one class.
     """
-    from sklearn.metrics import roc_auc_score
-
     y = np.asarray(y)
-    feature_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
-    baseline = roc_auc_score(y, _ranked_scores(estimator, X))
-    n = len(X)
+    baseline = roc_auc_rows(y, _ranked_scores(estimator, X)[None, :])[0]
+    n, block = len(X), repeats * len(X)
+    positions = _shuffled_positions(n, repeats, seed, X.shape[1])
+    per_chunk = max(chunk_rows // max(block, 1), 1)
     drops = np.empty((X.shape[1], repeats), dtype="float64")
-    for j, name in enumerate(X.columns):
-        shuffles = np.random.RandomState(feature_seed)
-        order = np.arange(n)
-        column = X[name]
-        copies = []
-        for _ in range(repeats):
-            shuffles.shuffle(order)
-            column = column.iloc[order].set_axis(X.index)
-            copy = X.copy()
-            copy[name] = column
-            copies.append(copy)
-        scores = _ranked_scores(estimator, pd.concat(copies, ignore_index=True))
-        drops[j] = [baseline - roc_auc_score(y, scores[r * n : (r + 1) * n]) for r in range(repeats)]
+    for first in range(0, X.shape[1], per_chunk):
+        features = range(first, min(first + per_chunk, X.shape[1]))
+        columns = {}
+        for j, name in enumerate(X.columns):
+            take = np.tile(np.arange(n), repeats * len(features))
+            if j in features:
+                at = (j - first) * block
+                take[at : at + block] = positions[j].ravel()
+            columns[name] = X[name].iloc[take].array
+        scores = _ranked_scores(estimator, pd.DataFrame(columns)).reshape(len(features), repeats, n)
+        drops[list(features)] = baseline - roc_auc_rows(y, scores.reshape(-1, n)).reshape(len(features), repeats)
     return drops
+
+
+def roc_auc_rows(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row of `scores` ((k, n) floats) against the (n,) 0/1 labels `y`: (k,) values.
+
+    The Mann-Whitney form (Hanley and McNeil 1982): (sum of the positives' ranks - P(P + 1)/2) / (P x N),
+    ties ranked by their average (scipy `rankdata`), which equals scikit-learn's `roc_auc_score` (the
+    trapezoidal area, ties as a diagonal segment). Raises ValueError when `y` has one class.
+    """
+    from scipy.stats import rankdata
+
+    positive = np.asarray(y) == 1
+    p = int(positive.sum())
+    n = positive.size - p
+    if p == 0 or n == 0:
+        raise ValueError("Only one class present in y_true. ROC AUC score is not defined in that case.")
+    ranks = rankdata(scores, axis=1)
+    return (ranks[:, positive].sum(axis=1) - p * (p + 1) / 2) / (p * n)
+
+
+def _shuffled_positions(n: int, repeats: int, seed: int, features: int) -> np.ndarray:
+    """(features, repeats, n) row positions of each shuffled column, drawn as scikit-learn draws them."""
+    feature_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    out = np.empty((features, repeats, n), dtype="int64")
+    for j in range(features):
+        shuffles, order, current = np.random.RandomState(feature_seed), np.arange(n), np.arange(n)
+        for r in range(repeats):
+            shuffles.shuffle(order)
+            current = current[order]
+            out[j, r] = current
+    return out
+
+
+@dataclass(frozen=True)
+class PermutationPlan:
+    """How many evaluation rows permutation importance shuffles to stay within its share of the budget.
+
+    Measured on the largest sample allowed (`probe_rows`): one prediction call on those rows and one on
+    `repeats` copies of them give the cost per call (`call_seconds`) and per row (`row_seconds`); one
+    ROC AUC of those rows gives `auc_seconds`. `rows` is the sample size planned; `reason` says why it
+    is smaller than `probe_rows` (empty when it is not). Times in seconds.
+    """
+
+    rows: int
+    probe_rows: int
+    call_seconds: float
+    row_seconds: float
+    auc_seconds: float
+    limit_seconds: float
+    probe_seconds: float
+    reason: str = ""
+
+
+def permutation_cost(
+    rows: int, features: int, repeats: int, call: float, row: float, auc: float, chunk_rows: int = CHUNK_ROWS
+) -> float:
+    """Seconds `permutation_drops` takes on `rows` rows by the cost model of `plan_permutation`:
+    calls x `call` + (features x repeats + 1) x rows x `row` + features x repeats x `auc`, with
+    calls = 1 + ceil(features x repeats x rows / chunk_rows) (the baseline, then the stacked copies)."""
+    shuffled = features * repeats
+    calls = 1 + -(-shuffled * rows // chunk_rows)
+    return calls * call + (shuffled + 1) * rows * row + shuffled * auc
+
+
+def permutation_rows_within(
+    largest: int,
+    left_seconds: float,
+    features: int,
+    repeats: int,
+    call: float,
+    row: float,
+    auc: float,
+    min_rows: int,
+    chunk_rows: int = CHUNK_ROWS,
+) -> int:
+    """The most rows, at most `largest` and at least min(`min_rows`, `largest`), whose `permutation_cost`
+    stays within `left_seconds`; the floor when none does."""
+    floor = min(min_rows, largest)
+    if permutation_cost(largest, features, repeats, call, row, auc, chunk_rows) <= left_seconds:
+        return largest
+    low, high = floor, largest  # the cost grows with the rows: bisect for the last that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        if permutation_cost(middle, features, repeats, call, row, auc, chunk_rows) <= left_seconds:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def plan_permutation(
+    estimator,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    repeats: int,
+    limit_seconds: float,
+    min_rows: int,
+    chunk_rows: int = CHUNK_ROWS,
+) -> PermutationPlan:
+    """The sample size of `permutation_drops` that fits in `limit_seconds`, probed on `X` (its rows the most).
+
+    `X`, `y`: the largest sample allowed (n rows, both classes); `limit_seconds` (>= 0): the time
+    permutation importance may take, this probe included; `min_rows` (>= 1): the floor, kept even
+    when it does not fit (fewer rows would make the importance intervals meaningless: the audit's
+    `time_ratio` then shows the overrun). Cost model: `permutation_cost`; its call and row costs are
+    solved from the probe's two prediction calls (n rows, then `repeats` x n rows), the row cost kept
+    at least a quarter of the larger call's average per row so timer noise cannot make it vanish.
+    Raises ValueError when `y` has one class.
+    """
+    n, features = len(X), X.shape[1]
+    began = time.perf_counter()
+    scores = _ranked_scores(estimator, X)
+    one = time.perf_counter() - began
+    roc_auc_rows(y, scores[None, :])
+    auc = time.perf_counter() - began - one
+    mark = time.perf_counter()
+    _ranked_scores(estimator, pd.concat([X] * repeats, ignore_index=True))
+    many = time.perf_counter() - mark
+    row = max((many - one) / max((repeats - 1) * n, 1), many / (repeats * n) / 4)
+    call = max(one - n * row, 0.0)
+    probe = time.perf_counter() - began
+    left = limit_seconds - probe
+    rows = permutation_rows_within(n, left, features, repeats, call, row, auc, min_rows, chunk_rows)
+    reason = ""
+    if rows < n:
+        needed = permutation_cost(n, features, repeats, call, row, auc, chunk_rows)
+        reason = (
+            f"{n} rows would take about {needed:.2f} s, more than the {max(left, 0):.2f} s left of the "
+            f"{limit_seconds:.2f} s permutation importance may take"
+        )
+        if permutation_cost(rows, features, repeats, call, row, auc, chunk_rows) > left:
+            reason += f"; kept at audit.permutation_min_rows={min_rows}, beyond it"
+    return PermutationPlan(rows, n, call, row, auc, limit_seconds, probe, reason)
 
 
 def correlated_pairs(df: pd.DataFrame, numeric: list[str], threshold: float) -> pd.DataFrame:
@@ -219,9 +354,10 @@ def lofo(
     `candidates`: the features to leave out, in order (at most `max_features` are tried); `y_eval`:
     (n,) 0/1 labels; `full`: (n,) scores of `fit_score(features)` (the model with every feature), or
     None to fit it here, before the first refit (its time counts); `fit_seconds`: the estimate of one
-    fit before any is timed here. A fit starts only while the time spent here plus the longest fit so
-    far (twice that before the model with every feature exists: it and one refit) stays within
-    `budget_seconds` (seconds, >= 0); the candidates left are in `skipped` with the reason.
+    fit before any is timed here. A fit starts only while the time spent here plus the longest step so
+    far (a refit with its bootstrap; twice that before the model with every feature exists: it and one
+    refit) stays within `budget_seconds` (seconds, >= 0); the candidates left are in `skipped` with the
+    reason.
     Deltas are without - with; intervals: paired percentile bootstrap (`bootstrap_samples`
     resamples, 0: none) of the evaluation rows, seeded with `seed`.
     """
@@ -251,7 +387,6 @@ def lofo(
         began = time.perf_counter()
         without = fit_score([f for f in features if f != feature])
         seconds = time.perf_counter() - began
-        one_fit = max(one_fit, seconds)
         points = point_metrics(y_eval, without, None)
         boot = None
         if bootstrap_samples:
@@ -267,6 +402,7 @@ def lofo(
             delta = points[metric] - full_points[metric]
             rows.append((feature, metric, full_points[metric], points[metric], delta, low, high, len(y_eval), seconds))
         tested.append(feature)
+        one_fit = max(one_fit, time.perf_counter() - began)  # the refit and its bootstrap: the next one's cost
     deltas = pd.DataFrame(rows, columns=LOFO_COLUMNS)
     return LofoResult(deltas, tested, skipped, time.perf_counter() - start, with_seconds)
 
@@ -291,6 +427,7 @@ class AuditResult:
     correlation_seconds: float
     budget_seconds: float  # budget_factor x the training fit
     seconds: float
+    permutation_plan: PermutationPlan  # how the permutation sample was sized (its probe's time included)
 
 
 def audit(
@@ -308,12 +445,13 @@ def audit(
     """The whole audit within `settings.budget_factor` x `fit_seconds`: importances, correlations, then LOFO.
 
     `model`: the fitted model audited (permutation importance on a `sample_rows` sample of at most
-    `settings.permutation_max_rows` evaluation rows); `build(columns)`: an unfitted estimator of the
-    configured kind on those columns (the LOFO fits); `X_train`, `y_train`: every training row, one
-    column per feature (both classes); `X_eval`, `y_eval`: the evaluation rows (both classes);
-    `numeric`: the numeric features (correlated pairs); `fit_seconds`: T, the duration of one training
-    fit on every training row (> 0). The correlations, and LOFO's fits of the model with every feature
-    and of each candidate's model without it, use the same `sample_rows` sample of at most
+    `settings.permutation_max_rows` evaluation rows, fewer when `plan_permutation` finds that many
+    would take more than `settings.permutation_share` of the budget); `build(columns)`: an unfitted
+    estimator of the configured kind on those columns (the LOFO fits); `X_train`, `y_train`: every
+    training row, one column per feature (both classes); `X_eval`, `y_eval`: the evaluation rows (both
+    classes); `numeric`: the numeric features (correlated pairs); `fit_seconds`: T, the duration of one
+    training fit on every training row (> 0). The correlations, and LOFO's fits of the model with every
+    feature and of each candidate's model without it, use the same `sample_rows` sample of at most
     `settings.lofo_max_train_rows` training rows; LOFO gets the budget left after permutation and
     correlations, its first fit estimated at T x sample rows / training rows, then timed.
     `reference`: the evaluation scores of `build(every feature)` fitted on every training row, when the
@@ -322,7 +460,16 @@ def audit(
     a = settings
     budget = a.budget_factor * fit_seconds
     started = time.perf_counter()
-    shuffled = sample_rows(y_eval, a.permutation_max_rows, a.seed)
+    largest = sample_rows(y_eval, a.permutation_max_rows, a.seed)
+    plan = plan_permutation(
+        model,
+        X_eval.iloc[largest],
+        y_eval[largest],
+        a.repeats,
+        a.permutation_share * budget,
+        min(a.permutation_min_rows, len(largest)),
+    )
+    shuffled = largest if plan.rows == len(largest) else sample_rows(y_eval, plan.rows, a.seed)
     importances, _ = permutation_importances(
         model, X_eval.iloc[shuffled], y_eval[shuffled], a.repeats, a.seed, a.confidence
     )
@@ -349,7 +496,16 @@ def audit(
     )
     seconds = time.perf_counter() - started
     return AuditResult(
-        importances, result, pairs, len(shuffled), len(rows), permutation_seconds, correlation_seconds, budget, seconds
+        importances,
+        result,
+        pairs,
+        len(shuffled),
+        len(rows),
+        permutation_seconds,
+        correlation_seconds,
+        budget,
+        seconds,
+        plan,
     )
 
 

@@ -17,7 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -271,8 +271,9 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
        gets a reference fit instead: the configured model (uncalibrated) on the train rows with every
        feature, timed, outside the budget. The summary says which (`fit_seconds_source`).
     2. Permutation importance of the registered challenger on the evaluation rows (ROC AUC, t interval;
-       a seeded sample of `audit.permutation_max_rows` of them when set: its cost is features x repeats
-       predictions of those rows), then the correlated numeric pairs on the LOFO sample (step 3).
+       a seeded sample of `audit.permutation_max_rows` of them when set, fewer when a probe of the
+       prediction cost says that many would take more than `audit.permutation_share` of the budget:
+       `permutation_plan` in the summary), then the correlated numeric pairs on the LOFO sample (step 3).
     3. LOFO (uncalibrated fits) for the features whose importance interval includes zero, at most
        `audit.max_lofo_features`, on a seeded sample of `audit.lofo_max_train_rows` train rows (all of
        them when fewer): the model with every feature and each model without one are fitted on that
@@ -312,7 +313,7 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
         fit_seconds, source = time.perf_counter() - began, "reference fit"
     model = registry.load_sklearn(challenger)
     result = fa.audit(model, build, X_train, y_train, X_eval, y_eval, cfg.features.numeric, a, fit_seconds, reference)
-    lofo, importances, pairs = result.lofo, result.importances, result.pairs
+    lofo, importances, pairs, plan = result.lofo, result.importances, result.pairs, result.permutation_plan
     verdicts = fa.verdicts(importances, lofo)
     flagged = [f for f, v in verdicts.items() if v == fa.FLAGGED]
     ratio = result.seconds / fit_seconds if fit_seconds > 0 else math.inf
@@ -320,7 +321,7 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
         "method": {
             "permutation": f"sklearn permutation_importance, scoring roc_auc, {a.repeats} repeats, "
             f"t interval of the mean ({a.confidence:.0%}), on {result.permutation_rows} of {len(y_eval)} "
-            "evaluation rows",
+            "evaluation rows" + (f" ({plan.reason})" if plan.reason else ""),
             "lofo": f"the model with every feature and the model without the feature fitted on the same "
             f"{result.lofo_train_rows} of {len(y_train)} train rows (seeded, stratified by label), paired "
             f"bootstrap of the evaluation rows ({a.bootstrap_samples})",
@@ -338,6 +339,7 @@ def run_feature_audit(cfg: PipelineConfig, df: pd.DataFrame, split: Split, chall
         "fit_seconds_source": source,
         "permutation_rows": result.permutation_rows,
         "permutation_seconds": result.permutation_seconds,
+        "permutation_plan": asdict(plan),
         "correlation_seconds": result.correlation_seconds,
         "lofo_train_rows": result.lofo_train_rows,
         "lofo_with_seconds": lofo.with_seconds,
