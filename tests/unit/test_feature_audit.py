@@ -99,6 +99,18 @@ def test_lofo_flags_the_noise_and_keeps_the_signal(problem):
     # without the noise nothing moves beyond noise
     for metric in fa.LOFO_METRICS:
         assert d.at[("noise", metric), "ci_low"] <= 0 <= d.at[("noise", metric), "ci_high"], metric
+    # the intervals are those of one paired bootstrap of both models (the same resamples of the rows)
+    from mlops.core.metrics import PairedBootstrap, percentile_interval
+
+    full = fit_score(FEATURES)
+    for feature in ("noise", "b"):
+        boot = PairedBootstrap(
+            y, {"with": (full, None), "without": (fit_score([f for f in FEATURES if f != feature]), None)}, 0
+        )
+        boot.draw(200)
+        for metric in fa.LOFO_METRICS:
+            ci = percentile_interval(boot.values("without", metric) - boot.values("with", metric), 0.95, mc_error=False)
+            assert (d.at[(feature, metric), "ci_low"], d.at[(feature, metric), "ci_high"]) == (ci.low, ci.high)
     forced = table.assign(includes_zero=table.feature.isin(["noise", "b"]))  # b forced into LOFO
     verdicts = fa.verdicts(forced, result)
     assert verdicts == {"a": fa.CONTRIBUTES, "a_copy": fa.CONTRIBUTES, "b": fa.LOFO_CONTRIBUTES, "noise": fa.FLAGGED}

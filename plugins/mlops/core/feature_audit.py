@@ -354,16 +354,18 @@ def lofo(
     `candidates`: the features to leave out, in order (at most `max_features` are tried); `y_eval`:
     (n,) 0/1 labels; `full`: (n,) scores of `fit_score(features)` (the model with every feature), or
     None to fit it here, before the first refit (its time counts); `fit_seconds`: the estimate of one
-    fit before any is timed here. A fit starts only while the time spent here plus the longest step so
-    far (a refit with its bootstrap; twice that before the model with every feature exists: it and one
-    refit) stays within `budget_seconds` (seconds, >= 0); the candidates left are in `skipped` with the
-    reason.
+    fit before any is timed here. A refit starts only while the time spent here plus the longest refit
+    so far and the longest bootstrap of one model (measured on the model with every feature, resampled
+    once for every candidate) stay within `budget_seconds` (seconds, >= 0); before the model with every
+    feature exists, twice the fit estimate must fit (it and one refit). The candidates left are in
+    `skipped` with the reason.
     Deltas are without - with; intervals: paired percentile bootstrap (`bootstrap_samples`
     resamples, 0: none) of the evaluation rows, seeded with `seed`.
     """
     start = time.perf_counter()
-    one_fit, with_seconds = fit_seconds, 0.0
+    one_fit, with_seconds, boot_seconds = fit_seconds, 0.0, 0.0
     full_points = point_metrics(y_eval, full, None) if full is not None else None
+    with_values: dict[str, np.ndarray] | None = None
     rows, tested, skipped = [], [], {}
     for number, feature in enumerate(candidates):
         if number >= max_features:
@@ -380,31 +382,45 @@ def lofo(
             full = fit_score(features)
             with_seconds = one_fit = time.perf_counter() - began
             full_points = point_metrics(y_eval, full, None)
-            spent = time.perf_counter() - start
-        if spent + one_fit > budget_seconds:
-            skipped[feature] = _beyond_budget(spent, one_fit, "a refit", budget_seconds)
+        if bootstrap_samples and with_values is None:  # once: every candidate is paired with these resamples
+            began = time.perf_counter()
+            with_values = _resampled(y_eval, full, bootstrap_samples, seed)
+            boot_seconds = time.perf_counter() - began
+        spent = time.perf_counter() - start
+        step = one_fit + boot_seconds
+        if spent + step > budget_seconds:
+            skipped[feature] = _beyond_budget(spent, step, "a refit and its bootstrap", budget_seconds)
             continue
         began = time.perf_counter()
         without = fit_score([f for f in features if f != feature])
         seconds = time.perf_counter() - began
+        one_fit = max(one_fit, seconds)
         points = point_metrics(y_eval, without, None)
-        boot = None
-        if bootstrap_samples:
-            boot = PairedBootstrap(y_eval, {"with": (full, None), "without": (without, None)}, seed)
-            boot.draw(bootstrap_samples, frozenset(LOFO_METRICS))
+        if with_values is not None:
+            began = time.perf_counter()
+            without_values = _resampled(y_eval, without, bootstrap_samples, seed)
+            boot_seconds = max(boot_seconds, time.perf_counter() - began)
         for metric in LOFO_METRICS:
             low = high = float("nan")
-            if boot is not None:
-                ci = percentile_interval(
-                    boot.values("without", metric) - boot.values("with", metric), confidence, mc_error=False
-                )
+            if with_values is not None:
+                ci = percentile_interval(without_values[metric] - with_values[metric], confidence, mc_error=False)
                 low, high = ci.low, ci.high
             delta = points[metric] - full_points[metric]
             rows.append((feature, metric, full_points[metric], points[metric], delta, low, high, len(y_eval), seconds))
         tested.append(feature)
-        one_fit = max(one_fit, time.perf_counter() - began)  # the refit and its bootstrap: the next one's cost
     deltas = pd.DataFrame(rows, columns=LOFO_COLUMNS)
     return LofoResult(deltas, tested, skipped, time.perf_counter() - start, with_seconds)
+
+
+def _resampled(y: np.ndarray, scores: np.ndarray, samples: int, seed: int) -> dict[str, np.ndarray]:
+    """LOFO_METRICS of `scores` on each of `samples` bootstrap resamples of the rows, drawn from `seed`.
+
+    The draws depend on the seed, the number of rows and `samples` only (`core.metrics.PairedBootstrap`),
+    so two models resampled with the same seed are paired: resample i holds the same rows for both.
+    """
+    boot = PairedBootstrap(y, {"model": (scores, None)}, seed)
+    boot.draw(samples, frozenset(LOFO_METRICS))
+    return {metric: boot.values("model", metric) for metric in LOFO_METRICS}
 
 
 def _beyond_budget(spent: float, needed: float, what: str, budget_seconds: float) -> str:
