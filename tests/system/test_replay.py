@@ -128,6 +128,29 @@ def test_outcomes_cover_every_day_with_predictions_and_the_estimate_is_judged(re
     assert "estimate error of daily roc_auc" in stdout
 
 
+def test_the_report_sums_up_each_retrains_feature_audit_as_mlflow_recorded_it(replayed):
+    """Every version a retrain registered has its feature audit in the report, as its training run's
+    `audit/feature_audit.json` says (read from the MLflow artifact store on disk), and the report
+    counts the verdicts per feature over them."""
+    home, data, stdout, _, _, _ = replayed
+    stored = {}
+    for path in (home / "replay" / "flights" / "mlflow" / "artifacts").glob("*/*/artifacts/audit/feature_audit.json"):
+        summary = json.loads(path.read_text())
+        stored[str(summary["version"])] = summary
+    versions = [r for r in data["retrains"] if r.get("version")]
+    assert len(versions) >= 3 and all(r.get("audit") for r in versions), versions
+    for r in versions:
+        assert r["audit"]["verdicts"] == stored[r["version"]]["verdicts"]
+        assert r["audit"]["permutation_rows"] == stored[r["version"]]["permutation_rows"]
+    audit = data["feature_audit"]
+    assert audit["audits"] == len(versions) and audit["errors"] == 0
+    for f in audit["features"]:
+        verdicts = [stored[r["version"]]["verdicts"].get(f["feature"]) for r in versions]
+        assert f["flagged"] == verdicts.count("flagged") and f["contributes"] == verdicts.count("contributes")
+    assert "feature audit over" in stdout
+    assert "Feature audit over the retrains" in (home / "reports" / "flights-replay.html").read_text()
+
+
 def test_a_second_replay_of_the_same_days_leaves_digest_identical_outputs(replayed):
     """`--reprocess` runs the completed runs again (backfills with reprocess_behavior: completed): the
     raw partitions, validation reports and predictions are digest-identical, failed days included."""

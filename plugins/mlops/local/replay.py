@@ -355,6 +355,7 @@ def _collect(cfg, stack, driver: _Driver, the_plan: ReplayPlan, start, end, wall
     from mlops.io import lake
     from mlops.io.datasets import read_report
     from mlops.io.paths import predictions_dir, raw_dir
+    from mlops.reporting.replay import audit_over_retrains
 
     daily = {run["logical_date"][:10]: run for run in driver.runs if run["kind"] == "daily"}
     days, labelled = [], []
@@ -427,6 +428,7 @@ def _collect(cfg, stack, driver: _Driver, the_plan: ReplayPlan, start, end, wall
             "median_overhead_seconds": _median(overhead),
         },
         "outcomes": _outcomes(cfg, days),
+        "feature_audit": audit_over_retrains([r["audit"] for r in retrains if r.get("audit")]),
         "digests": digests,
         "machine": {"load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()},
         "notes": "overhead = run duration (start to end) minus the sum of its task durations; "
@@ -628,12 +630,37 @@ def _retrains(cfg, driver: _Driver) -> list[dict[str, Any]]:
                 f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/evaluate/xcomEntries/return_value", deserialize=True
             )["value"]
             entry["audit_flagged"] = evaluate.get("audit_flagged")
+        if entry.get("version"):
+            entry["audit"] = _audit_of(cfg, entry["version"])
         if run.get("note"):
             entry["note"] = run["note"]
         if "version" not in entry:
             tasks = driver.api.tasks(dag_id, run_id)
             entry["reasons"] = [f"task {t} {s}" for t, s in sorted(tasks.items()) if s not in ("success", None)]
         out.append(entry)
+    return out
+
+
+AUDIT_KEYS = ("verdicts", "flagged", "lofo_tested", "permutation_rows", "fit_seconds", "audit_seconds")
+
+
+def _audit_of(cfg, version: str) -> dict[str, Any] | None:
+    """What the year report keeps of a version's feature audit (`audit/feature_audit.json` on its training
+    run): the verdicts, the flags, what LOFO tested and the time against the budget; None without one."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops.io import registry
+    from mlops.io.feature_audit import read_feature_audit
+
+    try:
+        summary = read_feature_audit(registry.version(cfg.name, version).run_id)
+    except (LookupError, OSError, MlflowException) as exc:  # OSError: RegistryUnavailableError too
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if not summary or summary.get("skipped"):
+        return None
+    out = {k: summary.get(k) for k in AUDIT_KEYS}
+    out["budget_seconds"] = summary.get("budget_seconds")
+    out["pairs"] = [[p["feature_a"], p["feature_b"]] for p in summary.get("correlated_pairs") or []]
     return out
 
 

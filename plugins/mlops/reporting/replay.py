@@ -48,6 +48,7 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
             )
         for t in loop.get("triggered_retrains", []):
             lines.append(f"  triggered retrain on {t['day']} ({t['signal']}): {'; '.join(t.get('reasons') or [])}")
+    lines += _audit_lines(data.get("feature_audit") or {})
     for r in data["retrains"]:
         verdict = "promoted" if r.get("promoted") else ("rejected" if r.get("version") else r.get("state"))
         what = "triggered retrain" if r["kind"] == "triggered" else "retrain"
@@ -60,6 +61,69 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
         rc = data["reprocess_check"]
         lines.append(f"second replay: {rc['identical']} of {rc['days_compared']} days identical")
     return lines
+
+
+VERDICTS = ("contributes", "lofo_contributes", "flagged", "not_tested")  # core.feature_audit's, in this order
+
+
+def audit_over_retrains(audits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The feature audits of a replay's retrains, summed up: per feature, how often each verdict came.
+
+    `audits`: one dict per audited version with `verdicts` (feature -> verdict), `lofo_tested`,
+    `permutation_rows`, `fit_seconds`, `audit_seconds`, `budget_seconds` and `pairs` ([a, b] lists);
+    entries with an `error` are counted apart. Returns `audits` (how many), `errors`, `features` (one
+    dict per feature: counts per verdict and `tested` = times LOFO judged it, most flagged first),
+    `over_budget` (audits whose time passed their budget), the median and max of the time ratio
+    audit / fit, the median and min permutation rows, the median LOFO candidates tested, and `pairs`
+    ([a, b, times named]).
+    """
+    import statistics
+
+    good = [a for a in audits if "error" not in a]
+    counts: dict[str, dict[str, int]] = {}
+    for a in good:
+        for feature, verdict in (a.get("verdicts") or {}).items():
+            tally = counts.setdefault(feature, dict.fromkeys(VERDICTS, 0))
+            tally[verdict] = tally.get(verdict, 0) + 1
+    features = [
+        {"feature": f, **c, "tested": c["lofo_contributes"] + c["flagged"]}
+        for f, c in sorted(counts.items(), key=lambda fc: (-fc[1]["flagged"], -fc[1]["lofo_contributes"], fc[0]))
+    ]
+    ratios = [a["audit_seconds"] / a["fit_seconds"] for a in good if a.get("fit_seconds")]
+    rows = [a["permutation_rows"] for a in good if a.get("permutation_rows") is not None]
+    pairs: dict[tuple[str, str], int] = {}
+    for a in good:
+        for pair in a.get("pairs") or []:
+            key = tuple(sorted(pair))
+            pairs[key] = pairs.get(key, 0) + 1
+    return {
+        "audits": len(good),
+        "errors": len(audits) - len(good),
+        "features": features,
+        "over_budget": sum(
+            1 for a in good if a.get("budget_seconds") is not None and a["audit_seconds"] > a["budget_seconds"]
+        ),
+        "time_ratio_median": statistics.median(ratios) if ratios else None,
+        "time_ratio_max": max(ratios) if ratios else None,
+        "permutation_rows_median": statistics.median(rows) if rows else None,
+        "permutation_rows_min": min(rows) if rows else None,
+        "lofo_tested_median": statistics.median([len(a.get("lofo_tested") or []) for a in good]) if good else None,
+        "pairs": [[a, b, n] for (a, b), n in sorted(pairs.items(), key=lambda kv: -kv[1])],
+    }
+
+
+def _audit_lines(audit: dict[str, Any]) -> list[str]:
+    if not audit or not audit.get("audits"):
+        return []
+    flagged = [f"{f['feature']} {f['flagged']}/{f['tested']}" for f in audit["features"] if f["flagged"]]
+    return [
+        f"feature audit over {audit['audits']} retrains: audit / fit median {_f(audit['time_ratio_median'])}, "
+        f"max {_f(audit['time_ratio_max'])}, over budget {audit['over_budget']}; permutation rows median "
+        f"{audit['permutation_rows_median']}, min {audit['permutation_rows_min']}; LOFO candidates tested "
+        f"median {audit['lofo_tested_median']}",
+        "  flagged (times flagged / times LOFO tested it): " + (", ".join(flagged) or "none"),
+        "  correlated pairs: " + (", ".join(f"{a}-{b} ({n})" for a, b, n in audit["pairs"]) or "none"),
+    ]
 
 
 def _f(value: float | None) -> str:
@@ -150,6 +214,12 @@ def write_html(data: dict[str, Any], path: Path) -> Path:
         f"<li>{t['day']} ({esc(str(t['signal']))}): {esc('; '.join(t.get('reasons') or []))}</li>"
         for t in loop.get("triggered_retrains", [])
     )
+    audit = data.get("feature_audit") or {}
+    audit_table = table(
+        ["feature", *VERDICTS, "tested by LOFO"],
+        [[f["feature"], *(f[v] for v in VERDICTS), f["tested"]] for f in audit.get("features", [])],
+    )
+    audit_notes = "".join(f"<li>{esc(line.strip())}</li>" for line in _audit_lines(audit))
     summary = "".join(f"<li>{esc(line)}</li>" for line in summary_lines(data)[:6])
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Replay of {esc(data["pipeline"])}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:12px}}
@@ -168,6 +238,9 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style></head><bo
 {loop_alerts}
 <h2>Retrains</h2>
 {retrains}
+<h2>Feature audit over the retrains (verdicts per feature; docs/statistics.md, section 9)</h2>
+<ul>{audit_notes}</ul>
+{audit_table}
 <h2>Alert mails ({data["alerts"]["mails"]})</h2><ul>{mails}</ul>
 <h2>Days</h2>
 {days}
@@ -201,6 +274,10 @@ def log_to_mlflow(data: dict[str, Any], json_path: Path, html_path: Path) -> str
         for e in loop.get("estimate_error", []):
             if e.get("median_absolute_error") is not None:
                 metrics[f"estimate_median_abs_error_{e['metric']}"] = e["median_absolute_error"]
+        audit = data.get("feature_audit") or {}
+        for key in ("time_ratio_median", "time_ratio_max", "over_budget"):
+            if audit.get(key) is not None:
+                metrics[f"feature_audit_{key}"] = float(audit[key])
         mlflow.log_metrics(metrics)
         for i, week in enumerate(w for w in data["realized"].get("weekly", []) if w["roc_auc"] is not None):
             mlflow.log_metric("realized_roc_auc_weekly", week["roc_auc"], step=i)
