@@ -126,6 +126,10 @@ def test_lofo_beyond_its_budget_or_count_is_skipped_and_says_why(problem):
     )
     assert one.tested == ["noise"] and "max_lofo_features=1" in one.skipped["b"]
     assert one.deltas.ci_low.isna().all()  # no bootstrap: no interval
+    # "with" and one refit, estimated at 1 s each, fit in 2.2 s but not with the headroom for timing noise
+    assert 2 * 1.0 < 2.2 < 2 * 1.0 * fa.LOFO_HEADROOM
+    tight = fa.lofo(fit_score, FEATURES, ["noise"], y, None, max_features=5, budget_seconds=2.2, **common)
+    assert tight.tested == [] and "headroom 1.25 included" in tight.skipped["noise"]
     table = pd.DataFrame({"feature": ["noise"], "includes_zero": [True]})
     assert fa.verdicts(table, none) == {"noise": fa.NOT_TESTED}
     assert fa.verdicts(table, one) == {"noise": fa.FLAGGED}
@@ -311,7 +315,7 @@ def test_the_permutation_plan_probes_the_model_and_says_why_it_shrinks(problem):
     assert "kept at audit.permutation_min_rows=100, beyond it" in none.reason
     # the plan's rows are the cost model's, for the costs it probed and the time left after the probe
     some = fa.plan_permutation(model, X, y, repeats=5, limit_seconds=0.05, min_rows=100)
-    left = 0.05 - some.probe_seconds
+    left = (0.05 - some.probe_seconds) / fa.PERMUTATION_HEADROOM
     costs = (some.call_seconds, some.row_seconds, some.auc_seconds)
     assert some.rows == fa.permutation_rows_within(len(X), left, 4, 5, *costs, 100)
 

@@ -45,6 +45,11 @@ PAIR_COLUMNS = ["feature_a", "feature_b", "pearson", "spearman", "n"]
 # noise), flagged (no delta beyond noise), not_tested (its importance includes zero, LOFO beyond budget)
 CONTRIBUTES, LOFO_CONTRIBUTES, FLAGGED, NOT_TESTED = "contributes", "lofo_contributes", "flagged", "not_tested"
 CHUNK_ROWS = 250_000  # rows of shuffled copies scored per prediction call (permutation_drops)
+# Timing headroom: a planned step must fit with its estimate times this. On the shared 2-core machine
+# the year replay ran permutation importance at up to 1.6 x the cost probed in 0.1 s just before, and
+# LOFO refits up to about 1.2 x the longest refit before them (docs/benchmarks.md, the fourth replay).
+PERMUTATION_HEADROOM = 1.5
+LOFO_HEADROOM = 1.25
 
 
 def permutation_importances(
@@ -230,7 +235,8 @@ def plan_permutation(
     when it does not fit (fewer rows would make the importance intervals meaningless: the audit's
     `time_ratio` then shows the overrun). Cost model: `permutation_cost`; its call and row costs are
     solved from the probe's two prediction calls (n rows, then `repeats` x n rows), the row cost kept
-    at least a quarter of the larger call's average per row so timer noise cannot make it vanish.
+    at least a quarter of the larger call's average per row so timer noise cannot make it vanish. The
+    rows planned must fit in (`limit_seconds` - the probe's time) / PERMUTATION_HEADROOM.
     Raises ValueError when `y` has one class.
     """
     n, features = len(X), X.shape[1]
@@ -245,14 +251,15 @@ def plan_permutation(
     row = max((many - one) / max((repeats - 1) * n, 1), many / (repeats * n) / 4)
     call = max(one - n * row, 0.0)
     probe = time.perf_counter() - began
-    left = limit_seconds - probe
+    left = (limit_seconds - probe) / PERMUTATION_HEADROOM
     rows = permutation_rows_within(n, left, features, repeats, call, row, auc, min_rows, chunk_rows)
     reason = ""
     if rows < n:
         needed = permutation_cost(n, features, repeats, call, row, auc, chunk_rows)
         reason = (
-            f"{n} rows would take about {needed:.2f} s, more than the {max(left, 0):.2f} s left of the "
-            f"{limit_seconds:.2f} s permutation importance may take"
+            f"{n} rows would take about {needed:.2f} s, more than the {max(left, 0):.2f} s planned: what is left "
+            f"of the {limit_seconds:.2f} s permutation importance may take, over a headroom of "
+            f"{PERMUTATION_HEADROOM:g} for timing noise"
         )
         if permutation_cost(rows, features, repeats, call, row, auc, chunk_rows) > left:
             reason += f"; kept at audit.permutation_min_rows={min_rows}, beyond it"
@@ -356,9 +363,9 @@ def lofo(
     None to fit it here, before the first refit (its time counts); `fit_seconds`: the estimate of one
     fit before any is timed here. A refit starts only while the time spent here plus the longest refit
     so far and the longest bootstrap of one model (measured on the model with every feature, resampled
-    once for every candidate) stay within `budget_seconds` (seconds, >= 0); before the model with every
-    feature exists, twice the fit estimate must fit (it and one refit). The candidates left are in
-    `skipped` with the reason.
+    once for every candidate), times LOFO_HEADROOM, stay within `budget_seconds` (seconds, >= 0); before
+    the model with every feature exists, twice the fit estimate (times LOFO_HEADROOM) must fit: it and
+    one refit. The candidates left are in `skipped` with the reason.
     Deltas are without - with; intervals: paired percentile bootstrap (`bootstrap_samples`
     resamples, 0: none) of the evaluation rows, seeded with `seed`.
     """
@@ -373,9 +380,9 @@ def lofo(
             continue
         spent = time.perf_counter() - start
         if full is None:
-            if spent + 2 * one_fit > budget_seconds:
+            if spent + 2 * one_fit * LOFO_HEADROOM > budget_seconds:
                 skipped[feature] = _beyond_budget(
-                    spent, 2 * one_fit, "the model with every feature and a refit", budget_seconds
+                    spent, 2 * one_fit * LOFO_HEADROOM, "the model with every feature and a refit", budget_seconds
                 )
                 continue
             began = time.perf_counter()
@@ -387,7 +394,7 @@ def lofo(
             with_values = _resampled(y_eval, full, bootstrap_samples, seed)
             boot_seconds = time.perf_counter() - began
         spent = time.perf_counter() - start
-        step = one_fit + boot_seconds
+        step = (one_fit + boot_seconds) * LOFO_HEADROOM
         if spent + step > budget_seconds:
             skipped[feature] = _beyond_budget(spent, step, "a refit and its bootstrap", budget_seconds)
             continue
@@ -425,8 +432,8 @@ def _resampled(y: np.ndarray, scores: np.ndarray, samples: int, seed: int) -> di
 
 def _beyond_budget(spent: float, needed: float, what: str, budget_seconds: float) -> str:
     return (
-        f"beyond the time budget ({spent:.1f} s spent on LOFO + {needed:.1f} s for {what} "
-        f"> {budget_seconds:.1f} s left for LOFO)"
+        f"beyond the time budget ({spent:.1f} s spent on LOFO + {needed:.1f} s for {what}, "
+        f"headroom {LOFO_HEADROOM:g} included, > {budget_seconds:.1f} s left for LOFO)"
     )
 
 
