@@ -20,6 +20,9 @@ Pure computations (no Airflow, no MLflow, no files); the evaluate stage gathers 
 3. Correlated pairs: |Pearson| or |Spearman| correlation of two numeric features on the training rows
    (pairwise complete rows; LOFO's sample of them) at or above a threshold.
 4. The budget (`audit`): all of it within `budget_factor` x T, T being one training fit on every row.
+   Permutation importance takes at most `permutation_share` of it (`plan_permutation` sizes its sample
+   from a probe of the prediction cost), LOFO what is left; each planned step keeps a headroom for the
+   timing noise of a shared machine.
 
 Definitions and choices: docs/statistics.md, section 9.
 """
