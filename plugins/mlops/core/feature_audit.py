@@ -47,6 +47,7 @@ PAIR_COLUMNS = ["feature_a", "feature_b", "pearson", "spearman", "n"]
 # a feature's verdict: contributes (importance interval above zero), lofo_contributes (some delta beyond
 # noise), flagged (no delta beyond noise), not_tested (its importance includes zero, LOFO beyond budget)
 CONTRIBUTES, LOFO_CONTRIBUTES, FLAGGED, NOT_TESTED = "contributes", "lofo_contributes", "flagged", "not_tested"
+VERDICTS = (CONTRIBUTES, LOFO_CONTRIBUTES, FLAGGED, NOT_TESTED)
 CHUNK_ROWS = 250_000  # rows of shuffled copies scored per prediction call (permutation_drops)
 # Timing headroom: a planned step must fit with its estimate times this. On the shared 2-core machine
 # the fourth year replay ran permutation importance at a median 1.2 x (up to 2.05 x) the cost probed in
@@ -123,11 +124,13 @@ def permutation_drops(
     drops = np.empty((X.shape[1], repeats), dtype="float64")
     for first in range(0, X.shape[1], per_chunk):
         features = range(first, min(first + per_chunk, X.shape[1]))
+        unshuffled = np.tile(np.arange(n), repeats * len(features))
         columns = {}
         for j, name in enumerate(X.columns):
-            take = np.tile(np.arange(n), repeats * len(features))
+            take = unshuffled
             if j in features:
                 at = (j - first) * block
+                take = unshuffled.copy()
                 take[at : at + block] = positions[j].ravel()
             columns[name] = X[name].iloc[take].array
         scores = _ranked_scores(estimator, pd.DataFrame(columns)).reshape(len(features), repeats, n)

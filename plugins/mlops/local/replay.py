@@ -641,7 +641,15 @@ def _retrains(cfg, driver: _Driver) -> list[dict[str, Any]]:
     return out
 
 
-AUDIT_KEYS = ("verdicts", "flagged", "lofo_tested", "permutation_rows", "fit_seconds", "audit_seconds")
+AUDIT_KEYS = (
+    "verdicts",
+    "flagged",
+    "lofo_tested",
+    "permutation_rows",
+    "fit_seconds",
+    "audit_seconds",
+    "budget_seconds",
+)
 
 
 def _audit_of(cfg, version: str) -> dict[str, Any] | None:
@@ -659,7 +667,6 @@ def _audit_of(cfg, version: str) -> dict[str, Any] | None:
     if not summary or summary.get("skipped"):
         return None
     out = {k: summary.get(k) for k in AUDIT_KEYS}
-    out["budget_seconds"] = summary.get("budget_seconds")
     out["pairs"] = [[p["feature_a"], p["feature_b"]] for p in summary.get("correlated_pairs") or []]
     return out
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlops.core.feature_audit import VERDICTS
 from mlops.reporting.html_table import table
 
 STATUS_COLOURS = {"scored": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e"}
@@ -63,9 +64,6 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-VERDICTS = ("contributes", "lofo_contributes", "flagged", "not_tested")  # core.feature_audit's, in this order
-
-
 def audit_over_retrains(audits: list[dict[str, Any]]) -> dict[str, Any]:
     """The feature audits of a replay's retrains, summed up: per feature, how often each verdict came.
 
@@ -78,6 +76,7 @@ def audit_over_retrains(audits: list[dict[str, Any]]) -> dict[str, Any]:
     ([a, b, times named]).
     """
     import statistics
+    from collections import Counter
 
     good = [a for a in audits if "error" not in a]
     counts: dict[str, dict[str, int]] = {}
@@ -91,11 +90,7 @@ def audit_over_retrains(audits: list[dict[str, Any]]) -> dict[str, Any]:
     ]
     ratios = [a["audit_seconds"] / a["fit_seconds"] for a in good if a.get("fit_seconds")]
     rows = [a["permutation_rows"] for a in good if a.get("permutation_rows") is not None]
-    pairs: dict[tuple[str, str], int] = {}
-    for a in good:
-        for pair in a.get("pairs") or []:
-            key = tuple(sorted(pair))
-            pairs[key] = pairs.get(key, 0) + 1
+    pairs = Counter(tuple(sorted(pair)) for a in good for pair in a.get("pairs") or [])
     return {
         "audits": len(good),
         "errors": len(audits) - len(good),
@@ -108,7 +103,7 @@ def audit_over_retrains(audits: list[dict[str, Any]]) -> dict[str, Any]:
         "permutation_rows_median": statistics.median(rows) if rows else None,
         "permutation_rows_min": min(rows) if rows else None,
         "lofo_tested_median": statistics.median([len(a.get("lofo_tested") or []) for a in good]) if good else None,
-        "pairs": [[a, b, n] for (a, b), n in sorted(pairs.items(), key=lambda kv: -kv[1])],
+        "pairs": [[a, b, n] for (a, b), n in pairs.most_common()],
     }
 
 
