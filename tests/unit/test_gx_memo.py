@@ -1,9 +1,11 @@
-"""mlops.io.gx_memo: expectation configurations built once per validation, with the same results.
+"""mlops.io.gx_memo: expectation configurations built once per validation, freshness read once, same results.
 
 Real Great Expectations on real ingested days, one passing and one broken in every way the suite
 checks (nulls, types, ranges, categories, duplicate keys, a missing column): every result format
 gives the same results with the memo as without it, through `batch.validate` and through the stored
-checkpoint (its stored result and the Data Docs page of it).
+checkpoint (its stored result and the Data Docs page of it). The checkpoint trusted as fresh gives the
+same stored result without reading its suite, definition or itself back from the store, and a stale
+copy is still refused while it runs.
 """
 
 from __future__ import annotations
@@ -118,3 +120,82 @@ def test_the_memo_holds_only_inside_its_block_and_nests():
         assert e.configuration is first  # the inner block does not end the outer one
         assert first.kwargs["column"] == "origin"
     assert e.configuration is not first
+
+
+def _store_reads(context) -> dict[str, int]:
+    """A counter of `get`s per GX store (suites, definitions, checkpoints), filled while it is active."""
+    counts = {"suites": 0, "definitions": 0, "checkpoints": 0}
+    stores = {
+        "suites": context.expectations_store,
+        "definitions": context.validation_definition_store,
+        "checkpoints": context.checkpoint_store,
+    }
+    for name, store in stores.items():
+        original = store.get
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            counts[_name] += 1
+            return _original(*args, **kwargs)
+
+        store.get = counted
+    return counts
+
+
+def test_a_trusted_checkpoint_runs_without_reading_the_store_back_and_stores_the_same_result(frames):
+    cfg, by_kind = frames
+    suite = gx_checks.build_suite(cfg)
+    gx, context, batch_definition = gx_checks._context()
+    checkpoint = gx_checks._stored_checkpoint(gx, context, batch_definition, suite)
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    reads = _store_reads(context)
+    try:
+        outcomes = {}
+        for name, trusted in (("checked", False), ("trusted", True)):
+            before = dict(reads)
+            with gx_memo.memoized_configurations():
+                if trusted:
+                    with gx_memo.trusted_fresh(checkpoint):
+                        outcome = checkpoint.run(
+                            batch_parameters={"dataframe": by_kind["bad"]}, run_id=RunIdentifier(run_name=name)
+                        )
+                else:
+                    outcome = checkpoint.run(
+                        batch_parameters={"dataframe": by_kind["bad"]}, run_id=RunIdentifier(run_name=name)
+                    )
+            [(key, result)] = outcome.run_results.items()
+            stored = _comparable(context.validation_results_store.get(key))
+            assert stored == _comparable(result)
+            outcomes[name] = (stored, {k: reads[k] - before[k] for k in reads})
+    finally:
+        for store in (context.expectations_store, context.validation_definition_store, context.checkpoint_store):
+            del store.get  # the class's method again
+    assert outcomes["trusted"][0] == outcomes["checked"][0]
+    # GX's own checks read each back; trusted, only the Data Docs read the suite (to render its page)
+    checked, trusted = outcomes["checked"][1], outcomes["trusted"][1]
+    assert min(checked.values()) >= 1, checked
+    assert trusted["definitions"] == trusted["checkpoints"] == 0 and trusted["suites"] < checked["suites"], trusted
+
+
+def test_trust_covers_only_the_given_objects_inside_the_block_and_a_stale_copy_is_still_refused(frames):
+    cfg, _ = frames
+    suite = gx_checks.build_suite(cfg)
+    gx, context, batch_definition = gx_checks._context()
+    checkpoint = gx_checks._stored_checkpoint(gx, context, batch_definition, suite)
+    [definition] = checkpoint.validation_definitions
+    copy = context.validation_definitions.get(definition.name)  # another object of the same stored definition
+    assert checkpoint.is_fresh().success and copy.is_fresh().success
+    stored = context.suites.get(suite.name)
+    stored.expectations = stored.expectations[:-1]  # another process changes the stored suite
+    stored.save()
+    try:
+        assert not copy.is_fresh().success and not checkpoint.is_fresh().success  # GX's own checks see it
+        with gx_memo.trusted_fresh(checkpoint):
+            assert checkpoint.is_fresh().success and definition.is_fresh().success  # trusted: not re-read
+            assert not copy.is_fresh().success  # any other object is checked by GX as before
+            with gx_memo.trusted_fresh(checkpoint):
+                pass
+            assert definition.is_fresh().success  # the inner block does not end the outer one
+        assert not checkpoint.is_fresh().success and not definition.is_fresh().success
+    finally:
+        gx_checks._stored_checkpoint(gx, context, batch_definition, suite)  # the full suite stored again

@@ -145,4 +145,54 @@ def test_data_docs_templates_are_compiled_once_and_render_gx_own_pages(mlops_hom
     for path in entries:  # Jinja's own cache raises on these (an unreadable source checksum)
         path.write_bytes(damaged)
     validate(flights_cfg, Interval.parse("2013-02-03"), references={}, data_docs=True)  # compiles them again
+    context.build_data_docs()  # and the suite page's (a validation renders it only after the suite changed)
     assert all(p.read_bytes() != damaged and p.read_bytes().startswith(bc_magic) for p in entries)
+
+
+def test_a_validation_builds_only_its_page_and_the_suite_page_only_after_the_suite_changed(mlops_home, flights_cfg):
+    """`gx_views.ChangedPagesSectionBuilder`: the pages it builds are GX's own (a full rebuild gives the same)."""
+    import time
+
+    import great_expectations as gx
+
+    from mlops.io import lake
+    from mlops.io.paths import raw_dir
+
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-05"))
+    site = gx_checks.data_docs_index().parent
+    suite = gx_checks.build_suite(flights_cfg)
+    suite_page = site / "expectations" / f"{suite.name}.html"
+
+    def pages() -> dict:
+        return {p: p.stat().st_mtime_ns for p in site.glob("**/*.html")}
+
+    validate(flights_cfg, Interval.parse("2013-02-01"), references={}, data_docs=True)
+    first = pages()
+    assert suite_page in first and len([p for p in first if "validations" in p.parts]) == 1
+    time.sleep(0.01)
+    validate(flights_cfg, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    second = pages()
+    new = set(second) - set(first)
+    assert len(new) == 1 and "validations" in next(iter(new)).parts  # the day's own page
+    assert {p: second[p] for p in first if p.name != "index.html"} == {
+        p: t for p, t in first.items() if p.name != "index.html"
+    }  # the suite page and the other day's page not rendered again
+    assert second[site / "index.html"] > first[site / "index.html"]  # the index lists the new result
+
+    # the suite changes (another version stored): its page is rendered again, with the change
+    fewer = gx.ExpectationSuite(
+        name=suite.name,
+        expectations=[e for e in suite.expectations if e.expectation_type != "expect_column_values_to_be_in_set"],
+    )
+    before = suite_page.read_text()
+    df = lake.read_partition(raw_dir(flights_cfg.name), "2013-02-03")
+    gx_checks.run_suite(fewer, df, run_name="fewer", data_docs=True)
+    assert pages()[suite_page] > second[suite_page] and suite_page.read_text() != before
+    validate(flights_cfg, Interval.parse("2013-02-04"), references={}, data_docs=True)  # the full suite again
+    assert _timeless(suite_page.read_text()) == _timeless(before)
+
+    # a full rebuild (GX's own section builder path) renders the same pages
+    built = {p: _timeless(p.read_text()) for p in pages() if p.name != "index.html"}
+    _, context, _ = gx_checks._context()
+    context.build_data_docs()
+    assert {p: _timeless(p.read_text()) for p in built} == built

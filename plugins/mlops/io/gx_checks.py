@@ -102,7 +102,9 @@ def _configure_sites(context) -> None:
 
     - the index lists only the latest DATA_DOCS_INDEX_LIMIT validation results (GX reads each one
       listed to render it: unbounded, the daily update costs more every day);
-    - pages render with `mlops.io.gx_views`, GX's views with their compiled templates kept on disk.
+    - pages render with `mlops.io.gx_views`, GX's views with their compiled templates kept on disk;
+    - a validation's update builds only its own page and, when the suite changed, the suite's page
+      (`gx_views.ChangedPagesSectionBuilder`).
     """
     sites = context.variables.data_docs_sites or {}
     changed = False
@@ -114,7 +116,10 @@ def _configure_sites(context) -> None:
             (index, "view", _view("CachedIndexPageView")),
         ]
         for name in ("expectations", "validations"):
-            wanted.append((sections.setdefault(name, {}), "view", _view("CachedPageView")))
+            section = sections.setdefault(name, {})
+            wanted.append((section, "view", _view("CachedPageView")))
+            wanted.append((section, "module_name", "mlops.io.gx_views"))
+            wanted.append((section, "class_name", "ChangedPagesSectionBuilder"))
         for part, key, value in wanted:
             if part.get(key) != value:
                 part[key] = value
@@ -254,7 +259,8 @@ def _run_checkpoint(gx, context, batch_definition, suite, df: pd.DataFrame, run_
     from great_expectations.core.run_identifier import RunIdentifier
 
     checkpoint = _stored_checkpoint(gx, context, batch_definition, suite)
-    with gx_memo.memoized_configurations():  # the stored suite is not changed from here on
+    # the stored suite is not changed from here on, and the checkpoint was read or written under our lock
+    with gx_memo.memoized_configurations(), gx_memo.trusted_fresh(checkpoint):
         outcome = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
     result = next(iter(outcome.run_results.values()))
     return [_check(r) for r in result.results]
