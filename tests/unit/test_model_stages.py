@@ -159,7 +159,7 @@ def test_train_logs_dataset_inputs_and_the_reference_profile(first, small_cfg, a
         assert schema["arr_delay"] == {"type": "double", "name": "arr_delay", "required": True}  # labelled rows
         assert schema["wind_gust"] == {"type": "double", "name": "wind_gust", "required": False}  # mostly missing
 
-    reference = load_reference(first["train"].run_id)
+    reference = load_reference(small_cfg.name, first["train"].version)
     days = split_window(small_cfg, WINDOW).train
     train_rows = window_rows(read_training_set("flights", assembled.key), small_cfg, days)
     labelled = split_frame(read_training_set("flights", assembled.key), small_cfg, days)

@@ -117,19 +117,38 @@ def test_the_report_of_a_broken_day_is_unchanged(mlops_home, monkeypatch):
     assert report == json.loads(BROKEN_GOLDEN_PATH.read_text())
 
 
-def test_a_champion_profile_is_read_from_mlflow_once_per_process(mlops_home, monkeypatch):
-    """`registry.load_reference` keeps the artifact's text; each call still gets its own dict."""
+def test_a_champion_profile_is_downloaded_once_and_then_read_from_the_local_cache(mlops_home, monkeypatch):
+    """`registry.load_reference` reads through `artifact_cache`: once downloaded, a task (a new process)
+    reads the kept copy, even with the artifact gone from MLflow; each call gets its own dict."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    from urllib.parse import urlparse
+
+    import pytest
+
     from mlops.io import registry
 
     c = registry.client()
     run = c.create_run(registry.experiment_id("flights-reference-test"))
-    c.log_dict(run.info.run_id, {"rows": 3, "numeric": {}, "categorical": {}}, "reference/profile.json")
-    hits = registry._reference_text.cache_info().hits
-    first, second = registry.load_reference(run.info.run_id), registry.load_reference(run.info.run_id)
+    c.log_dict(run.info.run_id, {"rows": 3, "numeric": {}, "categorical": {}}, registry.REFERENCE_PROFILE)
+    name = "flights-reference-test"
+    c.create_registered_model(name)
+    version = c.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id).version
+    first = registry.load_reference(name, version)
+    logged = Path(urlparse(c.get_run(run.info.run_id).info.artifact_uri).path) / registry.REFERENCE_PROFILE
+    logged.unlink()  # MLflow no longer has it: the next read must come from the kept copy
+    second = registry.load_reference(name, version)
     assert first == second == {"rows": 3, "numeric": {}, "categorical": {}} and first is not second
-    assert registry._reference_text.cache_info().hits == hits + 1
+    import subprocess  # another process, as the next task is
+
+    code = "import json, sys; from mlops.io import registry; print(json.dumps(registry.load_reference(*sys.argv[1:])))"
+    command = [sys.executable, "-c", code, name, str(version)]
+    child = subprocess.run(command, capture_output=True, text=True, check=True, env=os.environ)
+    assert json.loads(child.stdout.strip().splitlines()[-1]) == first
+    other = c.create_run(registry.experiment_id(name))  # a run that logged no profile
+    without = c.create_model_version(name, "runs:/x/model", other.info.run_id).version
+    with pytest.raises(LookupError, match=f"v{without} has no reference/profile.json"):
+        registry.load_reference(name, without)
 
 
 if __name__ == "__main__":

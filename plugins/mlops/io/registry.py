@@ -303,24 +303,24 @@ def mark_orphans(name: str) -> list[str]:
     return sorted(marked, key=int)
 
 
-def load_reference(run_id: str) -> dict:
-    """The training-data profile logged with a training run (a fresh dict per call).
+REFERENCE_PROFILE = "reference/profile.json"  # the training-data profile a training run logs
 
-    The artifact's text is kept per process, keyed by tracking URI and run (a run's profile is written
-    once, when it trains): a process validating many days reads it from MLflow once, not once a day.
-    Raises RegistryUnavailableError when MLflow cannot be reached (not cached).
+
+def load_reference(name: str, version: str | int) -> dict:
+    """The training-data profile logged by the training run of version `version` of model `name` (a fresh dict).
+
+    Read through `artifact_cache`: downloaded from MLflow once, then kept under `$MLOPS_HOME/cache` (a
+    run's profile is written once, when it trains), so each validate task, a process of its own, reads
+    the local copy instead of asking MLflow again (0.2 s of a cold validate task over HTTP, cProfile).
+    Raises LookupError when the version or its profile is missing, RegistryUnavailableError when MLflow
+    cannot be reached.
     """
-    client()
-    return json.loads(_reference_text(mlflow_tracking_uri(), run_id))
+    from mlops.io import artifact_cache
 
-
-@functools.lru_cache(maxsize=16)
-def _reference_text(tracking_uri: str, run_id: str) -> str:
-    """`reference/profile.json` of a run, as text (tens of kB); `tracking_uri` only keys the cache."""
-    import mlflow.artifacts
-
-    with reachable(f"reading the training profile of run {run_id}"):
-        return mlflow.artifacts.load_text(f"runs:/{run_id}/reference/profile.json")
+    path = artifact_cache.fetch(name, version, REFERENCE_PROFILE)
+    if path is None:
+        raise LookupError(f"model {name} v{version} has no {REFERENCE_PROFILE}: its training run did not log one")
+    return json.loads(path.read_text())
 
 
 def evaluation_values(name: str, number: str) -> dict[tuple[str, str, str], float]:

@@ -204,7 +204,7 @@ def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics,
             mlflow.log_input(dataset, context=name)
             mlflow.set_tag(f"lake_digest.{name}", digest)
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
-        mlflow.log_dict(reference, "reference/profile.json")
+        mlflow.log_dict(reference, registry.REFERENCE_PROFILE)
         mlflow.log_dict(cfg.masked_dump(), "config/pipeline.json")  # passwords and tokens masked
         example = model_input(parts["train"].head(5), cfg.features)
         info = mlflow.sklearn.log_model(

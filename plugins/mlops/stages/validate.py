@@ -145,7 +145,7 @@ def champion_training_data(cfg: PipelineConfig, day: dt.date) -> Reference | Non
     champion = registry.champion_for(cfg.name, day)
     if champion is None:
         return None
-    reference = registry.load_reference(champion.run_id)
+    reference = registry.load_reference(cfg.name, champion.version)
     population = reference.get("population", "its labelled training rows")
     return Reference(f"training data of {cfg.name} v{champion.version} ({population})", reference)
 

