@@ -25,8 +25,8 @@ objects while the block runs, and only for them. The caller must hold the store'
 written all three from the store after taking it (`gx_checks._stored_checkpoint` does, and compares the
 suite's content itself), so GX's checks could not fail: they re-read what was just read. The block
 changes none of them. Any other object (another checkpoint, a copy read before the lock) is checked by
-GX as before;
-`tests/unit/test_gx_memo.py` checks that a stale definition is still refused inside the block.
+GX as before; `tests/unit/test_gx_memo.py` checks that a stale definition is still refused inside the
+block.
 """
 
 from __future__ import annotations
