@@ -31,6 +31,7 @@ from mlops.core.metrics import (
     ALL_METRICS,
     PairedBootstrap,
     Resampled,
+    counted_point_metrics,
     expected_calibration_error,
     percentile_interval,
     point_metrics,
@@ -91,12 +92,16 @@ def draws(n, samples, seed):
 # point metrics
 
 
+POINTS = [point_metrics, counted_point_metrics]  # counted: the same values from counts per distinct score
+
+
+@pytest.mark.parametrize("points", POINTS)
 @pytest.mark.parametrize("metric", ALL_METRICS)
-@pytest.mark.parametrize("kind", ["continuous", "tied"])
-def test_point_metric_equals_sklearn(scored, metric, kind):
+@pytest.mark.parametrize("kind", ["continuous", "tied", "certain"])
+def test_point_metric_equals_sklearn(scored, metric, kind, points):
     y, score, tied = scored
-    s = score if kind == "continuous" else tied
-    got = point_metrics(y, s, THRESHOLD)
+    s = {"continuous": score, "tied": tied, "certain": np.where(y == 1, 1.0, np.where(score > 0.5, 1.0, 0.0))}[kind]
+    got = points(y, s, THRESHOLD)
     assert list(got) == list(ALL_METRICS)
     assert got[metric] == pytest.approx(sklearn_metrics(y, s, THRESHOLD)[metric], rel=1e-12, abs=1e-15)
 
@@ -116,21 +121,23 @@ def test_ece_equals_the_calibration_curve_of_sklearn(scored):
     assert expected_calibration_error(np.array([1, 1]), np.array([0.0, 0.0])) == 1.0
 
 
-def test_point_metrics_without_threshold_leave_out_threshold_metrics(scored):
+@pytest.mark.parametrize("points", POINTS)
+def test_point_metrics_without_threshold_leave_out_threshold_metrics(scored, points):
     y, score, _ = scored
-    got = point_metrics(y, score, None)
+    got = points(y, score, None)
     assert set(got) == {"roc_auc", "pr_auc", "log_loss", "brier", "ece", "prevalence"}
 
 
-def test_point_metrics_on_one_class_and_on_no_rows(scored):
+@pytest.mark.parametrize("points", POINTS)
+def test_point_metrics_on_one_class_and_on_no_rows(scored, points):
     y, score, _ = scored
     negatives = y == 0
-    got = point_metrics(y[negatives], score[negatives], THRESHOLD)
+    got = points(y[negatives], score[negatives], THRESHOLD)
     assert np.isnan(got["roc_auc"]) and np.isnan(got["pr_auc"]) and np.isnan(got["recall"])
     assert got["f1"] == 0.0  # false positives but no positive: 2TP / (2TP + FP + FN) = 0
     assert got["prevalence"] == 0.0
     assert got["brier"] == pytest.approx(brier_score_loss(y[negatives], score[negatives], labels=[0, 1]))
-    empty = point_metrics(np.array([], dtype="int64"), np.array([]), THRESHOLD)
+    empty = points(np.array([], dtype="int64"), np.array([]), THRESHOLD)
     assert all(np.isnan(v) for v in empty.values())
 
 

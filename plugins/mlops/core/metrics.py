@@ -207,6 +207,22 @@ class Resampled:
         return {m: out[m] for m in ALL_METRICS if m in wanted and m in out}
 
 
+def counted_point_metrics(y: np.ndarray, score: np.ndarray, threshold: float | None) -> dict[str, float]:
+    """`point_metrics` from the rows' counts per distinct score (`Resampled` on the rows themselves).
+
+    The same metrics, keys and undefined cases, equal to scikit-learn's within a relative 1e-12
+    (`tests/unit/test_metrics.py`), without scikit-learn's input checks on each of its ten calls: about
+    0.3 ms instead of 30 ms on a 1,000-row slice. For callers that compute many slices' points (the
+    daily outcomes: 40 slices a day). `y`: (n,) 0/1 labels; `score`: (n,) probabilities.
+    """
+    y = np.asarray(y, dtype="int64")
+    if len(y) == 0:
+        return point_metrics(y, score, threshold)
+    model = Resampled(y, score, threshold)
+    counts = model.counts(np.arange(len(y), dtype=np.int64)[None, :])
+    return {metric: float(values[0]) for metric, values in model.metrics(counts).items()}
+
+
 def resample_draws(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     """(k, n) row indices of k resamples of n rows drawn with replacement (the next k of `rng`'s stream).
 

@@ -29,8 +29,8 @@ import pandas as pd
 from mlops.core.metrics import (
     CHUNK_DRAWS,
     Resampled,
+    counted_point_metrics,
     percentile_interval,
-    point_metrics,
     proportions,
     resample_draws,
     wilson_interval,
@@ -84,17 +84,18 @@ def realized(
 ) -> dict[str, Value]:
     """The realized metrics (`REALIZED_METRICS`) of labelled rows, with intervals.
 
-    Point values are `point_metrics`' (scikit-learn's); `observed_positive_rate` is the share of
-    positive labels, `mean_score` the mean score, `prediction_bias` = mean_score - observed_positive_rate
-    (positive: the model predicts more positives than happen). With n >= `min_slice_size` and
-    `resamples` > 0: percentile bootstrap of `resamples` resamples of the rows (seeded by `seed`; the same
-    draws for every metric); below it, Wilson intervals for the shares (precision, recall, observed and
-    predicted positive rate), none for the others. NaN where a metric is undefined (e.g. ROC AUC of one class).
+    Point values are `point_metrics`' (scikit-learn's), computed by `counted_point_metrics`;
+    `observed_positive_rate` is the share of positive labels, `mean_score` the mean score, `prediction_bias` =
+    mean_score - observed_positive_rate (positive: the model predicts more positives than happen). With n >=
+    `min_slice_size` and `resamples` > 0: percentile bootstrap of `resamples` resamples of the rows (seeded by
+    `seed`; the same draws for every metric); below it, Wilson intervals for the shares (precision, recall,
+    observed and predicted positive rate), none for the others. NaN where a metric is undefined (e.g. ROC AUC of
+    one class).
     """
     y = np.asarray(y, dtype="int64")
     score = np.asarray(score, dtype="float64")
     n = len(y)
-    points = point_metrics(y, score, threshold)
+    points = counted_point_metrics(y, score, threshold)
     mean_score = float(score.mean()) if n else float("nan")
     values = {m: points[_POINT_NAMES.get(m, m)] for m in REALIZED_METRICS if _POINT_NAMES.get(m, m) in points}
     values["mean_score"] = mean_score
