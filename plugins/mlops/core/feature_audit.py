@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.core.config import Audit
-from mlops.core.metrics import PairedBootstrap, percentile_interval, point_metrics
+from mlops.core.metrics import PairedBootstrap, counted_point_metrics, percentile_interval
 
 LOFO_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier")
 IMPORTANCE_COLUMNS = ["feature", "importance", "sd", "ci_low", "ci_high", "repeats", "includes_zero"]
@@ -378,7 +378,7 @@ def lofo(
     """
     start = time.perf_counter()
     one_fit, with_seconds, boot_seconds = fit_seconds, 0.0, 0.0
-    full_points = point_metrics(y_eval, full, None) if full is not None else None
+    full_points = counted_point_metrics(y_eval, full, None) if full is not None else None
     with_values: dict[str, np.ndarray] | None = None
     rows, tested, skipped = [], [], {}
     for number, feature in enumerate(candidates):
@@ -395,7 +395,7 @@ def lofo(
             began = time.perf_counter()
             full = fit_score(features)
             with_seconds = one_fit = time.perf_counter() - began
-            full_points = point_metrics(y_eval, full, None)
+            full_points = counted_point_metrics(y_eval, full, None)
         if bootstrap_samples and with_values is None:  # once: every candidate is paired with these resamples
             began = time.perf_counter()
             with_values = _resampled(y_eval, full, bootstrap_samples, seed)
@@ -409,7 +409,7 @@ def lofo(
         without = fit_score([f for f in features if f != feature])
         seconds = time.perf_counter() - began
         one_fit = max(one_fit, seconds)
-        points = point_metrics(y_eval, without, None)
+        points = counted_point_metrics(y_eval, without, None)
         if with_values is not None:
             began = time.perf_counter()
             without_values = _resampled(y_eval, without, bootstrap_samples, seed)

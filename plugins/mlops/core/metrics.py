@@ -1,9 +1,10 @@
 """Binary-classification metrics: point values (scikit-learn's) and a streamed, paired bootstrap.
 
 Point values are scikit-learn's on a slice's rows, with one definition for every undefined case
-(`point_metrics`). A bootstrap resample draws n rows with replacement, and every metric of a resample
-is its point definition applied to the drawn rows (`Resampled.metrics`): F1 with no true positive
-is 0 in both, never dropped; what is undefined is undefined in both, and counted.
+(`point_metrics`); the stages compute them from counts per distinct score (`counted_point_metrics`). A
+bootstrap resample draws n rows with replacement, and every metric of a resample is its point definition
+applied to the drawn rows (`Resampled.metrics`): F1 with no true positive is 0 in both, never dropped;
+what is undefined is undefined in both, and counted.
 
 Each model's scores are sorted once per slice: rows fall into cells (distinct score, label) in score
 order, and a resample is summarised by its counts per cell, from which every metric follows without
@@ -212,8 +213,9 @@ def counted_point_metrics(y: np.ndarray, score: np.ndarray, threshold: float | N
 
     The same metrics, keys and undefined cases, equal to scikit-learn's within a relative 1e-12
     (`tests/unit/test_metrics.py`), without scikit-learn's input checks on each of its ten calls: about
-    0.3 ms instead of 30 ms on a 1,000-row slice. For callers that compute many slices' points (the
-    daily outcomes: 40 slices a day). `y`: (n,) 0/1 labels; `score`: (n,) probabilities.
+    0.2 ms instead of 14 ms on a 1,000-row slice. What the stages use (a day's outcomes and a retrain's
+    evaluation compute 40-100 slices); `point_metrics` stays the definition and the reference.
+    `y`: (n,) 0/1 labels; `score`: (n,) probabilities.
     """
     y = np.asarray(y, dtype="int64")
     if len(y) == 0:

@@ -33,8 +33,8 @@ from mlops.core.metrics import (
     OVERALL,
     BootstrapInterval,
     PairedBootstrap,
+    counted_point_metrics,
     percentile_interval,
-    point_metrics,
     proportions,
     wilson_interval,
 )
@@ -112,7 +112,7 @@ def evaluate_slices(
         n = len(positions)
         small = n < evaluation.min_slice_size
         scores = {m: predictions[f"{m}_score"].to_numpy(dtype="float64")[positions] for m in models}
-        points = {m: point_metrics(y, scores[m], thresholds[m]) for m in models}
+        points = {m: counted_point_metrics(y, scores[m], thresholds[m]) for m in models}
         boot = None
         if evaluation.bootstrap_samples and not small:
             boot = PairedBootstrap(

@@ -19,7 +19,7 @@ from mlops.core.config import REPO_ROOT, PipelineConfig
 from mlops.core.drift import profile
 from mlops.core.features import labels
 from mlops.core.interval import Interval
-from mlops.core.metrics import point_metrics
+from mlops.core.metrics import counted_point_metrics
 from mlops.core.modeling import build_estimator, model_input, predict_scores
 from mlops.core.splits import Split, split_frame, split_window, window_rows
 from mlops.io import registry
@@ -153,7 +153,7 @@ def train(
     metrics = {}
     for name, part in parts.items():
         scores = predict_scores(estimator, model_input(part, cfg.features))
-        for metric, value in point_metrics(labels(part, cfg.target).to_numpy(), scores, None).items():
+        for metric, value in counted_point_metrics(labels(part, cfg.target).to_numpy(), scores, None).items():
             metrics[f"{name}_{metric}"] = value
         metrics[f"{name}_rows"] = float(len(part))
     reference = reference_profile(cfg, window_rows(df, cfg, split.train), split.train)
