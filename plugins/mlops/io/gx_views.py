@@ -89,7 +89,11 @@ class _OnlyKeys:
 
 
 def _file(backend, key: tuple) -> Path | None:
-    """The file a filesystem store backend keeps `key` in; None for other backends."""
+    """The file a filesystem store backend keeps `key` in; None for other backends.
+
+    Uses the backend's own key-to-path rule (`_convert_key_to_filepath`, private in GX 1.24, which we pin);
+    `tests/unit/test_gx_store.py` fails if it stops finding the suite's page.
+    """
     base = getattr(backend, "full_base_directory", None)
     return None if base is None else Path(base) / backend._convert_key_to_filepath(key)
 
