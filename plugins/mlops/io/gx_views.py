@@ -17,7 +17,8 @@ renders the suite's page again with each validation although the suite seldom ch
 the given keys up directly, and renders a suite page only when it is missing or older than the suite's
 stored file; the pages it renders are GX's own.
 
-This module imports Great Expectations at its top: only GX imports it, when it builds Data Docs.
+This module imports Great Expectations at its top: GX imports it when it builds Data Docs, and the
+preload (`plugins/preload.py`, which imports GX anyway).
 """
 
 from __future__ import annotations
