@@ -8,10 +8,18 @@ configuration. For the flights suite (85 expectations, a 900-row day) that is 0.
 validation (CPU, quiet machine; measured with cProfile and `benchmarks/validation_day.py --parts`).
 
 `memoized_configurations()` makes each expectation object build its configuration once while the
-block runs (in this thread only) and forgets them all when it ends. An expectation is not changed
-while it is being validated (GX builds fresh expectation objects from the suite's configurations for
-each run), so the results are the same, which `tests/unit/test_gx_memo.py` checks on real days that
-pass and fail. Outside the block the property behaves exactly as GX's own.
+block runs (in this thread only) and forgets them all when it ends. Within it, a configuration that
+the memo built turns back into the expectation it was built from: GX's `get_metric_kwargs` calls
+`configuration.to_domain_obj()` for every metric of every expectation (another pydantic object, whose
+configuration is built again) only to read its keyword arguments. And each metric configuration's
+id (`IDDict.to_id`, an MD5 of GX's JSON conversion of its keyword arguments, recursive Python over
+every value of a value set or type list) is computed once per distinct arguments: GX builds about
+1,400 metric configurations per run of this suite, most of them alike. The memo's key is the
+arguments as canonical JSON, taken only when they are plain JSON values (anything else goes to GX).
+An expectation is not changed while it is being validated (GX builds fresh expectation objects from
+the suite's configurations for each run), so the results are the same, which
+`tests/unit/test_gx_memo.py` checks on real days that pass and fail. Outside the block everything
+behaves exactly as GX's own.
 
 2. Freshness re-read from the store. Before a checkpoint runs, GX checks that the checkpoint, its
 validation definitions and their suites equal what the store holds (`is_fresh`), and it does so five
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import threading
 from collections.abc import Iterator
 
@@ -41,10 +50,14 @@ _local = threading.local()
 
 @functools.cache
 def install() -> None:
-    """Wrap `Expectation.configuration` once per process so that `memoized_configurations` can memoize it."""
+    """Wrap `Expectation.configuration`, `ExpectationConfiguration.to_domain_obj` and `IDDict.to_id` once per
+    process for `memoized_configurations`."""
+    from great_expectations.core.id_dict import IDDict
     from great_expectations.expectations.expectation import Expectation
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     original = Expectation.configuration
+    original_domain_obj = ExpectationConfiguration.to_domain_obj
 
     def configuration(self):
         cache = getattr(_local, "cache", None)
@@ -53,9 +66,38 @@ def install() -> None:
         hit = cache.get(id(self))
         if hit is None or hit[0] is not self:  # the object is held in the entry, so its id is not reused
             hit = cache[id(self)] = (self, original.fget(self))
+            _local.origins[id(hit[1])] = (hit[1], self)
         return hit[1]
 
+    def to_domain_obj(self):
+        origins = getattr(_local, "origins", None)
+        if origins:
+            hit = origins.get(id(self))
+            if hit is not None and hit[0] is self:  # built by the memo from this expectation
+                return hit[1]
+        return original_domain_obj(self)
+
     Expectation.configuration = property(configuration, doc=original.__doc__)
+    ExpectationConfiguration.to_domain_obj = functools.wraps(original_domain_obj)(to_domain_obj)
+    IDDict.to_id = _memoized_id(IDDict.to_id)
+
+
+def _memoized_id(original):
+    @functools.wraps(original)
+    def to_id(self, id_keys=None, id_ignore_keys=None):
+        ids = getattr(_local, "ids", None)
+        if ids is None or id_keys is not None or id_ignore_keys is not None:
+            return original(self, id_keys, id_ignore_keys)
+        try:
+            key = (type(self), json.dumps(self, sort_keys=True))  # plain JSON values only
+        except (TypeError, ValueError):
+            return original(self)
+        hit = ids.get(key)
+        if hit is None:
+            hit = ids[key] = original(self)
+        return hit
+
+    return to_id
 
 
 @functools.cache
@@ -104,13 +146,14 @@ def trusted_fresh(checkpoint) -> Iterator[None]:
 
 @contextlib.contextmanager
 def memoized_configurations() -> Iterator[None]:
-    """Within the block, each expectation builds its `configuration` once (this thread; nests)."""
+    """Within the block, each expectation builds its `configuration` once, that configuration turns back
+    into the same expectation, and metric ids are computed once per distinct arguments (this thread; nests)."""
     install()
     outer = getattr(_local, "cache", None)
     if outer is None:
-        _local.cache = {}
+        _local.cache, _local.origins, _local.ids = {}, {}, {}
     try:
         yield
     finally:
         if outer is None:
-            _local.cache = None
+            _local.cache = _local.origins = _local.ids = None
