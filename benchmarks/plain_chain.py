@@ -76,7 +76,7 @@ REGIONS = {
     "America/Anchorage": "alaska",
     "Pacific/Honolulu": "hawaii",
 }
-PARAMS = {"max_iter": 100, "learning_rate": 0.05, "max_depth": 4, "min_samples_leaf": 100, "random_state": 0}
+PARAMS = {"max_iter": 200, "learning_rate": 0.05, "max_depth": 2, "min_samples_leaf": 100, "random_state": 0}
 NOT_NULL = ["carrier", "origin", "dest", "hour", "minute", "distance", "flight_date"]
 RANGES = {"hour": (0, 23), "minute": (0, 59), "distance": (10, 5000), "temp": (-20, 115), "humid": (0, 100)}
 CATEGORIES = {

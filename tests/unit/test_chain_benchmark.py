@@ -27,3 +27,17 @@ def test_chain_benchmark_runs_both_sides_and_ends_with_the_summary_line(tmp_path
     for stage in ("ingest", "validate", "train", "threshold", "evaluate", "score", "monitor", "whole"):
         assert any(line.startswith(stage) for line in lines), stage
     assert "load average at start" in done.stdout
+
+
+def test_the_plain_script_fits_the_model_the_pipeline_is_configured_with():
+    """Same work on both sides: the script's HistGradientBoosting parameters are the flights config's."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        import plain_chain
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    from mlops.core.config import load_pipeline
+
+    cfg = load_pipeline("flights")
+    assert cfg.training.model.kind == "hist_gradient_boosting"
+    assert cfg.training.model.params == plain_chain.PARAMS

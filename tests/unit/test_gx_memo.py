@@ -199,3 +199,29 @@ def test_trust_covers_only_the_given_objects_inside_the_block_and_a_stale_copy_i
         assert not checkpoint.is_fresh().success and not definition.is_fresh().success
     finally:
         gx_checks._stored_checkpoint(gx, context, batch_definition, suite)  # the full suite stored again
+
+
+def test_domain_objects_and_metric_ids_are_shared_within_the_block_only(frames):
+    """A configuration the memo built turns back into its own expectation; metric ids equal GX's own."""
+    import copy
+
+    from great_expectations.core.id_dict import IDDict
+
+    cfg, _ = frames
+    expectation = gx_checks.build_suite(cfg).expectations[0]
+    ids = [
+        {"column": "carrier", "value_set": ["AA", "B6"], "batch_id": "x", "mostly": 0.9},
+        {"column": "dep_delay", "min_value": -1.5, "max_value": None, "strict": False},
+        {"column": "plane_seats", "type_list": ["int64", "float64"], "result_format": {"result_format": "BASIC"}},
+        {"column": "tailnum", "value_set": {"N1", "N2"}, "n": np.int64(3)},  # not plain JSON: GX's own path
+    ]
+    outside = [IDDict(kwargs).to_id() for kwargs in ids]
+    with gx_memo.memoized_configurations():
+        configuration = expectation.configuration
+        assert configuration.to_domain_obj() is expectation
+        assert copy.deepcopy(configuration).to_domain_obj() is not expectation  # not built by the memo
+        for _ in range(2):
+            assert [IDDict(kwargs).to_id() for kwargs in ids] == outside
+        assert len(gx_memo._local.ids) == 3  # the plain ones, each once
+    assert expectation.configuration.to_domain_obj() is not expectation
+    assert [IDDict(kwargs).to_id() for kwargs in ids] == outside

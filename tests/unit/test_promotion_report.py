@@ -108,6 +108,9 @@ def cfg(small_cfg):
     return small_cfg.model_copy(update={"promotion": Promotion(gates=gates), "evaluation": evaluation})
 
 
+OTHER_PARAMS = {"max_iter": 30, "max_depth": 3, "random_state": 0}  # the second version's: not the config's
+
+
 @pytest.fixture(scope="module")
 def promoted(module_home, cfg):
     """Version 1 as champion; version 2 (other model parameters) trained, evaluated and promoted over it."""
@@ -116,7 +119,7 @@ def promoted(module_home, cfg):
     first = train(cfg, key, WINDOW)
     recalibrate(cfg, key, WINDOW, first.version)
     registry.client().set_registered_model_alias("flights", registry.CHAMPION, first.version)
-    model = Model(kind="hist_gradient_boosting", params={"max_iter": 30, "max_depth": 2, "random_state": 0})
+    model = Model(kind="hist_gradient_boosting", params=OTHER_PARAMS)
     other = cfg.model_copy(update={"training": cfg.training.model_copy(update={"model": model})})
     second = train(other, key, WINDOW)
     recalibrate(other, key, WINDOW, second.version)
@@ -142,7 +145,10 @@ def test_the_report_is_logged_with_every_gate_and_its_numbers(promoted):
 
 def test_the_report_shows_the_config_diff_data_and_slice_deltas(promoted, cfg):
     page, first, second = promoted["page"], promoted["first"], promoted["second"]
-    for key, old, new in (("max_iter", 100, 30), ("max_depth", 4, 2)):
+    configured = cfg.training.model.params
+    assert all(configured[key] != OTHER_PARAMS[key] for key in ("max_iter", "max_depth"))
+    for key in ("max_iter", "max_depth"):
+        old, new = configured[key], OTHER_PARAMS[key]
         row = re.search(rf"training\.model\.params\.{key}</td><td><code>(.*?)</code></td><td><code>(.*?)</code>", page)
         assert row and row.groups() == (str(old), str(new)), key
     assert "learning_rate</td><td><code>0.05</code></td><td><code>(absent)</code>" in page
