@@ -214,6 +214,7 @@ def test_domain_objects_and_metric_ids_are_shared_within_the_block_only(frames):
         {"column": "dep_delay", "min_value": -1.5, "max_value": None, "strict": False},
         {"column": "plane_seats", "type_list": ["int64", "float64"], "result_format": {"result_format": "BASIC"}},
         {"column": "tailnum", "value_set": {"N1", "N2"}, "n": np.int64(3)},  # not plain JSON: GX's own path
+        {"column": "carrier"},  # one key: GX's own (cheap) id
     ]
     outside = [IDDict(kwargs).to_id() for kwargs in ids]
     with gx_memo.memoized_configurations():
@@ -222,6 +223,6 @@ def test_domain_objects_and_metric_ids_are_shared_within_the_block_only(frames):
         assert copy.deepcopy(configuration).to_domain_obj() is not expectation  # not built by the memo
         for _ in range(2):
             assert [IDDict(kwargs).to_id() for kwargs in ids] == outside
-        assert len(gx_memo._local.ids) == 3  # the plain ones, each once
+        assert len(gx_memo._local.ids) == 3  # the plain ones of several keys, each once
     assert expectation.configuration.to_domain_obj() is not expectation
     assert [IDDict(kwargs).to_id() for kwargs in ids] == outside
