@@ -32,6 +32,12 @@ def _validate_day(day: str) -> tuple[str, int, bool]:
     return day, len(report.checks), report.success
 
 
+def _providers_then_validate(day: str) -> tuple[list[str], tuple[str, int, bool]]:
+    """In a fresh process: the GX context's configuration providers, then a day validated."""
+    _, context, _ = gx_checks._context()
+    return [type(p).__name__ for p in context.config_provider._providers.values()], _validate_day(day)
+
+
 def test_four_processes_validating_at_once_leave_a_whole_store_and_site(mlops_home, flights_cfg):
     ingest(flights_cfg, Interval.parse(f"{DAYS[0]}..2013-02-05"))
     os.environ["MLOPS_HOME"] = str(mlops_home)  # (monkeypatched by the fixture) the children inherit it
@@ -57,6 +63,12 @@ def test_four_processes_validating_at_once_leave_a_whole_store_and_site(mlops_ho
     config = yaml.safe_load((root / "great_expectations.yml").read_text())
     [site] = config["data_docs_sites"].values()
     assert site["site_index_builder"]["validation_results_limit"] == gx_checks.DATA_DOCS_INDEX_LIMIT
+    assert config["config_variables_file_path"] is None  # dropped once: no YAML parse per substitution
+    # a process that opens the store now reads no config variables file, and still validates
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        providers, (_, checks, _) = pool.submit(_providers_then_validate, DAYS[0]).result()
+    assert "_ConfigurationVariablesConfigurationProvider" not in providers, providers
+    assert "_EnvironmentConfigurationProvider" in providers and checks == done[0][1]
 
 
 def test_an_unchanged_suite_is_not_rewritten_and_a_changed_one_is(mlops_home, flights_cfg):
