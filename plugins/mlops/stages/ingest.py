@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -66,6 +67,33 @@ def add_date_column(df: pd.DataFrame, src: Source, day: dt.date) -> pd.DataFrame
     return df
 
 
+_REFERENCES: dict[str, tuple[tuple[pd.DataFrame, ...], dict[str, pd.DataFrame]]] = {}
+_KEPT_REFERENCES = 4
+
+
+def prepared_references(cfg: PipelineConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """`core.features.prepare_joins(cfg, tables)`, kept per process for the same joins and table objects.
+
+    Runs that ingest one day each in one process (`dag.test()`, the benchmarks, a backfill's tasks
+    forked from one parent) prepared the same reference tables again for every day: a quarter of a
+    day's ingest (cProfile, 30 days one call each). The entry is keyed by the joins' config and the
+    identity of each table object, and holds those objects, so an identity is never reused while
+    kept; a source that returns new frames on every read (SQL, HTTP) simply prepares them again. The
+    tables are read-only here, as `load_table` asks of its callers. At most `_KEPT_REFERENCES` entries.
+    Raises what `prepare_joins` raises.
+    """
+    names = sorted(tables)
+    key = json.dumps([[j.model_dump(mode="json") for j in cfg.joins], [[n, id(tables[n])] for n in names]])
+    hit = _REFERENCES.get(key)
+    if hit is not None:
+        return hit[1]
+    prepared = prepare_joins(cfg, tables)
+    while len(_REFERENCES) >= _KEPT_REFERENCES:
+        _REFERENCES.pop(next(iter(_REFERENCES)))
+    _REFERENCES[key] = (tuple(tables[n] for n in names), prepared)
+    return prepared
+
+
 def build_day(
     cfg: PipelineConfig,
     day: dt.date,
@@ -98,7 +126,7 @@ def build_day(
         df = add_date_column(canonical_numbers(df), src, day)
         prepared = {} if prepared is None else prepared
         if "references" not in prepared:
-            prepared["references"] = prepare_joins(cfg, {j.table: source.read_table(j.table) for j in cfg.joins})
+            prepared["references"] = prepared_references(cfg, {j.table: source.read_table(j.table) for j in cfg.joins})
         df = check_numeric(apply_joins(df, cfg, prepared=prepared["references"]), numeric_columns(cfg))
         df = key_columns(derive(df, cfg.derived, src.time_zone), cfg.row_key)
     except ColumnError as exc:
