@@ -74,12 +74,13 @@ _KEPT_REFERENCES = 4
 def prepared_references(cfg: PipelineConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """`core.features.prepare_joins(cfg, tables)`, kept per process for the same joins and table objects.
 
-    Runs that ingest one day each in one process (`dag.test()`, the benchmarks, a backfill's tasks
-    forked from one parent) prepared the same reference tables again for every day: a quarter of a
-    day's ingest (cProfile, 30 days one call each). The entry is keyed by the joins' config and the
-    identity of each table object, and holds those objects, so an identity is never reused while
-    kept; a source that returns new frames on every read (SQL, HTTP) simply prepares them again. The
-    tables are read-only here, as `load_table` asks of its callers. At most `_KEPT_REFERENCES` entries.
+    A process that ingests one day per call (`dag.test()` of daily runs, a test session) prepared the
+    same reference tables again for every day: a quarter of a day's ingest (cProfile, 30 days one call
+    each). A task of the stack ingests once per process and gains nothing. The entry is keyed by the
+    joins' config and the identity of each table object, and holds those objects, so an identity is
+    never reused while kept; a source that returns new frames on every read (SQL, HTTP) simply
+    prepares them again. The tables are read-only here, as `load_table` asks of its callers. At most
+    `_KEPT_REFERENCES` entries.
     Raises what `prepare_joins` raises.
     """
     names = sorted(tables)
