@@ -224,5 +224,9 @@ def test_domain_objects_and_metric_ids_are_shared_within_the_block_only(frames):
         for _ in range(2):
             assert [IDDict(kwargs).to_id() for kwargs in ids] == outside
         assert len(gx_memo._local.ids) == 3  # the plain ones of several keys, each once
+        ignoring = type("Ignoring", (IDDict,), {"_id_ignore_keys": {"batch_id"}})  # as GX's BatchSpec
+        spec = ignoring({"column": "carrier", "batch_id": "x", "mostly": 0.9})
+        assert spec.to_id() == IDDict({"column": "carrier", "mostly": 0.9}).to_id()  # GX's own rule
+        assert len(gx_memo._local.ids) == 4  # only the plain IDDict just above was kept
     assert expectation.configuration.to_domain_obj() is not expectation
     assert [IDDict(kwargs).to_id() for kwargs in ids] == outside

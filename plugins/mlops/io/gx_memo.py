@@ -15,8 +15,8 @@ configuration is built again) only to read its keyword arguments. And each metri
 id (`IDDict.to_id`, an MD5 of GX's JSON conversion of its keyword arguments, recursive Python over
 every value of a value set or type list) is computed once per distinct arguments: GX builds about
 1,400 metric configurations per run of this suite, most of them alike. The memo's key is the
-arguments as canonical JSON, taken only when they are plain JSON values and more than one (GX's id is
-then the MD5 of their JSON, so equal keys give equal ids); anything else goes to GX.
+arguments as canonical JSON, taken only when they are plain JSON values, more than one and none ignored
+(GX's id is then the MD5 of their JSON, so equal keys give equal ids); anything else goes to GX.
 An expectation is not changed while it is being validated (GX builds fresh expectation objects from
 the suite's configurations for each run), so the results are the same, which
 `tests/unit/test_gx_memo.py` checks on real days that pass and fail. Outside the block everything
@@ -87,8 +87,9 @@ def _memoized_id(original):
     @functools.wraps(original)
     def to_id(self, id_keys=None, id_ignore_keys=None):
         ids = getattr(_local, "ids", None)
-        if ids is None or id_keys is not None or id_ignore_keys is not None or len(self) < 2:
-            return original(self, id_keys, id_ignore_keys)  # one key: GX's id is that key's text, cheap
+        if ids is None or id_keys is not None or id_ignore_keys is not None or self._id_ignore_keys or len(self) < 2:
+            # keys chosen or ignored (BatchSpec), or one key (GX's id is then its text, cheap): GX's own
+            return original(self, id_keys, id_ignore_keys)
         try:
             key = (type(self), json.dumps(self, sort_keys=True))  # plain JSON values only
         except (TypeError, ValueError):

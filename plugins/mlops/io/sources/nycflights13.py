@@ -94,7 +94,7 @@ def _day_index(table: pd.DataFrame, columns: tuple[str, str, str]) -> tuple[np.n
     """
     key = (id(table), columns)
     seen = _DAY_INDEXES.get(key)
-    if seen is None or seen[0] is not table:
+    if seen is None:  # (the entry holds the table: its id is not reused while the entry is kept)
         while len(_DAY_INDEXES) >= _KEPT_INDEXES:
             _DAY_INDEXES.pop(next(iter(_DAY_INDEXES)))
         _DAY_INDEXES[key] = (table, None)
