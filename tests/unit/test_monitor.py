@@ -24,6 +24,7 @@ from mlops.core.modeling import model_input, predict_scores
 from mlops.io import artifact_cache, lake, registry
 from mlops.io.paths import cache_dir, monitoring_dir, predictions_dir, raw_dir
 from mlops.io.sinks import COLUMNS
+from mlops.stages import monitor
 from mlops.stages.assemble import assemble
 from mlops.stages.evaluate import evaluate
 from mlops.stages.ingest import build_day, ingest, ingest_missing
@@ -223,6 +224,7 @@ print(json.dumps({"report": report.to_dict(), "mlflow": sorted(m for m in sys.mo
 def test_a_new_process_reads_the_kept_scores_without_mlflow(scored, model, cfg, module_home, tmp_path):
     """The first task downloads the version's evaluation scores; the next (a new process) asks MLflow nothing."""
     shutil.rmtree(cache_dir(), ignore_errors=True)
+    monitor._SCORES.clear()  # as in a new process
     first = monitor_predictions(cfg, NORMAL)
     copy = artifact_cache.cached(cfg.name, model["ref"].version, EVALUATION_SCORES)
     assert copy is not None and list((cache_dir() / artifact_cache.FOLDER).rglob("*.parquet")) == [copy]
@@ -256,6 +258,7 @@ def test_a_damaged_copy_is_found_and_fetched_again(scored, model, cfg, damage):
     assert not copy.exists()  # ...and removed
 
     copy.write_bytes(bad)
+    monitor._SCORES.clear()  # as in a new process
     assert stable(monitor_predictions(cfg, NORMAL)) == expected  # the stage fetched the scores again
     assert copy.read_bytes() == good
 
@@ -275,3 +278,102 @@ def test_an_artifact_the_version_lacks_is_not_remembered(model, cfg):
     assert not artifact_cache.folder(cfg.name, model["ref"].version, missing).exists()
     with pytest.raises(LookupError):
         artifact_cache.fetch(cfg.name, "99", EVALUATION_SCORES)
+
+
+# the version's model folder, downloaded once per MLOPS_HOME and loaded once per process (registry.load_sklearn)
+
+MODEL_CHILD = """
+import json, sys
+import pandas as pd
+from mlops.core.modeling import predict_scores
+from mlops.io import registry
+model = registry.load_sklearn(registry.VersionRef(sys.argv[1], sys.argv[2], "no-run", None))
+X = pd.read_parquet(sys.argv[3])
+print(json.dumps(predict_scores(model, X).tolist()))
+"""
+
+
+def fresh_model_cache():
+    shutil.rmtree(cache_dir(), ignore_errors=True)
+    registry._MODELS.clear()
+    registry.client()  # points MLflow's fluent API (the oracle's load_model) at this home's store
+
+
+def test_the_model_is_downloaded_once_and_loaded_once_per_process(scored, model, cfg, module_home, tmp_path):
+    import mlflow.sklearn
+
+    fresh_model_cache()
+    ref = model["ref"]
+    X = model_input(lake.read_partition(raw_dir(cfg.name), NORMAL.key), cfg.features)
+    expected = predict_scores(mlflow.sklearn.load_model(ref.uri), X)  # MLflow's own load, the oracle
+    loaded = registry.load_sklearn(ref)
+    assert registry.load_sklearn(ref) is loaded  # once per process
+    folder = artifact_cache.cached_model(cfg.name, ref.version)
+    assert folder is not None and (folder / "MLmodel").is_file()
+    assert (predict_scores(loaded, X) == expected).all()
+
+    X.to_parquet(tmp_path / "X.parquet")
+    store, away = module_home / "mlflow", tmp_path / "mlflow-away"
+    store.rename(away)  # a new process finds the kept folder and asks MLflow nothing
+    try:
+        env = os.environ | {"MLOPS_HOME": str(module_home)}
+        args = [cfg.name, ref.version, str(tmp_path / "X.parquet")]
+        proc = subprocess.run([sys.executable, "-c", MODEL_CHILD, *args], env=env, capture_output=True, text=True)
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+        away.rename(store)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == expected.tolist()
+
+
+@pytest.mark.parametrize("damage", ["model pickle changed", "manifest changed", "file removed"])
+def test_a_damaged_model_folder_is_found_removed_and_fetched_again(scored, model, cfg, damage):
+    fresh_model_cache()
+    ref = model["ref"]
+    folder = artifact_cache.fetch_model(cfg.name, ref.version)
+    pickle_name = next(p.name for p in folder.iterdir() if p.suffix == ".pkl")
+    if damage == "model pickle changed":
+        data = (folder / pickle_name).read_bytes()
+        (folder / pickle_name).write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    elif damage == "manifest changed":
+        (folder / artifact_cache.MANIFEST).write_text("{}")
+    else:
+        (folder / "MLmodel").unlink()
+    assert artifact_cache.cached_model(cfg.name, ref.version) is None
+    assert not folder.exists()
+    X = model_input(lake.read_partition(raw_dir(cfg.name), NORMAL.key), cfg.features)
+    import mlflow.sklearn
+
+    expected = predict_scores(mlflow.sklearn.load_model(ref.uri), X)
+    assert (predict_scores(registry.load_sklearn(ref), X) == expected).all()  # fetched again, whole
+    assert artifact_cache.cached_model(cfg.name, ref.version) == folder
+
+
+def test_tasks_fetching_a_model_at_once_keep_one_whole_folder(scored, model, cfg):
+    fresh_model_cache()
+    version = model["ref"].version
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: artifact_cache.fetch_model(cfg.name, version), range(4)))
+    assert len(set(paths)) == 1
+    kept = artifact_cache.folder(cfg.name, version, artifact_cache.MODEL)
+    assert [p.name for p in kept.iterdir()] == [paths[0].name]  # no download folder left behind
+    with pytest.raises(LookupError):
+        artifact_cache.fetch_model(cfg.name, "99")
+
+
+def test_a_process_reads_the_scores_once_and_profiles_them_once(scored, model, cfg):
+    from mlops.core.drift import profile
+    from mlops.stages.monitor import evaluation_scores, score_profile
+
+    monitor._SCORES.clear()
+    first = evaluation_scores(cfg.name, model["ref"].version)
+    assert evaluation_scores(cfg.name, model["ref"].version) is first
+    assert not first.flags.writeable and len(first) == model["evaluation_rows"]
+    with pytest.raises(ValueError):
+        first[0] = 0.5  # shared: read-only
+    expected = profile(pd.DataFrame({"score": first.copy()}), [], ["score"])["numeric"]["score"]
+    assert score_profile(first) == expected
+    assert score_profile(first) is score_profile(first.copy())  # by identity, then by content
+    other = first.copy()
+    other[0] = 1.0 - other[0]
+    assert score_profile(other) == profile(pd.DataFrame({"score": other}), [], ["score"])["numeric"]["score"]

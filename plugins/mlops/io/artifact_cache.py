@@ -18,6 +18,11 @@ tasks that download at once write the same name with the same content (with diff
 folder holds both and the newest is read). An artifact the version does not have yet is not
 remembered: the next call asks MLflow again. A kept copy is never compared with MLflow again.
 
+A version's model (the MLflow model folder: `MLmodel`, the pickle, environment files) is kept the
+same way as a folder, `cache/mlflow-artifacts/<key>/<sha256>/`, its name the SHA-256 of the
+`MANIFEST.json` inside it, which lists each file's SHA-256 (`fetch_model`): a folder is renamed into
+place whole, and a damaged one is found on every read and removed.
+
 Assumes a version number is never given to another model version on the same tracking server: MLflow
 numbers versions on from the highest ever registered, unless the registered model is deleted and
 created again (nothing here deletes one). Deleting `cache/` is always safe.
@@ -27,16 +32,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from mlops.io import lake
 from mlops.io.paths import cache_dir, mlflow_tracking_uri
 
 FOLDER = "mlflow-artifacts"
+MODEL = "model"  # the artifact path under which fetch_model keeps a version's MLflow model folder
+MANIFEST = "MANIFEST.json"
 _CHUNK = 1 << 20
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+STALE_DOWNLOAD_SECONDS = 3600.0  # a model download folder older than this was left by a killed task
 
 
 def folder(name: str, version: str | int, artifact_path: str) -> Path:
@@ -118,3 +129,88 @@ def _sha256(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def fetch_model(name: str, version: str | int) -> Path:
+    """A local copy of the MLflow model folder of registered version `version` of model `name`, downloaded once.
+
+    Returns the kept folder (`cached_model`), else downloads `models:/<name>/<version>` and keeps it.
+    Pass the folder to the flavour's `load_model`; treat it as read-only. Raises LookupError for a
+    missing version, registry.RegistryUnavailableError when MLflow cannot be asked.
+    """
+    path = cached_model(name, version)
+    if path is not None:
+        return path
+    from mlflow.exceptions import MlflowException
+
+    from mlops.io import registry
+
+    ref = registry.version(name, version)  # LookupError for a missing version, before any download
+    import mlflow.artifacts
+
+    where = folder(name, version, MODEL)
+    where.mkdir(parents=True, exist_ok=True)
+    _remove_stale_downloads(where)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=where))
+    try:
+        try:
+            downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(tmp)))
+        except (MlflowException, OSError) as exc:
+            if registry.unreachable(exc):
+                raise registry.RegistryUnavailableError(
+                    f"MLflow is unreachable reading the model of {name} v{version}: {exc}"
+                ) from exc
+            raise
+        manifest = json.dumps({str(p.relative_to(downloaded)): _sha256(p) for p in _files(downloaded)}, sort_keys=True)
+        (downloaded / MANIFEST).write_text(manifest)
+        target = where / hashlib.sha256(manifest.encode()).hexdigest()
+        try:
+            os.rename(downloaded, target)  # whole or not at all; fails when another task kept it first
+        except OSError:
+            if not target.is_dir():
+                raise
+        return target
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_model(name: str, version: str | int) -> Path | None:
+    """The kept model folder of the version when a whole one is there, else None; damaged ones are removed.
+
+    Whole: the SHA-256 of its `MANIFEST.json` is the folder's name, and every file the manifest lists
+    has the SHA-256 it states (reads every file once). Never asks MLflow.
+    """
+    where = folder(name, version, MODEL)
+    if not where.is_dir():
+        return None
+    copies = sorted(
+        (p for p in where.iterdir() if _DIGEST.fullmatch(p.name)), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for path in copies:
+        try:
+            text = (path / MANIFEST).read_bytes()
+            listed = json.loads(text)
+            whole = hashlib.sha256(text).hexdigest() == path.name and all(
+                _sha256(path / rel) == digest for rel, digest in listed.items()
+            )
+        except (OSError, ValueError, AttributeError):  # missing or unreadable file, bad manifest
+            whole = False
+        if whole:
+            return path
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _remove_stale_downloads(where: Path) -> None:
+    """Remove download folders that killed tasks left (older than STALE_DOWNLOAD_SECONDS)."""
+    cutoff = time.time() - STALE_DOWNLOAD_SECONDS
+    for p in where.glob(".download-*"):
+        try:
+            if p.stat().st_mtime < cutoff:
+                shutil.rmtree(p, ignore_errors=True)
+        except FileNotFoundError:
+            pass

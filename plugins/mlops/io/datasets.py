@@ -60,9 +60,19 @@ def missing_days(cfg: PipelineConfig, window: Interval) -> list[dt.date]:
     return [day for day in window.days() if day.isoformat() not in present]
 
 
-def read_training_set(pipeline: str, key: str) -> pd.DataFrame:
-    """The assembled training window of key `key`."""
-    return lake.read_partition(training_dir(pipeline), key)
+def read_training_set(pipeline: str, key: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """The assembled training window of key `key`: every column, or only `columns` (in that order).
+
+    Reading every column verifies the content digest as well as the page checksums (lake.read_partition);
+    a stage that needs a few columns reads only those (about 1 s less per million rows) and relies on
+    the page checksums.
+    """
+    return lake.read_partition(training_dir(pipeline), key, list(dict.fromkeys(columns)) if columns else None)
+
+
+def model_columns(cfg: PipelineConfig, *extra: str) -> list[str]:
+    """The columns a stage needs to predict and label by window: features, target, date, then `extra`."""
+    return list(dict.fromkeys([*cfg.features.all, cfg.target.column, cfg.source.date_column, *extra]))
 
 
 def read_report(pipeline: str, key: str) -> dict[str, Any] | None:

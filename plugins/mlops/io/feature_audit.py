@@ -36,9 +36,8 @@ def log_feature_audit(run_id: str, summary: dict[str, Any], tables: dict[str, pd
         for name, table in tables.items():
             table.to_csv(folder / f"{name}.csv", index=False)
         c.log_artifacts(run_id, str(folder), FOLDER)
-        for name, value in summary.get("metrics", {}).items():
-            if isinstance(value, int | float) and math.isfinite(value):
-                c.log_metric(run_id, name, float(value))
+        values = summary.get("metrics", {}).items()
+        registry.log_values(run_id, {k: v for k, v in values if isinstance(v, int | float) and math.isfinite(v)})
 
 
 def read_feature_audit(run_id: str) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -9,8 +10,15 @@ from mlops.core.config import REPO_ROOT
 
 
 def mlops_home() -> Path:
-    """The root folder of all outputs."""
-    return Path(os.environ.get("MLOPS_HOME", REPO_ROOT / ".mlops")).resolve()
+    """The root folder of all outputs (`$MLOPS_HOME`, resolved; a relative one against the working directory)."""
+    home = os.environ.get("MLOPS_HOME", str(REPO_ROOT / ".mlops"))
+    return _resolved(home, "" if os.path.isabs(home) else os.getcwd())
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(path: str, cwd: str) -> Path:
+    """`path` resolved (symlinks followed): every path of the lake starts here, a dozen times a day's task."""
+    return Path(path).resolve()
 
 
 def lake_dir(pipeline: str) -> Path:

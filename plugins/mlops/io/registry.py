@@ -187,6 +187,22 @@ def set_version_tags(name: str, number: str, tags: dict[str, object]) -> None:
         c.set_model_version_tag(name, number, key, str(value))
 
 
+def log_values(run_id: str, metrics: dict[str, float], tags: dict[str, object] | None = None) -> None:
+    """Log metrics (step 0, timestamp now) and tags to a run with `log_batch`: one store transaction per
+    1,000 metrics and 100 tags (MLflow's limits per batch) instead of one per value."""
+    import time
+
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    metric_list = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+    tag_list = [RunTag(key, str(value)) for key, value in (tags or {}).items()]
+    c = client()
+    while metric_list or tag_list:
+        c.log_batch(run_id, metrics=metric_list[:1000], tags=tag_list[:100])
+        metric_list, tag_list = metric_list[1000:], tag_list[100:]
+
+
 def clear_version_tag(name: str, number: str, key: str) -> None:
     """Remove a version tag if it is set."""
     c = client()
@@ -194,13 +210,32 @@ def clear_version_tag(name: str, number: str, key: str) -> None:
         c.delete_model_version_tag(name, number, key)
 
 
-def load_sklearn(ref: VersionRef):
-    """The sklearn model of a registered version."""
-    client()
-    import mlflow.sklearn
+_MODELS: dict[tuple[str, str, str], Any] = {}  # (tracking URI, name, version) -> loaded model, this process
+_MAX_MODELS = 4
 
-    with reachable(f"loading {ref.uri}"):
-        return mlflow.sklearn.load_model(ref.uri)
+
+def load_sklearn(ref: VersionRef):
+    """The sklearn model of a registered version; treat it as read-only (it is shared).
+
+    A version's model never changes once registered, so it is loaded once per process (the last
+    `_MAX_MODELS` versions are kept) from a folder downloaded once per MLOPS_HOME
+    (`artifact_cache.fetch_model`): an evaluation that predicts with the challenger and then audits
+    it, or a task after the one that trained it, does not ask MLflow for the model again. Raises
+    LookupError for a missing version, RegistryUnavailableError when MLflow cannot be asked.
+    """
+    key = (mlflow_tracking_uri(), ref.name, str(ref.version))
+    model = _MODELS.get(key)
+    if model is None:
+        from mlops.io import artifact_cache
+
+        path = artifact_cache.fetch_model(ref.name, ref.version)
+        import mlflow.sklearn
+
+        model = mlflow.sklearn.load_model(str(path))
+        if len(_MODELS) >= _MAX_MODELS:
+            _MODELS.pop(next(iter(_MODELS)))
+        _MODELS[key] = model
+    return model
 
 
 def window_end(tags: dict[str, str]) -> dt.date | None:

@@ -42,7 +42,7 @@ from mlops.core.modeling import build_estimator, model_input, predict_scores
 from mlops.core.slicing import slice_groups, slice_seed
 from mlops.core.splits import Split, split_frame, split_window
 from mlops.io import registry
-from mlops.io.datasets import read_training_set
+from mlops.io.datasets import model_columns, read_training_set
 from mlops.io.feature_audit import log_feature_audit
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def evaluate(cfg: PipelineConfig, training_key: str, window, challenger_version:
     champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
     if champion is not None and champion.version == challenger.version:
         champion = None
-    df = read_training_set(cfg.name, training_key)
+    df = read_training_set(cfg.name, training_key, model_columns(cfg, ROW_KEY, *cfg.slice_columns))
     split = split_window(cfg, window)
     part = split_frame(df, cfg, split.evaluation)
     X = model_input(part, cfg.features)
@@ -241,13 +241,13 @@ def evaluate(cfg: PipelineConfig, training_key: str, window, challenger_version:
     c = registry.client()
     overall = metrics[metrics.slice_feature == OVERALL]
     summary = {m: dict(zip(g.metric, g.value, strict=True)) for m, g in overall.groupby("model")}
+    logged = {}
     for model, values in summary.items():
-        for metric, value in values.items():
-            if np.isfinite(value):
-                c.log_metric(challenger.run_id, f"eval_{model}_{metric}", value)
-        for metric, w in worst.get(model, {}).items():
-            c.log_metric(challenger.run_id, f"eval_{model}_worst_slice_gap_{metric}", w["gap"])
-    c.set_tag(challenger.run_id, "evaluation_champion_version", champion.version if champion else "none")
+        logged |= {f"eval_{model}_{metric}": value for metric, value in values.items() if np.isfinite(value)}
+        logged |= {f"eval_{model}_worst_slice_gap_{metric}": w["gap"] for metric, w in worst.get(model, {}).items()}
+    registry.log_values(
+        challenger.run_id, logged, {"evaluation_champion_version": champion.version if champion else "none"}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "evaluation"
         folder.mkdir()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ from mlops.core.config import PipelineConfig
 from mlops.core.drift import profile, psi
 from mlops.core.interval import Interval
 from mlops.io import artifact_cache, lake, predictions
-from mlops.io.paths import monitoring_dir, predictions_dir
+from mlops.io.paths import mlflow_tracking_uri, monitoring_dir, predictions_dir
 
 EVALUATION_SCORES = "evaluation/eval_predictions.parquet"
 SCORE_COLUMN = "challenger_score"  # in the version's own run, the challenger is that version
@@ -67,13 +68,23 @@ def evaluation_scores(name: str, version: str) -> np.ndarray | None:
 
     The artifact is downloaded from MLflow once and then read from `$MLOPS_HOME/cache/`
     (io.artifact_cache): a daily monitor task asks MLflow nothing, nor imports it, once a copy is
-    kept. Raises LookupError for a missing version, registry.RegistryUnavailableError when MLflow
-    must be asked and cannot be ("could not ask" is not "never evaluated").
+    kept; a process reads it once (a monitored interval of many days, `dag.test()`) and returns the
+    same read-only array every time. Raises LookupError for a missing version,
+    registry.RegistryUnavailableError when MLflow must be asked and cannot be ("could not ask" is not
+    "never evaluated").
     """
+    key = (mlflow_tracking_uri(), name, str(version))
+    if key in _SCORES:
+        return _SCORES[key]
     path = artifact_cache.fetch(name, version, EVALUATION_SCORES)
     if path is None:
-        return None
-    return pd.read_parquet(path, columns=[SCORE_COLUMN])[SCORE_COLUMN].to_numpy(dtype="float64")
+        return None  # not remembered: the version may be evaluated later
+    scores = pd.read_parquet(path, columns=[SCORE_COLUMN])[SCORE_COLUMN].to_numpy(dtype="float64", copy=True)
+    scores.setflags(write=False)  # shared by every later call of this process
+    if len(_SCORES) >= _MAX_PROFILES:
+        _SCORES.pop(next(iter(_SCORES)))
+    _SCORES[key] = scores
+    return scores
 
 
 def _day_stats(pipeline: str, day: str, edges: list[float] | None) -> dict[str, Any]:
@@ -106,7 +117,9 @@ def _check(name: str, column: str, day: str, version: str, breach: str | None, o
     }
 
 
+_SCORES: dict[tuple[str, str, str], np.ndarray] = {}  # (tracking URI, model, version) -> evaluation scores
 _PROFILES: dict[bytes, dict[str, Any]] = {}  # digest of reference scores -> their profile
+_BY_ARRAY: dict[int, tuple[weakref.ref, dict[str, Any]]] = {}  # id of a read-only array -> (the array, profile)
 _MAX_PROFILES = 16
 
 
@@ -118,12 +131,19 @@ def score_profile(reference: np.ndarray) -> dict[str, Any]:
     the values themselves (a re-evaluated version with other scores gets its own profile). Treat the
     result as read-only.
     """
+    seen = _BY_ARRAY.get(id(reference))
+    if seen is not None and seen[0]() is reference:  # the same read-only array again: not hashed again
+        return seen[1]
     values = np.ascontiguousarray(reference, dtype="float64")
     key = hashlib.blake2b(values.tobytes(), digest_size=16).digest() + len(values).to_bytes(8, "little")
     if key not in _PROFILES:
         if len(_PROFILES) >= _MAX_PROFILES:
             _PROFILES.pop(next(iter(_PROFILES)))
         _PROFILES[key] = profile(pd.DataFrame({"score": values}), [], ["score"])["numeric"]["score"]
+    if isinstance(reference, np.ndarray) and not reference.flags.writeable:
+        if len(_BY_ARRAY) >= _MAX_PROFILES:
+            _BY_ARRAY.pop(next(iter(_BY_ARRAY)))
+        _BY_ARRAY[id(reference)] = (weakref.ref(reference), _PROFILES[key])
     return _PROFILES[key]
 
 

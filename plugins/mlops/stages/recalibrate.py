@@ -17,7 +17,7 @@ from mlops.core.features import labels
 from mlops.core.modeling import model_input, predict_scores
 from mlops.core.splits import split_frame, split_window
 from mlops.io import registry
-from mlops.io.datasets import read_training_set
+from mlops.io.datasets import model_columns, read_training_set
 
 # policy -> what it maximises, in order: the objective first, then the tie-breaks; the last resort
 # is always the highest threshold
@@ -156,20 +156,21 @@ def recalibrate(
     ref = registry.version(cfg.name, model_version)
     model = registry.load_sklearn(ref)
     calibration = split_window(cfg, window).calibration
-    part = split_frame(read_training_set(cfg.name, training_key), cfg, calibration)
+    part = split_frame(read_training_set(cfg.name, training_key, model_columns(cfg)), cfg, calibration)
     y = labels(part, cfg.target).to_numpy()
     check_class_counts(y, cfg.evaluation, f"pipeline {cfg.name!r}, calibration window {calibration}")
     choice = choose_threshold(y, predict_scores(model, model_input(part, cfg.features)), policy)
     registry.set_version_tags(
         cfg.name, model_version, {"threshold": choice.threshold, "threshold_policy": choice.policy}
     )
-    c = registry.client()
-    for key, value in (
-        ("threshold", choice.threshold),
-        ("calibration_precision", choice.precision),
-        ("calibration_recall", choice.recall),
-        ("calibration_f1", choice.f1),
-    ):
-        c.log_metric(ref.run_id, key, value)
-    c.set_tag(ref.run_id, "threshold_policy", choice.policy)
+    registry.log_values(
+        ref.run_id,
+        {
+            "threshold": choice.threshold,
+            "calibration_precision": choice.precision,
+            "calibration_recall": choice.recall,
+            "calibration_f1": choice.f1,
+        },
+        {"threshold_policy": choice.policy},
+    )
     return choice
