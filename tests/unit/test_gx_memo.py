@@ -177,6 +177,30 @@ def test_a_trusted_checkpoint_runs_without_reading_the_store_back_and_stores_the
     assert trusted["definitions"] == trusted["checkpoints"] == 0 and trusted["suites"] < checked["suites"], trusted
 
 
+def test_an_unchanged_store_is_read_once_through_its_checkpoint(frames):
+    """Nothing changed: one read of each stored object (the checkpoint brings its definition and suite)."""
+    cfg, _ = frames
+    suite = gx_checks.build_suite(cfg)
+    gx, context, batch_definition = gx_checks._context()
+    first = gx_checks._stored_checkpoint(gx, context, batch_definition, suite)
+    reads = _store_reads(context)
+    try:
+        again = gx_checks._stored_checkpoint(gx, context, batch_definition, gx_checks.build_suite(cfg))
+        unchanged = dict(reads)
+        v = cfg.validation
+        changed_cfg = cfg.model_copy(update={"validation": v.model_copy(update={"max_rows": v.max_rows + 1})})
+        changed = gx_checks._stored_checkpoint(gx, context, batch_definition, gx_checks.build_suite(changed_cfg))
+        gx_checks._stored_checkpoint(gx, context, batch_definition, suite)  # the committed rules stored again
+    finally:
+        for store in (context.expectations_store, context.validation_definition_store, context.checkpoint_store):
+            del store.get
+    assert unchanged == {"suites": 1, "definitions": 1, "checkpoints": 1}, unchanged
+    assert again.id == first.id
+    assert gx_checks._content(again.validation_definitions[0].suite) == gx_checks._content(suite)
+    assert gx_checks._content(changed.validation_definitions[0].suite) != gx_checks._content(suite)
+    assert reads["suites"] > unchanged["suites"] + 1  # a changed rule took the full path
+
+
 def test_trust_covers_only_the_given_objects_inside_the_block_and_a_stale_copy_is_still_refused(frames):
     cfg, _ = frames
     suite = gx_checks.build_suite(cfg)

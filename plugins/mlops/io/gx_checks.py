@@ -290,9 +290,15 @@ def _stored_checkpoint(gx, context, batch_definition, suite):
     at the stored suite and `batch_definition`, and the checkpoint when it has that one definition, the
     Data Docs action and RESULT_FORMAT (a checkpoint stored with another format is replaced once). Call
     under the store's lock. Raises what GX's stores raise.
+
+    The usual case, nothing changed, reads the checkpoint alone: loading it loads its definition and
+    suite, which GX's stores would otherwise each load again (three reads of the suite a run).
     """
     from great_expectations.exceptions import DataContextError
 
+    checkpoint = _stored_or_none(context.checkpoints, suite.name)
+    if checkpoint is not None and _is_current(checkpoint, batch_definition, suite):
+        return checkpoint
     try:
         stored = context.suites.get(suite.name)
     except DataContextError:
@@ -324,6 +330,19 @@ def _stored_checkpoint(gx, context, batch_definition, suite):
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
             result_format=RESULT_FORMAT,
         )
+    )
+
+
+def _is_current(checkpoint, batch_definition, suite) -> bool:
+    """Whether a stored checkpoint is the one `_stored_checkpoint` would write for `suite` on `batch_definition`."""
+    definitions = checkpoint.validation_definitions
+    return (
+        len(definitions) == 1
+        and definitions[0].name == suite.name
+        and definitions[0].data.id == batch_definition.id
+        and [(a.type, a.name) for a in checkpoint.actions] == [("update_data_docs", "data_docs")]
+        and _format_name(checkpoint.result_format) == RESULT_FORMAT
+        and _content(definitions[0].suite) == _content(suite)
     )
 
 
