@@ -252,6 +252,21 @@ def test_stream_partitions_verify_their_digest_batch_by_batch(tmp_path):
     pd.testing.assert_frame_equal(back, frame, check_dtype=False)
 
 
+def test_a_partition_read_with_its_digest_gives_the_digest_of_the_frame_read(tmp_path, frame):
+    """One batch as written: the verification's digest; batches or changed dtypes: hashed again, same answer."""
+    lake.write_partition(frame, tmp_path, "whole", {})
+    stamps = pd.Series(pd.Timestamp(dt.date(2013, 2, 1)).tz_localize("UTC"), index=range(250))
+    batched = pd.DataFrame({"row_key": [f"k{i:03d}" for i in range(250)], "at": stamps})
+    lake.write_partition_stream(batches_of(batched, 100), tmp_path, "batched", {})  # seconds kept as ms
+    for key in ("whole", "batched"):
+        df, digest = lake.read_partition_and_digest(tmp_path, key)
+        assert digest == lake.content_digest(df)  # the oracle: the frame's digest computed apart
+        pd.testing.assert_frame_equal(df, lake.read_partition(tmp_path, key))
+    recorded = {key: lake.read_manifest(tmp_path, key)["content_digest"] for key in ("whole", "batched")}
+    assert lake.read_partition_and_digest(tmp_path, "whole")[1] == recorded["whole"]
+    assert lake.read_partition_and_digest(tmp_path, "batched")[1] != recorded["batched"]  # a digest of digests
+
+
 # temporary files of killed writers
 
 SLOW_WRITER = """

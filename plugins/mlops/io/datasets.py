@@ -70,6 +70,11 @@ def read_training_set(pipeline: str, key: str, columns: list[str] | None = None)
     return lake.read_partition(training_dir(pipeline), key, list(dict.fromkeys(columns)) if columns else None)
 
 
+def read_training_set_and_digest(pipeline: str, key: str) -> tuple[pd.DataFrame, str]:
+    """The assembled training window of key `key`, verified, and its `lake.content_digest` (rows hashed once)."""
+    return lake.read_partition_and_digest(training_dir(pipeline), key)
+
+
 def model_columns(cfg: PipelineConfig, *extra: str) -> list[str]:
     """The columns a stage needs to predict and label by window: features, target, date, then `extra`."""
     return list(dict.fromkeys([*cfg.features.all, cfg.target.column, cfg.source.date_column, *extra]))

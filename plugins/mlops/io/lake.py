@@ -202,17 +202,34 @@ def read_partition(dataset_dir: Path, key: str, columns: list[str] | None = None
     Raises FileNotFoundError naming a missing partition, PartitionReadError naming the file when it
     cannot be read or its content is not what its manifest recorded.
     """
+    return _read(dataset_dir, key, columns)[0]
+
+
+def read_partition_and_digest(dataset_dir: Path, key: str) -> tuple[pd.DataFrame, str]:
+    """Every column of one partition, verified as `read_partition` does, and `content_digest` of the frame.
+
+    The digest is the verification's own when the frame is as written (one batch, the same dtypes), so
+    a caller that needs both hashes the rows once. Raises as `read_partition`.
+    """
+    df, digest = _read(dataset_dir, key, None)
+    return df, digest if digest is not None else content_digest(df)
+
+
+def _read(dataset_dir: Path, key: str, columns: list[str] | None) -> tuple[pd.DataFrame, str | None]:
     path = _existing(dataset_dir, key)
     with _reading(path, key):
         df = pd.read_parquet(path, columns=columns, page_checksum_verification=True)
         manifest = _manifest(path)
     if columns is None and manifest.get("content_digest"):
-        _verify(df, manifest, path, key)
-    return df
+        return df, _verify(df, manifest, path, key)
+    return df, None
 
 
-def _verify(df: pd.DataFrame, manifest: dict[str, Any], path: Path, key: str) -> None:
-    """Compare the frame's digest with the manifest's (in the writer's dtypes and batches)."""
+def _verify(df: pd.DataFrame, manifest: dict[str, Any], path: Path, key: str) -> str | None:
+    """Compare the frame's digest with the manifest's (in the writer's dtypes and batches).
+
+    Returns the digest when it is `content_digest(df)` itself (one batch, no dtype changed), else None.
+    """
     recorded = manifest.get("columns") or {}
     try:
         differing = {c: t for c, t in recorded.items() if c in df.columns and str(df[c].dtype) != t}
@@ -231,6 +248,7 @@ def _verify(df: pd.DataFrame, manifest: dict[str, Any], path: Path, key: str) ->
             f"partition {key!r}, file {path}: content digest {digest[:12]}... differs from its manifest's "
             f"{manifest['content_digest'][:12]}...: the file changed after it was written; write it again"
         )
+    return digest if not sizes and not differing else None
 
 
 def _manifest(path: Path) -> dict[str, Any]:

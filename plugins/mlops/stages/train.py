@@ -23,7 +23,7 @@ from mlops.core.metrics import counted_point_metrics
 from mlops.core.modeling import build_estimator, model_input, predict_scores
 from mlops.core.splits import Split, split_frame, split_window, window_rows
 from mlops.io import registry
-from mlops.io.datasets import read_training_set
+from mlops.io.datasets import read_training_set_and_digest
 from mlops.io.lake import content_digest
 from mlops.io.paths import training_dir
 
@@ -111,13 +111,13 @@ def train(
     that an earlier attempt of the same Airflow run registered is adopted, not trained again; versions
     left without their tags by an interrupted registration are tagged `orphan` (registry.mark_orphans).
     """
-    df = read_training_set(cfg.name, training_key)
+    df, digest = read_training_set_and_digest(cfg.name, training_key)
     split = split_window(cfg, window)
     parts = {name: split_frame(df, cfg, getattr(split, name)) for name in ("train", "calibration", "evaluation")}
     for name, part in parts.items():
         if part.empty:
             raise ValueError(f"training window {window}: the {name} split {getattr(split, name)} has no labelled rows")
-    fp = fingerprint(cfg, content_digest(df))
+    fp = fingerprint(cfg, digest)
     tags = {
         "pipeline": cfg.name,
         "stage": "train",
