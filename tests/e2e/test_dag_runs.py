@@ -14,7 +14,7 @@ import pytest
 
 from mlops.airflow import environment as airflow_env
 from mlops.core.interval import Interval
-from mlops.io import lake, registry
+from mlops.io import lake, outcome_runs, registry
 from mlops.io.paths import outcomes_dir, predictions_dir, raw_dir
 from mlops.local import runs
 from mlops.local.mailsink import MailSink, body_text
@@ -217,6 +217,9 @@ def test_sustained_decay_emits_the_degraded_event_once_and_mails_the_alert(first
     again = runs.run("flights_outcomes", Interval.parse("2013-01-23"))
     assert again.tasks == {"outcomes": "success", "alerts": "failed"}
     assert again.xcoms["outcomes"][0]["judgement"]["trigger"]["why"].startswith("rate limit: a retrain was triggered")
+    logged = again.xcoms["outcomes"][0]["mlflow"]  # a day logged before: its month's run rebuilt once, at the end
+    assert logged["rebuilt"] == outcome_runs.PENDING
+    assert logged["run_id"] == outcome_runs.find_month_run("flights", "2013-01") != summary["mlflow"]["run_id"]
     assert len(asset_events("flights_degraded")) == 1
 
     # the same judgement in a backfill run: no event, whatever the rate limit says

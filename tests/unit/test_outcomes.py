@@ -237,6 +237,48 @@ def test_a_rerun_replaces_its_day_in_the_lake_and_its_step_in_mlflow(cfg, days):
     assert errors.loc["roc_auc", "median_absolute_error"] == pytest.approx(np.median(np.abs(gaps)))
 
 
+def month_runs(cfg, month: str) -> list:
+    """Every run of the month, active or deleted."""
+    from mlflow.entities import ViewType
+
+    experiment = registry.experiment_id(outcome_runs.experiment_name(cfg.name))
+    return registry.client().search_runs(
+        [experiment], filter_string=f"tags.month = '{month}'", run_view_type=ViewType.ALL, max_results=100
+    )
+
+
+def test_days_rerun_in_one_task_rebuild_their_month_once(cfg, days):
+    """The operator's loop (batched_rebuilds): one new run for the month, not one per day re-run."""
+    forget_month(cfg, "2013-03")
+    write_predictions(cfg, DAY, days[DAY], "1", seed=1)
+    write_predictions(cfg, OTHER, days[OTHER], "1", seed=2)
+    day_outcomes(cfg, DAY)
+    day_outcomes(cfg, OTHER)
+    old = outcome_runs.find_month_run(cfg.name, "2013-03")
+    runs_before = {r.info.run_id for r in month_runs(cfg, "2013-03")}
+    write_predictions(cfg, DAY, days[DAY], "2", seed=99)
+    write_predictions(cfg, OTHER, days[OTHER], "2", seed=98)
+
+    with outcome_runs.batched_rebuilds() as rebuilt:
+        results = [day_outcomes(cfg, d) for d in (DAY, OTHER)]
+        assert outcome_runs.find_month_run(cfg.name, "2013-03") == old  # not rebuilt yet
+
+    new = outcome_runs.find_month_run(cfg.name, "2013-03")
+    assert rebuilt == {"2013-03": new} and new != old
+    assert [r.mlflow["rebuilt"] for r in results] == [outcome_runs.PENDING] * 2
+    assert {r.info.run_id for r in month_runs(cfg, "2013-03")} - runs_before == {new}  # one run made
+    assert registry.client().get_run(old).info.lifecycle_stage == "deleted"
+    for kind, metric in (("realized", "roc_auc"), ("estimated", "roc_auc"), ("realized", "precision")):
+        key = outcome_runs.metric_key(kind, metric, "overall", "overall")
+        assert sorted(m.step for m in registry.client().get_metric_history(new, key)) == [
+            DAY.toordinal(),
+            OTHER.toordinal(),
+        ]  # one point per day
+        assert outcome_runs.metric_series(new, key) == pytest.approx(
+            {d.toordinal(): r.overall(kind, metric) for d, r in zip((DAY, OTHER), results, strict=True)}
+        )
+
+
 def test_a_day_not_scored_has_no_outcomes(cfg, days):
     write_predictions(cfg, OTHER, days[OTHER], "1", seed=2)
     day_outcomes(cfg, OTHER)

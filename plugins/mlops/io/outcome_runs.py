@@ -12,15 +12,19 @@ MLflow keeps a metric's history append-only. The lake (`outcomes/<day>.parquet`)
 run mirrors it: when a day already logged is logged again (a re-run of its interval), the month's run
 is rebuilt from the lake (a new run with the same tags, every day of the month that the lake holds;
 the old run is then deleted), so every step holds exactly one value, the latest, and the other days
-keep theirs.
+keep theirs. A task that re-runs many days does so inside `batched_rebuilds`: each month is rebuilt
+once, when the block ends, instead of once per day (a re-run of a whole month logged its days 30 x 30
+times).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -33,6 +37,38 @@ STAGE = "outcomes"
 COUNT_METRICS = ("predictions", "labelled", "missing", "unknown", "unmatched", "duplicate_keys", "coverage")
 SENTINEL = "labels/predictions"  # logged for every day: its steps are the days logged
 _BAD = re.compile(r"[^A-Za-z0-9_\-. :/]")
+_PENDING: list[set[tuple[str, str]]] = []  # the (pipeline, month)s to rebuild, per open batched_rebuilds block
+PENDING = "at the end of the task"  # the `rebuilt` value of a day whose month is rebuilt when the block ends
+
+
+@contextlib.contextmanager
+def batched_rebuilds() -> Iterator[dict[str, str]]:
+    """Within the block, a month whose logged day is logged again (or dropped) is rebuilt once, at the end.
+
+    Yields a dict month -> the rebuilt run's id, filled when the block ends. A day of a month already
+    marked for rebuilding is not logged to the old run (the rebuild reads it from the lake). The
+    months are rebuilt also when the block raises, so the runs mirror what the lake holds by then.
+    Raises RegistryUnavailableError when MLflow is unreachable.
+    """
+    pending: set[tuple[str, str]] = set()
+    rebuilt: dict[str, str] = {}
+    _PENDING.append(pending)
+    try:
+        yield rebuilt
+    finally:
+        _PENDING.pop()
+        for pipeline, month in sorted(pending):
+            rebuilt[month] = rebuild_month(pipeline, month, replaces=find_month_run(pipeline, month))["run_id"]
+
+
+def _defer(pipeline: str, month: str) -> bool:
+    """Mark the month for rebuilding at the end of the open batched_rebuilds block; False when none is open."""
+    if not _PENDING:
+        return False
+    _PENDING[-1].add((pipeline, month))
+    return True
+
+
 BATCH = 1000  # MLflow's limit of metrics per log_batch
 
 
@@ -122,9 +158,14 @@ def log_day(pipeline: str, day: dt.date, rows: pd.DataFrame, counts: dict[str, A
     run_id = find_month_run(pipeline, month)
     step = day.toordinal()
     metrics = day_metrics(day, rows, counts)
+    deferred = {"run_id": run_id, "month": month, "step": step, "rebuilt": PENDING, "metrics": len(metrics)}
     if run_id is None:
         run_id = _create_month_run(pipeline, month)
+    elif _PENDING and (pipeline, month) in _PENDING[-1]:
+        return deferred
     elif step in _logged_steps(run_id):
+        if _defer(pipeline, month):
+            return deferred
         return {**rebuild_month(pipeline, month, replaces=run_id), "step": step, "metrics": len(metrics)}
     _log(run_id, metrics)
     return {"run_id": run_id, "month": month, "step": step, "rebuilt": False, "metrics": len(metrics)}
@@ -140,6 +181,8 @@ def forget_day(pipeline: str, day: dt.date) -> dict[str, Any] | None:
     run_id = find_month_run(pipeline, month)
     if run_id is None or day.toordinal() not in _logged_steps(run_id):
         return None
+    if _defer(pipeline, month):
+        return {"run_id": run_id, "month": month, "rebuilt": PENDING}
     return rebuild_month(pipeline, month, replaces=run_id)
 
 

@@ -232,8 +232,12 @@ def day_outcomes(
 def outcomes(
     cfg: PipelineConfig, interval: Interval, url: str | None = None, log_to_mlflow: bool = True
 ) -> list[OutcomeResult]:
-    """The outcomes of every scored day whose labels are due in `interval` (see `scored_days`), in order."""
-    return [day_outcomes(cfg, day, url=url, log_to_mlflow=log_to_mlflow) for day in scored_days(cfg, interval)]
+    """The outcomes of every scored day whose labels are due in `interval` (see `scored_days`), in order.
+
+    Days logged before are logged again with one rebuild of each month's run (`batched_rebuilds`).
+    """
+    with outcome_runs.batched_rebuilds():
+        return [day_outcomes(cfg, day, url=url, log_to_mlflow=log_to_mlflow) for day in scored_days(cfg, interval)]
 
 
 def read_outcomes(pipeline: str, day: str) -> pd.DataFrame | None:

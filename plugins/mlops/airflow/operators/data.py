@@ -268,6 +268,7 @@ class OutcomesOperator(PipelineOperator):
     operator_extra_links = (MlflowRunLink(),)
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
+        from mlops.io.outcome_runs import batched_rebuilds
         from mlops.stages.outcomes import NOT_SCORED, day_outcomes, scored_days
 
         cfg = self.config()
@@ -280,7 +281,7 @@ class OutcomesOperator(PipelineOperator):
         url = self.resolved(source_url, cfg) if cfg.labels.source is None else None
         forbidden = "backfill run: backfills never trigger retraining" if _run_type(context) == "backfill" else None
         summaries, emitted = [], False
-        with failing_at_once():
+        with failing_at_once(), batched_rebuilds() as rebuilt:  # a month's MLflow run rebuilt once, not per day
             for day in days:
                 result = day_outcomes(cfg, day, url=url)
                 summary = result.summary()
@@ -290,6 +291,9 @@ class OutcomesOperator(PipelineOperator):
                     summary["judgement"] = self._judge(context, cfg, day, why_not)
                     emitted = emitted or summary["judgement"]["trigger"]["emit"]
                 summaries.append(summary)
+        for s in summaries:
+            if s.get("mlflow") and s["mlflow"].get("month") in rebuilt:
+                s["mlflow"] = {**s["mlflow"], "run_id": rebuilt[s["mlflow"]["month"]]}
         logged = [s["mlflow"]["run_id"] for s in summaries if s.get("mlflow")]
         if logged:
             context["ti"].xcom_push(key=XCOM_KEY, value=logged[-1])
