@@ -37,6 +37,7 @@ STAGE = "outcomes"
 COUNT_METRICS = ("predictions", "labelled", "missing", "unknown", "unmatched", "duplicate_keys", "coverage")
 SENTINEL = "labels/predictions"  # logged for every day: its steps are the days logged
 _BAD = re.compile(r"[^A-Za-z0-9_\-. :/]")
+BATCH = 1000  # MLflow's limit of metrics per log_batch
 _PENDING: list[set[tuple[str, str]]] = []  # the (pipeline, month)s to rebuild, per open batched_rebuilds block
 PENDING = "at the end of the task"  # the `rebuilt` value of a day whose month is rebuilt when the block ends
 
@@ -67,9 +68,6 @@ def _defer(pipeline: str, month: str) -> bool:
         return False
     _PENDING[-1].add((pipeline, month))
     return True
-
-
-BATCH = 1000  # MLflow's limit of metrics per log_batch
 
 
 def experiment_name(pipeline: str) -> str:
