@@ -10,7 +10,9 @@ copy is still refused while it runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -122,8 +124,9 @@ def test_the_memo_holds_only_inside_its_block_and_nests():
     assert e.configuration is not first
 
 
-def _store_reads(context) -> dict[str, int]:
-    """A counter of `get`s per GX store (suites, definitions, checkpoints), filled while it is active."""
+@contextlib.contextmanager
+def _store_reads(context) -> Iterator[dict[str, int]]:
+    """A counter of `get`s per GX store (suites, definitions, checkpoints), filled inside the block."""
     counts = {"suites": 0, "definitions": 0, "checkpoints": 0}
     stores = {
         "suites": context.expectations_store,
@@ -138,7 +141,11 @@ def _store_reads(context) -> dict[str, int]:
             return _original(*args, **kwargs)
 
         store.get = counted
-    return counts
+    try:
+        yield counts
+    finally:
+        for store in stores.values():
+            del store.get  # the class's method again
 
 
 def test_a_trusted_checkpoint_runs_without_reading_the_store_back_and_stores_the_same_result(frames):
@@ -148,8 +155,7 @@ def test_a_trusted_checkpoint_runs_without_reading_the_store_back_and_stores_the
     checkpoint = gx_checks._stored_checkpoint(gx, context, batch_definition, suite)
     from great_expectations.core.run_identifier import RunIdentifier
 
-    reads = _store_reads(context)
-    try:
+    with _store_reads(context) as reads:
         outcomes = {}
         for name, trusted in (("checked", False), ("trusted", True)):
             before = dict(reads)
@@ -167,9 +173,6 @@ def test_a_trusted_checkpoint_runs_without_reading_the_store_back_and_stores_the
             stored = _comparable(context.validation_results_store.get(key))
             assert stored == _comparable(result)
             outcomes[name] = (stored, {k: reads[k] - before[k] for k in reads})
-    finally:
-        for store in (context.expectations_store, context.validation_definition_store, context.checkpoint_store):
-            del store.get  # the class's method again
     assert outcomes["trusted"][0] == outcomes["checked"][0]
     # GX's own checks read each back; trusted, only the Data Docs read the suite (to render its page)
     checked, trusted = outcomes["checked"][1], outcomes["trusted"][1]
@@ -183,17 +186,13 @@ def test_an_unchanged_store_is_read_once_through_its_checkpoint(frames):
     suite = gx_checks.build_suite(cfg)
     gx, context, batch_definition = gx_checks._context()
     first = gx_checks._stored_checkpoint(gx, context, batch_definition, suite)
-    reads = _store_reads(context)
-    try:
+    with _store_reads(context) as reads:
         again = gx_checks._stored_checkpoint(gx, context, batch_definition, gx_checks.build_suite(cfg))
         unchanged = dict(reads)
         v = cfg.validation
         changed_cfg = cfg.model_copy(update={"validation": v.model_copy(update={"max_rows": v.max_rows + 1})})
         changed = gx_checks._stored_checkpoint(gx, context, batch_definition, gx_checks.build_suite(changed_cfg))
         gx_checks._stored_checkpoint(gx, context, batch_definition, suite)  # the committed rules stored again
-    finally:
-        for store in (context.expectations_store, context.validation_definition_store, context.checkpoint_store):
-            del store.get
     assert unchanged == {"suites": 1, "definitions": 1, "checkpoints": 1}, unchanged
     assert again.id == first.id
     assert gx_checks._content(again.validation_definitions[0].suite) == gx_checks._content(suite)

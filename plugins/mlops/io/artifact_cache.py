@@ -141,8 +141,6 @@ def fetch_model(name: str, version: str | int) -> Path:
     path = cached_model(name, version)
     if path is not None:
         return path
-    from mlflow.exceptions import MlflowException
-
     from mlops.io import registry
 
     ref = registry.version(name, version)  # LookupError for a missing version, before any download
@@ -153,14 +151,8 @@ def fetch_model(name: str, version: str | int) -> Path:
     _remove_stale_downloads(where)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=where))
     try:
-        try:
+        with registry.reachable(f"downloading {ref.uri}"):
             downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(tmp)))
-        except (MlflowException, OSError) as exc:
-            if registry.unreachable(exc):
-                raise registry.RegistryUnavailableError(
-                    f"MLflow is unreachable reading the model of {name} v{version}: {exc}"
-                ) from exc
-            raise
         manifest = json.dumps({str(p.relative_to(downloaded)): _sha256(p) for p in _files(downloaded)}, sort_keys=True)
         (downloaded / MANIFEST).write_text(manifest)
         target = where / hashlib.sha256(manifest.encode()).hexdigest()

@@ -61,13 +61,14 @@ def missing_days(cfg: PipelineConfig, window: Interval) -> list[dt.date]:
 
 
 def read_training_set(pipeline: str, key: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """The assembled training window of key `key`: every column, or only `columns` (in that order).
+    """The assembled training window of key `key`: every column, or only `columns` (in that order,
+    each once: see `model_columns`).
 
     Reading every column verifies the content digest as well as the page checksums (lake.read_partition);
     a stage that needs a few columns reads only those (about 1 s less per million rows) and relies on
     the page checksums.
     """
-    return lake.read_partition(training_dir(pipeline), key, list(dict.fromkeys(columns)) if columns else None)
+    return lake.read_partition(training_dir(pipeline), key, columns)
 
 
 def read_training_set_and_digest(pipeline: str, key: str) -> tuple[pd.DataFrame, str]:
