@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import yaml
 
@@ -208,3 +209,78 @@ def test_a_validation_builds_only_its_page_and_the_suite_page_only_after_the_sui
     _, context, _ = gx_checks._context()
     context.build_data_docs()
     assert {p: _timeless(p.read_text()) for p in built} == built
+
+
+def _gx_own_index(project: Path, copy: Path) -> str:
+    """The index page GX's own site and index builders render for a copy of the GX project (full rebuild)."""
+    import shutil
+
+    import great_expectations as gx
+
+    shutil.copytree(project, copy)
+    context = gx.get_context(mode="file", project_root_dir=str(copy.parent))
+    sites = context.variables.data_docs_sites
+    for site in sites.values():
+        site.pop("module_name", None)
+        site["class_name"] = "SiteBuilder"
+        index = site["site_index_builder"]
+        index.pop("module_name", None)
+        index["class_name"] = "DefaultSiteIndexBuilder"
+    context.variables.data_docs_sites = sites
+    context.build_data_docs()
+    return (copy / "uncommitted" / "data_docs" / "local_site" / "index.html").read_text()
+
+
+def test_an_update_lists_no_store_and_its_index_is_gx_own(mlops_home, flights_cfg, tmp_path, monkeypatch):
+    """`gx_views.LatestSiteBuilder` / `LatestResultsIndexBuilder`: a validation's update walks no folder of
+    results or pages and rewrites no static file; its index is the one GX's builders render from scratch,
+    also after a result is deleted, a day validated again, or the kept list lost."""
+    from great_expectations.data_context.store.tuple_store_backend import TupleFilesystemStoreBackend
+
+    from mlops.io import gx_views
+
+    days = [f"2013-02-{d:02d}" for d in range(1, 11)]  # more than the index lists
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-11"))
+    project = mlops_home / "gx" / "gx"
+    site = gx_checks.data_docs_index().parent
+    listed: list[str] = []
+    own_list_keys = TupleFilesystemStoreBackend.list_keys
+
+    def counting(self, prefix=()):
+        listed.append(str(self.full_base_directory) + "/" + "/".join(self.filepath_prefix or ()))
+        return own_list_keys(self, prefix)
+
+    monkeypatch.setattr(TupleFilesystemStoreBackend, "list_keys", counting)
+    for day in days[:2]:
+        validate(flights_cfg, Interval.parse(day), references={}, data_docs=True)
+    static = {p: p.stat().st_mtime_ns for p in (site / "static").rglob("*") if p.is_file()}
+    assert len(static) > 10
+    listed.clear()
+    for day in days[2:]:
+        validate(flights_cfg, Interval.parse(day), references={}, data_docs=True)
+    assert not [p for p in listed if "validations" in p], listed  # only the two suites' folders
+    assert {p: p.stat().st_mtime_ns for p in static} == static
+    kept = json.loads((site / gx_views.LATEST).read_text())
+    assert [e["key"][1] for e in kept] == days[::-1][: gx_checks.DATA_DOCS_INDEX_LIMIT]
+    assert all(e["success"] in (True, False) and e["asset_name"] == "partition" for e in kept)
+    monkeypatch.setattr(TupleFilesystemStoreBackend, "list_keys", own_list_keys)
+    ours = gx_checks.data_docs_index().read_text()
+    assert _timeless(ours) == _timeless(_gx_own_index(project, tmp_path / "a" / "gx"))
+
+    # the newest result deleted (its page stays): gone from the next update's index; a day validated again
+    # is listed once; a static file lost is copied again
+    newest = next(p for p in (project / "uncommitted" / "validations").rglob("*.json") if days[-1] in p.parts)
+    newest.unlink()
+    (next(iter(static))).unlink()
+    validate(flights_cfg, Interval.parse(days[3]), references={}, data_docs=True)
+    index = gx_checks.data_docs_index().read_text()
+    assert days[-1] not in index and index.count(f"{days[3]}/") == index.count(f"{days[4]}/") > 0
+    assert next(iter(static)).exists()
+    assert _timeless(index) == _timeless(_gx_own_index(project, tmp_path / "b" / "gx"))
+
+    # the kept list unreadable: the update lists the stores once (GX's way), and keeps the list again
+    (site / gx_views.LATEST).write_text("{not json")
+    validate(flights_cfg, Interval.parse(days[5]), references={}, data_docs=True)
+    assert json.loads((site / gx_views.LATEST).read_text())
+    ours = gx_checks.data_docs_index().read_text()
+    assert _timeless(ours) == _timeless(_gx_own_index(project, tmp_path / "c" / "gx"))

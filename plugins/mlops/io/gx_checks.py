@@ -7,7 +7,8 @@ checkpoint also updates the Data Docs site (`gx/uncommitted/data_docs/local_site
 
 Data Docs are updated incrementally: a run renders the page of its own validation result and of its
 suite only (GX's `UpdateDataDocsAction` passes those resource identifiers), and the index lists the
-latest `DATA_DOCS_INDEX_LIMIT` results, so its cost does not grow with the days stored. The site
+latest `DATA_DOCS_INDEX_LIMIT` results from a list kept beside it, listing no store, so its cost does
+not grow with the days stored (a year's store: see docs/benchmarks.md, "Data Docs"). The site
 renders with GX's views whose compiled templates are kept on disk (`mlops.io.gx_views`). A pipeline
 has one stored suite per kind (`<pipeline>_partition` for a day, `<pipeline>_window` for a training
 window), not one per day. The file store is not safe for concurrent writers (GX writes its JSON files
@@ -105,7 +106,10 @@ def _configure_sites(context) -> None:
       listed to render it: unbounded, the daily update costs more every day);
     - pages render with `mlops.io.gx_views`, GX's views with their compiled templates kept on disk;
     - a validation's update builds only its own page and, when the suite changed, the suite's page
-      (`gx_views.ChangedPagesSectionBuilder`).
+      (`gx_views.ChangedPagesSectionBuilder`);
+    - an update lists no store for the index and copies GX's static files only when missing
+      (`gx_views.LatestSiteBuilder`, `gx_views.LatestResultsIndexBuilder`);
+    - no profiling section (GX's default one lists every stored result on each update, to find none).
     """
     sites = context.variables.data_docs_sites or {}
     changed = False
@@ -113,8 +117,13 @@ def _configure_sites(context) -> None:
         index = site.setdefault("site_index_builder", {"class_name": "DefaultSiteIndexBuilder"})
         sections = site.setdefault("site_section_builders", {})
         wanted = [
+            (site, "module_name", "mlops.io.gx_views"),
+            (site, "class_name", "LatestSiteBuilder"),
+            (index, "module_name", "mlops.io.gx_views"),
+            (index, "class_name", "LatestResultsIndexBuilder"),
             (index, "validation_results_limit", DATA_DOCS_INDEX_LIMIT),
             (index, "view", _view("CachedIndexPageView")),
+            (sections, "profiling", "None"),  # GX's default section: it lists every result to find profiles
         ]
         for name in ("expectations", "validations"):
             section = sections.setdefault(name, {})

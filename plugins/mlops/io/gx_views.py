@@ -17,6 +17,17 @@ renders the suite's page again with each validation although the suite seldom ch
 the given keys up directly, and renders a suite page only when it is missing or older than the suite's
 stored file; the pages it renders are GX's own.
 
+`LatestSiteBuilder` and `LatestResultsIndexBuilder` keep an update's cost independent of the results
+stored. GX's index builder lists every stored validation result and every page on each update (two
+walks of a folder tree that grows by a result a day), then reads each listed result back through its
+schema (marshmallow) for two fields; GX's site builder copies its 20 static files again on each update.
+Here an update's index starts from the list it kept last time (`LATEST`, in the site's folder, with
+each result's index fields) and adds the update's new results; when a listed result or page is gone,
+GX lists the stores instead, that once (an older result may take its place). The static files are
+copied when one is missing or differs in size. A full rebuild (no resources given) is GX's own, and
+writes the list again. The index page is GX's (same renderer, view and entries:
+`tests/unit/test_gx_store.py` compares it with the one GX's own builders render from scratch).
+
 This module imports Great Expectations at its top: GX imports it when it builds Data Docs, and the
 preload (`plugins/preload.py`, which imports GX anyway).
 """
@@ -24,11 +35,23 @@ preload (`plugins/preload.py`, which imports GX anyway).
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
 from pathlib import Path
 
-from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
-from great_expectations.render.renderer.site_builder import DefaultSiteSectionBuilder
+from great_expectations.data_context.types.resource_identifiers import (
+    ExpectationSuiteIdentifier,
+    ValidationResultIdentifier,
+)
+from great_expectations.data_context.util import file_relative_path
+from great_expectations.render.renderer import site_builder as gx_site_builder
+from great_expectations.render.renderer.site_builder import (
+    DefaultSiteIndexBuilder,
+    DefaultSiteSectionBuilder,
+    SiteBuilder,
+)
+from great_expectations.render.util import resource_key_passes_run_name_filter
 from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 from jinja2 import FileSystemBytecodeCache
 from jinja2.bccache import Bucket
@@ -131,3 +154,159 @@ class ChangedPagesSectionBuilder(DefaultSiteSectionBuilder):
             return stored is not None and page is not None and page.stat().st_mtime_ns > stored.stat().st_mtime_ns
         except FileNotFoundError:
             return False
+
+
+# The list of the results the index shows, with their index fields, in the site's folder.
+LATEST = ".mlops-latest-validations.json"
+
+
+class LatestSiteBuilder(SiteBuilder):
+    """GX's site builder, handing an update's resources to the index builder, copying static files only when needed.
+
+    What `SiteBuilder.build` does (GX 1.24), in the same order: each section's pages, the static files,
+    the index.
+    """
+
+    def build(self, resource_identifiers=None, build_index: bool = True):
+        for section in self.site_section_builders.values():
+            section.build(resource_identifiers=resource_identifiers)
+        if resource_identifiers is None or not _static_files_current(self.target_store):
+            self.target_store.copy_static_assets()
+        index = self.site_index_builder
+        if isinstance(index, LatestResultsIndexBuilder):
+            index.new_results = (
+                None
+                if resource_identifiers is None
+                else [k for k in resource_identifiers if isinstance(k, ValidationResultIdentifier)]
+            )
+        _, links = index.build(build_index=build_index)
+        return self.get_resource_url(only_if_exists=False), links
+
+
+def _static_files_current(target_store) -> bool:
+    """Whether the site holds each of GX's static files, with the size of GX's copy (a missing or
+    partly written file, or another GX version's, is copied again)."""
+    backend = target_store.store_backends.get("static_assets")
+    base = getattr(backend, "full_base_directory", None)
+    if base is None:
+        return False
+    source = Path(file_relative_path(gx_site_builder.__file__, os.path.join("..", "view", "static")))
+    if not source.is_dir():
+        return False
+    for path in source.rglob("*"):
+        if path.is_file() and path.name != ".DS_Store":
+            copy = Path(base) / "static" / path.relative_to(source)
+            try:
+                if copy.stat().st_size != path.stat().st_size:
+                    return False
+            except FileNotFoundError:
+                return False
+    return True
+
+
+class LatestResultsIndexBuilder(DefaultSiteIndexBuilder):
+    """GX's index builder; an update (`new_results` set by LatestSiteBuilder) lists no store and reads
+    no result through GX's schema (see the module's docstring). Without `new_results`, or without a
+    kept list, GX's own listing."""
+
+    new_results: list | None = None
+    _summaries: dict = {}  # noqa: RUF012 (replaced per build) key tuple -> index fields of the listed results
+
+    def _build_validation_and_profiling_result_site_keys(self, skip_and_clean_missing: bool) -> list:
+        new, self.new_results = self.new_results, None
+        kept = None if new is None else self._read_latest()
+        summaries = {tuple(e["key"]): e for e in kept or ()}
+        keys = [ValidationResultIdentifier.from_tuple(k) for k in summaries]
+        if kept is None or not all(self._page_and_result_exist(k) for k in keys):
+            # a full rebuild, no kept list, or a listed result or page gone (an older one may take its
+            # place): GX lists both stores, and drops pages whose result is gone
+            keys = super()._build_validation_and_profiling_result_site_keys(skip_and_clean_missing)
+        else:
+            keys += [k for k in new if k.to_tuple() not in summaries]
+        latest = self._latest(keys)
+        self._summaries = {k.to_tuple(): summaries.get(k.to_tuple()) or self._summary(k) for k in latest}
+        self._write_latest(latest)
+        return latest
+
+    def _latest(self, keys: list) -> list:
+        """The keys the index lists: GX's filter, newest first, at most `validation_results_limit`."""
+        config = self.site_section_builders_config.get("validations", "None")
+        if not config or config in gx_site_builder.FALSEY_YAML_STRINGS:
+            return []
+        keys = [k for k in keys if resource_key_passes_run_name_filter(k, config["run_name_filter"])]
+        keys = sorted(keys, key=lambda k: k.run_id.run_time, reverse=True)
+        return keys[: self.validation_results_limit] if self.validation_results_limit else keys
+
+    def _add_validations_to_index_links(self, index_links_dict, keys: list) -> None:
+        """GX's entries for `keys` (newest first), their fields read from the kept list or the stored JSON."""
+        for key in keys:
+            summary = self._summaries.get(key.to_tuple())
+            if summary is None:
+                log.warning("Validation result not found: %s - skipping", key.to_tuple())
+                continue
+            self.add_resource_info_to_index_links_dict(
+                index_links_dict=index_links_dict,
+                expectation_suite_name=key.expectation_suite_identifier.name,
+                section_name="validations",
+                batch_identifier=key.batch_identifier,
+                run_id=key.run_id,
+                validation_success=summary["success"],
+                run_time=key.run_id.run_time,
+                run_name=key.run_id.run_name,
+                asset_name=summary["asset_name"],
+                batch_kwargs=summary["batch_kwargs"],
+                batch_spec=summary["batch_spec"],
+            )
+
+    def _source_backend(self):
+        name = (self.source_stores or {}).get("validations") or self.data_context.validation_results_store_name
+        return self.data_context.stores[name].store_backend
+
+    def _page_and_result_exist(self, key) -> bool:
+        page = self.target_store.store_backends[ValidationResultIdentifier]
+        return page.has_key(key.to_tuple()) and self._source_backend().has_key(key.to_tuple())
+
+    def _summary(self, key) -> dict | None:
+        """What the index shows of a stored result (`success`, asset name, batch kwargs and spec), read as JSON."""
+        path = _file(self._source_backend(), key.to_tuple())
+        try:
+            stored = json.loads(path.read_text()) if path is not None else None
+        except (OSError, ValueError) as exc:
+            log.warning("Validation result %s unreadable (%s) - skipping", key.to_tuple(), exc)
+            return None
+        if stored is None:  # not a file store: GX reads it
+            result = self.data_context.validation_results_store.get(key)
+            stored = {"success": result.success, "meta": result.meta}
+        meta = stored.get("meta") or {}
+        batch_kwargs, batch_spec = meta.get("batch_kwargs", {}), meta.get("batch_spec", {})
+        asset = batch_kwargs.get("data_asset_name") or batch_spec.get("data_asset_name")
+        if not asset and "active_batch_definition" in meta:
+            asset = meta["active_batch_definition"].get("data_asset_name")
+        return {
+            "key": list(key.to_tuple()),
+            "success": stored.get("success"),
+            "asset_name": asset or None,
+            "batch_kwargs": batch_kwargs,
+            "batch_spec": batch_spec,
+        }
+
+    def _latest_path(self) -> Path | None:
+        base = getattr(self.target_store.store_backends[ValidationResultIdentifier], "full_base_directory", None)
+        return None if base is None else Path(base) / LATEST
+
+    def _read_latest(self) -> list[dict] | None:
+        path = self._latest_path()
+        try:
+            kept = json.loads(path.read_text()) if path is not None else None
+        except (OSError, ValueError):
+            return None
+        return kept if isinstance(kept, list) and all(isinstance(e, dict) and "key" in e for e in kept) else None
+
+    def _write_latest(self, keys: list) -> None:
+        path = self._latest_path()
+        if path is None:
+            return
+        entries = [self._summaries[k.to_tuple()] for k in keys if self._summaries.get(k.to_tuple())]
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entries, default=str))
+        os.replace(tmp, path)
