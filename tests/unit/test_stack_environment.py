@@ -1,4 +1,5 @@
-"""The environment of the local stack's processes (`mlops up`, `mlops replay`): bytecode is cached."""
+"""The environment of the local stack's processes (`mlops up`, `mlops replay`): bytecode is cached,
+the task supervisor notices a task's exit within a second, MLflow sends no telemetry."""
 
 from __future__ import annotations
 
@@ -40,3 +41,15 @@ def test_the_stack_writes_bytecode_under_its_home_even_when_the_caller_does_not(
 def test_a_cache_the_caller_chose_is_kept(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path / "mine"))
     assert _env(tmp_path)["PYTHONPYCACHEPREFIX"] == str(tmp_path / "mine")
+
+
+def test_airflow_and_mlflow_read_the_stack_settings_as_meant(tmp_path):
+    """Read back by Airflow's and MLflow's own code in a process with the stack's environment (a misspelt
+    variable would be ignored silently): the supervisor's wait for a task's exit, and MLflow's telemetry."""
+    code = (
+        "from airflow.configuration import conf; from mlflow.telemetry.utils import is_telemetry_disabled; "
+        "print('read:', conf.getint('workers', 'min_heartbeat_interval'), is_telemetry_disabled())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True, check=True)
+    [line] = [line for line in out.stdout.splitlines() if line.startswith("read:")]
+    assert line.split() == ["read:", "1", "True"], out

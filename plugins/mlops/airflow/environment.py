@@ -43,6 +43,7 @@ def configure(parallelism: int = 4) -> dict[str, str]:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "GX_ANALYTICS_ENABLED": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",  # no usage events, no fetch of their config from the internet
         "MLOPS_HOME": str(mlops_home()),
     }
     set_now = {k: v for k, v in wanted.items() if k not in os.environ}
@@ -133,9 +134,15 @@ def stack_environment(
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        # The task supervisor waits for its task's process to exit in a select() of at most this many
+        # seconds (and heartbeats no more often): a process still exiting when its sockets have closed
+        # cost up to 5 s (the default) before its end was recorded; in a year's replay a third of the
+        # failing tasks (those that send a mail) took 5.2-5.5 s against a median 0.2 s.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW_CONN_SMTP_DEFAULT": smtp,
         "GX_ANALYTICS_ENABLED": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",  # no usage events, no fetch of their config from the internet
         "MLFLOW_TRACKING_URI": mlflow_url.replace("localhost", "127.0.0.1"),
         "MLOPS_MLFLOW_UI_URL": mlflow_url,
         "MLOPS_HOME": str(home),
