@@ -23,7 +23,6 @@ from mlops.io import registry
 from mlops.reporting.promotion import REPORT_PATH, config_diff, flatten, render_promotion_report, slice_deltas
 from mlops.stages.assemble import assemble
 from mlops.stages.evaluate import evaluate
-from mlops.stages.feature_audit import audit_challenger, run_feature_audit
 from mlops.stages.ingest import ingest_missing
 from mlops.stages.promote import load_evaluation, promote, report_location
 from mlops.stages.recalibrate import recalibrate
@@ -125,7 +124,6 @@ def promoted(module_home, cfg):
     second = train(other, key, WINDOW)
     recalibrate(other, key, WINDOW, second.version)
     evaluate(other, key, WINDOW, second.version)
-    audit_challenger(other, key, WINDOW, second.version)
     decision = promote(other, second.version, evaluated_champion=first.version, triggered_by="test")
     page = mlflow.artifacts.load_text(f"runs:/{second.run_id}/{REPORT_PATH}")
     return {"decision": decision, "page": page, "first": first, "second": second}
@@ -243,6 +241,7 @@ def test_the_feature_audit_is_logged_and_shown(promoted, cfg):
 def test_with_a_generous_budget_lofo_tests_every_candidate_and_names_the_flagged(promoted, cfg):
     """The configured model (version 1) on the short window, LOFO unbounded: the flights features that add nothing."""
     from mlops.io.datasets import read_training_set
+    from mlops.stages.evaluate import run_feature_audit
 
     first = promoted["first"]
     audit = cfg.audit.model_copy(update={"budget_factor": 1e6, "max_lofo_features": len(cfg.features.all)})
@@ -260,6 +259,7 @@ def test_a_version_without_fit_seconds_gets_a_reference_fit(promoted, cfg):
     """A run trained before the train stage logged `fit_seconds`: the audit times a reference fit instead."""
     from mlops.io.datasets import read_training_set
     from mlops.io.feature_audit import read_feature_audit
+    from mlops.stages.evaluate import run_feature_audit
 
     first = promoted["first"]
     run = registry.client().create_run(registry.experiment_id("audit-without-fit-seconds"))

@@ -210,7 +210,7 @@ def _deltas_html(slices: list[dict[str, Any]]) -> str:
 def feature_audit_html(audit: dict[str, Any] | None) -> str:
     """The feature-audit section: verdicts, importances with intervals, LOFO skips, correlated pairs, timing.
 
-    `audit`: the challenger's `audit/feature_audit.json` (see `stages.feature_audit.run_feature_audit`); None:
+    `audit`: the challenger's `audit/feature_audit.json` (see `stages.evaluate.run_feature_audit`); None:
     the run has no audit (disabled, or trained before audits).
     """
     esc = html.escape

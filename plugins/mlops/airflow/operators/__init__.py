@@ -12,7 +12,6 @@ from mlops.airflow.operators.data import (
 from mlops.airflow.operators.model import (
     AssembleTrainingWindowOperator,
     EvaluateOperator,
-    FeatureAuditOperator,
     PromoteOperator,
     RecalibrateOperator,
     RollbackOperator,
@@ -23,7 +22,6 @@ __all__ = [
     "AlertsOperator",
     "AssembleTrainingWindowOperator",
     "EvaluateOperator",
-    "FeatureAuditOperator",
     "IngestOperator",
     "MonitorOperator",
     "OutcomesOperator",
