@@ -3,8 +3,10 @@ the task supervisor notices a task's exit within a second, MLflow sends no telem
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from unittest import mock
 
 from mlops.airflow.environment import stack_environment
 
@@ -53,3 +55,12 @@ def test_airflow_and_mlflow_read_the_stack_settings_as_meant(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True, check=True)
     [line] = [line for line in out.stdout.splitlines() if line.startswith("read:")]
     assert line.split() == ["read:", "1", "True"], out
+
+
+def test_the_demo_environment_turns_mlflow_telemetry_off(tmp_path, monkeypatch):
+    from mlops.airflow.environment import configure
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    with mock.patch.dict(os.environ):  # configure() sets Airflow's variables too: all restored after
+        assert configure()["MLFLOW_DISABLE_TELEMETRY"] == "true"
