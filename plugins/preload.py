@@ -52,6 +52,10 @@ if os.environ.get("MLOPS_PRELOAD") == "1":
         importlib.import_module(_module)
     # matplotlib.pyplot on the Agg backend, as every plot of ours draws it: 0.5 s of each task that plots
     importlib.import_module("mlops.reporting.plots").pyplot()
+    # MLflow maps every installed module to its package (`packages_distributions`, 0.2 s) the first time
+    # a process logs a model, to check the model's pinned requirements: once here, not in each train task
+    _requirements = importlib.import_module("mlflow.utils.requirements_utils")
+    getattr(_requirements, "_init_modules_to_packages_map", lambda: None)()
 
 
 class MlopsPreload(AirflowPlugin):

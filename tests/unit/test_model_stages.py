@@ -144,6 +144,27 @@ def test_train_registers_version_one_as_challenger(first, small_cfg):
     assert 0.5 < run.data.metrics["evaluation_roc_auc"] < 1
 
 
+def test_the_version_holds_its_tags_metrics_and_run(first, small_cfg):
+    """The version names the train run and its logged model; the run's metrics (the fit's seconds
+    included) are each logged once, linked to that model, so the model's page shows them too."""
+    trained = first["train"]
+    c = registry.client()
+    mv = c.get_model_version("flights", trained.version)
+    assert mv.run_id == trained.run_id
+    assert mv.tags["fingerprint"] == trained.fingerprint and mv.tags["data_validation_status"] == "passed"
+    assert mv.source.startswith("models:/")  # the logged model (the SQLite store leaves mv.model_id empty)
+    model = c.get_logged_model(mv.source.removeprefix("models:/"))
+    assert model.source_run_id == trained.run_id
+    assert model.tags["training_window"] == WINDOW.key
+    run_metrics = c.get_run(trained.run_id).data.metrics
+    assert registry.FIT_SECONDS in run_metrics and "evaluation_roc_auc" in run_metrics
+    linked = {m.key: m.value for m in model.metrics}  # later stages log more to the run, not to the model
+    assert linked == {k: run_metrics[k] for k in {**trained.metrics, **trained.seconds}}
+    for key in ("evaluation_roc_auc", registry.FIT_SECONDS):
+        history = c.get_metric_history(trained.run_id, key)
+        assert len(history) == 1  # once: not logged to the run, then again by `log_model` to link it
+
+
 def test_train_logs_dataset_inputs_and_the_reference_profile(first, small_cfg, assembled):
     run = registry.client().get_run(first["train"].run_id)
     inputs = run.inputs.dataset_inputs

@@ -203,10 +203,16 @@ def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics,
             dataset = registry.pandas_dataset(part, source, f"{cfg.name}-{name}-{getattr(split, name).key}", digest)
             mlflow.log_input(dataset, context=name)
             mlflow.set_tag(f"lake_digest.{name}", digest)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_dict(reference, registry.REFERENCE_PROFILE)
         mlflow.log_dict(cfg.masked_dump(), "config/pipeline.json")  # passwords and tokens masked
         example = model_input(parts["train"].head(5), cfg.features)
+        version_tags = {
+            "training_window": tags["training_window"],
+            "config_digest": cfg.digest,
+            "fingerprint": tags["fingerprint"],
+            "data_validation_status": "passed",
+            "airflow_run_id": tags["airflow_run_id"],
+        }
         info = mlflow.sklearn.log_model(
             estimator,
             name="model",
@@ -214,17 +220,14 @@ def _log_and_register(cfg, estimator, parts, split, training_key, tags, metrics,
             input_example=example,
             pip_requirements=[f"{p}=={_version(p)}" for p in PIP_REQUIREMENTS],
             serialization_format="cloudpickle",
-            registered_model_name=cfg.name,
-            # the version is created with its tags in one request: no crash can leave it untagged
-            tags={
-                "training_window": tags["training_window"],
-                "config_digest": cfg.digest,
-                "fingerprint": tags["fingerprint"],
-                "data_validation_status": "passed",
-                "airflow_run_id": tags["airflow_run_id"],
-            },
+            tags=version_tags,
         )
-    version = str(info.registered_model_version)
+        # The metrics go to the run and to the logged model in one request. Logged before the model,
+        # `log_model` would link them itself by reading each one's history (a request per metric).
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, model_id=info.model_id)
+        # Registered last, with its tags in one request: a version exists only with its tags and metrics.
+        registered = mlflow.register_model(info.model_uri, cfg.name, tags=version_tags)
+    version = str(registered.version)
     registry.client().set_registered_model_alias(cfg.name, registry.CHALLENGER, version)
     return run.info.run_id, version
 
