@@ -53,9 +53,8 @@ class AirflowApi:
             raise RuntimeError(f"trigger {dag_id} {run_id}: HTTP {r.status_code} {r.text}")
         return r.json()
 
-    def wait_run(self, dag_id: str, run_id: str, timeout: float, services=(), interval: float = 0.5) -> dict:
-        """Poll the run every `interval` seconds until it is `success` or `failed`; returns the run as the
-        API gives it.
+    def wait_run(self, dag_id: str, run_id: str, timeout: float, services=()) -> dict:
+        """Poll the run until it is `success` or `failed`; returns the run as the API gives it.
 
         Raises TimeoutError after `timeout` seconds, or RuntimeError when one of `services` (the stack's
         processes) has died meanwhile (`stack.wait_until`)."""
@@ -67,7 +66,7 @@ class AirflowApi:
             run.update(self.get(f"/dags/{dag_id}/dagRuns/{run_id}"))
             return run["state"] in ENDED_RUN_STATES
 
-        wait_until(ended, timeout, f"{dag_id} run {run_id}", list(services), interval)
+        wait_until(ended, timeout, f"{dag_id} run {run_id}", list(services))
         return run
 
     def tasks(self, dag_id: str, run_id: str) -> dict[str, str | None]:

@@ -34,9 +34,6 @@ from typing import Any
 
 REPORT_NAME = "{pipeline}-replay"
 BACKFILL_TIMEOUT = 3600.0
-SLEEP_SHARE = 0.8  # of a step's expected seconds, slept before the first look at Airflow (`Pacing`)
-FAST_POLL = 0.1  # seconds between looks after that
-HISTORY = 5  # a kind of step is expected to take at least the least of its last HISTORY durations
 
 
 @dataclass
@@ -192,35 +189,6 @@ def _report(cfg, stack, driver, the_plan, previous, reports_dir: Path, span: tup
     return data
 
 
-class Pacing:
-    """When the replay driver looks at Airflow again, for each kind of step (e.g. a daily backfill of 4
-    days, a retrain, an outcomes run).
-
-    A step is expected to take at least the least of its kind's last HISTORY durations: the driver
-    sleeps SLEEP_SHARE of that, then polls every FAST_POLL s. Polling every 0.5 s throughout, it saw a
-    step's end 0.25 s late on average, about 290 times in a year; now about 0.05 s, with fewer requests
-    to the api-server (each request takes it CPU that the tasks would use).
-    """
-
-    def __init__(self, sleep=time.sleep, clock=time.monotonic) -> None:
-        self.sleep, self.clock = sleep, clock
-        self.seconds: dict[Any, list[float]] = {}
-
-    def expected(self, kind) -> float:
-        """Seconds a step of `kind` takes at least, from its last durations (0: none yet)."""
-        return min(self.seconds.get(kind, [])[-HISTORY:], default=0.0)
-
-    def wait(self, kind, wait: Any) -> Any:
-        """Sleep SLEEP_SHARE of `kind`'s expected seconds, then `wait(interval)` (which polls every
-        `interval` s and returns when the step has ended); records the whole time; returns what
-        `wait` returns."""
-        began = self.clock()
-        self.sleep(SLEEP_SHARE * self.expected(kind))
-        out = wait(FAST_POLL)
-        self.seconds.setdefault(kind, []).append(self.clock() - began)
-        return out
-
-
 class _Driver:
     """Issues the replay's triggers and backfills through the REST API and waits for them."""
 
@@ -228,7 +196,6 @@ class _Driver:
         self.stack, self.api, self.pipeline = stack, stack.api, pipeline
         self.max_active_runs, self.reprocess, self.echo = max_active_runs, reprocess, echo
         self.runs: list[dict[str, Any]] = []  # every run the replay made, with its kind
-        self.pacing = Pacing()
 
     def wait_for_dags(self) -> None:
         from mlops.local.stack import wait_until
@@ -291,10 +258,7 @@ class _Driver:
             runs[:] = found
             return len(found) >= expected and all(run["state"] in ENDED_RUN_STATES for run in found)
 
-        what = f"backfill {backfill_id} of {dag_id} {first}..{last}"
-        self.pacing.wait(
-            (kind, expected), lambda every: wait_until(ended, BACKFILL_TIMEOUT, what, self.stack.services, every)
-        )
+        wait_until(ended, BACKFILL_TIMEOUT, f"backfill {backfill_id} of {dag_id} {first}..{last}", self.stack.services)
         # Every run has ended: close the backfill now (cancel fails queued runs only, and there are none),
         # or the next backfill of this DAG is refused until that timer fires.
         closed = self.api.put(f"/backfills/{backfill_id}/cancel")
@@ -340,7 +304,7 @@ class _Driver:
         before = {r["dag_run_id"] for r in self.api.runs(retrain_id, run_type="asset_triggered")}
         t0 = time.monotonic()
         self.api.trigger(dag_id, run_id, None, conf)
-        state = self._wait_run(dag_id, run_id, 1800, pace=("outcomes", (last - first).days + 1))
+        state = self._wait_run(dag_id, run_id, 1800)
         self.runs.append(
             {
                 "kind": "outcomes",
@@ -375,18 +339,13 @@ class _Driver:
         wait_until(created, 300, f"the retrain that the {self.pipeline}_degraded event triggers", self.stack.services)
         t0 = time.monotonic()
         for run in found:
-            state = self._wait_run(dag_id, run["dag_run_id"], 1800, pace=("triggered", 1))
+            state = self._wait_run(dag_id, run["dag_run_id"], 1800)
             run = self.api.get(f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}")
             self.runs.append({"kind": "triggered", **run, "state": state})
             self.echo(f"triggered retrain {run['dag_run_id']}: {state} in {time.monotonic() - t0:.0f} s")
 
-    def _wait_run(self, dag_id: str, run_id: str, timeout: float, pace: tuple | None = None) -> str:
-        """The run's end state, polled every 0.5 s, or paced as its kind `pace` (`Pacing`)."""
-        if pace is None:
-            return self.api.wait_run(dag_id, run_id, timeout, self.stack.services)["state"]
-        return self.pacing.wait(
-            pace, lambda every: self.api.wait_run(dag_id, run_id, timeout, self.stack.services, every)
-        )["state"]
+    def _wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        return self.api.wait_run(dag_id, run_id, timeout, self.stack.services)["state"]
 
 
 def _collect(cfg, stack, driver: _Driver, the_plan: ReplayPlan, start, end, wall: float) -> dict[str, Any]:

@@ -140,11 +140,8 @@ def stopped_by_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def wait_until(
-    check: Callable[[], bool], timeout: float, what: str, services: list[Service] = (), interval: float = 0.5
-) -> None:
-    """Poll `check` every `interval` seconds until true; fail early when one of `services` exits, or
-    after `timeout` seconds."""
+def wait_until(check: Callable[[], bool], timeout: float, what: str, services: list[Service] = ()) -> None:
+    """Poll `check` until true; fail early when one of `services` exits, or after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
@@ -153,7 +150,7 @@ def wait_until(
         for s in services:
             if s.proc is not None and s.proc.poll() is not None:
                 raise RuntimeError(f"{s.name} exited ({s.proc.returncode}) while waiting for {what}:\n{s.tail()}")
-        time.sleep(interval)
+        time.sleep(0.5)
     raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
 
 
