@@ -72,6 +72,58 @@ def test_four_processes_validating_at_once_leave_a_whole_store_and_site(mlops_ho
     assert "_EnvironmentConfigurationProvider" in providers and checks == done[0][1]
 
 
+def _lock_is_held_here(project_root: Path) -> bool:
+    """Whether this process holds the GX store's lock: another open file cannot lock it then."""
+    import fcntl
+
+    with (project_root / "store.lock").open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+def test_a_day_is_validated_outside_the_store_lock_and_its_data_docs_built_under_it(
+    mlops_home, flights_cfg, monkeypatch
+):
+    """Runs of several days at once validate side by side: the lock covers reading the checkpoint and
+    the Data Docs update, not GX's validator; the result is written whole, under a name GX never lists."""
+    from great_expectations.validator.v1_validator import Validator
+
+    from mlops.io import gx_views
+
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-03"))
+    validate(flights_cfg, Interval.parse("2013-02-01"), references={}, data_docs=True)  # the store exists
+    root = mlops_home / "gx"
+    seen: dict[str, list[bool]] = {"validator": [], "data_docs": []}
+    validate_suite, build = Validator.validate_expectation_suite, gx_views.LatestSiteBuilder._build
+
+    def watched_validate(self, *args, **kwargs):
+        seen["validator"].append(_lock_is_held_here(root))
+        return validate_suite(self, *args, **kwargs)
+
+    def watched_build(self, *args, **kwargs):
+        seen["data_docs"].append(_lock_is_held_here(root))
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(Validator, "validate_expectation_suite", watched_validate)
+    monkeypatch.setattr(gx_views.LatestSiteBuilder, "_build", watched_build)
+    report = validate(flights_cfg, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    assert report.checks and seen == {"validator": [False], "data_docs": [True]}
+    assert not _lock_is_held_here(root)  # released after the update
+    assert "2013-02-02" in gx_checks.data_docs_index().read_text()
+
+    _, context, _ = gx_checks._context()
+    backend = context.validation_results_store.store_backend
+    assert backend.filepath_suffix == ".json"  # so a temporary `.<name>.<pid>.tmp` is never a key
+    stored = list((root / "gx" / "uncommitted" / "validations").rglob("*"))
+    assert not [p for p in stored if p.name.endswith(".tmp")]
+    names = sorted(json.loads(p.read_text())["meta"]["run_id"]["run_name"] for p in stored if p.suffix == ".json")
+    assert names == ["2013-02-01", "2013-02-02"] and len(backend.list_keys()) == 2
+
+
 def test_an_unchanged_suite_is_not_rewritten_and_a_changed_one_is(mlops_home, flights_cfg):
     """The stored suite, definition and checkpoint are written once; a changed rule rewrites the suite."""
     ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-03"))

@@ -77,6 +77,7 @@ def _gx(project_root: str):
     pandas_execution_engine.HASH_THRESHOLD = 0
     with _store_lock(Path(project_root)):  # creating the project and adding a source rewrite its config file
         context = gx.get_context(mode="file", project_root_dir=project_root)
+        _whole_file_writes(context.validation_results_store.store_backend)
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         _configure_sites(context)
         _without_config_variables(context)
@@ -154,7 +155,30 @@ def _without_config_variables(context) -> None:
 
 def _store_lock(project_root: Path):
     """An exclusive lock on the GX file store of `project_root`, across the processes of one host."""
-    return locks.exclusive(project_root / "store.lock")
+    return locks.gx_store(project_root)
+
+
+def _whole_file_writes(backend) -> None:
+    """Make a GX file store backend write each file under a temporary name, then rename it into place.
+
+    Validation results are written outside the store's lock (each run to a new file): a reader under
+    the lock (an index or a full Data Docs rebuild that lists the stored results) then finds a result
+    whole or not at all, never half-written. The temporary name (`.<file>.<pid>.tmp`) does not end
+    with the store's `.json` suffix, so GX never lists it as a key. Replaces `TupleFilesystemStoreBackend._set`
+    on this one backend object (GX 1.24: key to path, folders made, bytes written).
+    """
+
+    def _set(key, value, **kwargs):
+        if not isinstance(key, tuple):
+            key = key.to_tuple()
+        path = Path(backend.full_base_directory) / backend._convert_key_to_filepath(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(value.encode("utf-8") if isinstance(value, str) else value)
+        os.replace(temporary, path)
+        return str(path)
+
+    backend._set = _set
 
 
 def _context():
@@ -243,8 +267,10 @@ def _distinct(expectations: list) -> list:
 def run_suite(suite, df: pd.DataFrame, run_name: str | None = None, data_docs: bool = True) -> list[dict[str, Any]]:
     """Validate `df`; one plain dict per expectation: name, column, success, observed, expected.
 
-    With `data_docs`, the run goes through a checkpoint that stores it and updates the Data Docs, under
-    the store's lock.
+    With `data_docs`, the run goes through a checkpoint that stores it and updates the Data Docs. The
+    store's lock is held while the checkpoint is read (or written), and by the Data Docs update
+    (`gx_views.LatestSiteBuilder`), not while the suite is validated: runs of several days at once
+    validate side by side, and the result is written whole to a file of its own (`_whole_file_writes`).
     Without, it runs in two passes: every expectation with BOOLEAN_ONLY results (4x faster than
     SUMMARY on a million rows), then the failed and the table-level ones again for their observed values.
     Either way each result carries what `_check` reads (RESULT_FORMAT), so both give the same checks,
@@ -253,7 +279,8 @@ def run_suite(suite, df: pd.DataFrame, run_name: str | None = None, data_docs: b
     gx, context, batch_definition = _context()
     if data_docs:
         with _store_lock(mlops_home() / "gx"):
-            return _run_checkpoint(gx, context, batch_definition, suite, df, run_name)
+            checkpoint = _stored_checkpoint(gx, context, batch_definition, suite)
+        return _run_checkpoint(checkpoint, df, run_name)
     with gx_memo.memoized_configurations():
         return _run_two_passes(gx, batch_definition, suite, df)
 
@@ -277,12 +304,11 @@ def _run_two_passes(gx, batch_definition, suite, df: pd.DataFrame) -> list[dict[
     return [_check(r) for r in results]
 
 
-def _run_checkpoint(gx, context, batch_definition, suite, df: pd.DataFrame, run_name: str | None) -> list[dict]:
-    """Run `suite` through its stored checkpoint (result stored, Data Docs updated); the checks."""
+def _run_checkpoint(checkpoint, df: pd.DataFrame, run_name: str | None) -> list[dict]:
+    """Run the stored `checkpoint` of a suite (result stored, Data Docs updated); the checks."""
     from great_expectations.core.run_identifier import RunIdentifier
 
-    checkpoint = _stored_checkpoint(gx, context, batch_definition, suite)
-    # the stored suite is not changed from here on, and the checkpoint was read or written under our lock
+    # read or written under the lock, and its suite compared with ours: validate with these objects
     with gx_memo.memoized_configurations(), gx_memo.trusted_fresh(checkpoint):
         outcome = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
     result = next(iter(outcome.run_results.values()))

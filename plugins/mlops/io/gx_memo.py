@@ -30,12 +30,13 @@ with the stored checkpoint (serialising both, each serialisation checking the de
 the definition back from the store and deserialises them (85-140 expectations through marshmallow and
 pydantic): 0.15-0.2 s of a 0.85 s daily validation (cProfile; CPU, quiet machine).
 `trusted_fresh(checkpoint)` answers these checks as fresh for that checkpoint object and its definition
-objects while the block runs, and only for them. The caller must hold the store's lock and have read or
-written all three from the store after taking it (`gx_checks._stored_checkpoint` does, and compares the
-suite's content itself), so GX's checks could not fail: they re-read what was just read. The block
-changes none of them. Any other object (another checkpoint, a copy read before the lock) is checked by
-GX as before; `tests/unit/test_gx_memo.py` checks that a stale definition is still refused inside the
-block.
+objects while the block runs, and only for them. The caller must have read or written all three from
+the store under the store's lock and compared the stored suite with its own (`gx_checks._stored_checkpoint`
+does), so they are what the store held then; the run validates with these objects even if another
+process stores a newer suite meanwhile (the lock is not held while validating; that process validates
+with its own). The block changes none of them. Any other object (another checkpoint, a copy read
+before the lock) is checked by GX as before; `tests/unit/test_gx_memo.py` checks that a stale
+definition is still refused inside the block.
 """
 
 from __future__ import annotations
@@ -134,8 +135,8 @@ def _trusting(original, diagnostics):
 def trusted_fresh(checkpoint) -> Iterator[None]:
     """Within the block, `checkpoint` and its validation definitions count as fresh (this thread).
 
-    Only for these objects (by identity), and only when the caller holds the GX store's lock and has
-    read or written them from the store after taking it; see the module's docstring.
+    Only for these objects (by identity), and only when the caller has read or written them from the
+    store under the GX store's lock; see the module's docstring.
     """
     _install_freshness()
     outer = getattr(_local, "trusted", None)

@@ -56,6 +56,7 @@ from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJin
 from jinja2 import FileSystemBytecodeCache
 from jinja2.bccache import Bucket
 
+from mlops.io import locks
 from mlops.io.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -164,10 +165,14 @@ class LatestSiteBuilder(SiteBuilder):
     """GX's site builder, handing an update's resources to the index builder, copying static files only when needed.
 
     What `SiteBuilder.build` does (GX 1.24), in the same order: each section's pages, the static files,
-    the index.
+    the index; under the GX store's lock (`locks.gx_store`), which the validation itself does not hold.
     """
 
     def build(self, resource_identifiers=None, build_index: bool = True):
+        with locks.gx_store(Path(self.data_context.root_directory).parent):
+            return self._build(resource_identifiers, build_index)
+
+    def _build(self, resource_identifiers, build_index: bool):
         for section in self.site_section_builders.values():
             section.build(resource_identifiers=resource_identifiers)
         if resource_identifiers is None or not _static_files_current(self.target_store):
