@@ -2,13 +2,14 @@
 same work one after another.
 
 Each validation runs in a process of its own, forked from this one after the task libraries are
-imported (as the LocalExecutor forks its preloaded workers): the process opens the GX context, then
-waits at a barrier, then calls `validate(cfg, day, data_docs=True, publish=True)`, the daily validate
-task's call (drift against the day before, skew against the champion's training data). Per round,
-four days validated at once (wall from the barrier to the last end) and four other days validated one
-process after another (the sum of their validate calls), in alternating order. The ratio at once /
-one after another is what running four days at once saves: 1.0 means they were serialised (the GX
-store's lock held through the whole validation made them so), 0.5 is two cores kept busy.
+imported (as the LocalExecutor forks its preloaded workers). The process first does what a task's
+first call pays whatever it validates (`warm_up`: the GX context and MLflow's store opened), waits at
+a barrier, then calls `validate(cfg, day, data_docs=True, publish=True)`, the daily validate task's
+call (drift against the day before, skew against the champion's training data). Per round, four days
+validated at once (wall from the barrier to the last end) and four other days validated one process
+after another (the sum of their validate calls), in alternating order. The ratio at once / one after
+another is what running four days at once saves: 1.0 means they were serialised (the GX store's lock
+held through the whole validation made them so), 0.5 is two cores kept busy.
 
 The store is `validation_day.py --setup DIR`'s (ingested January to 11 February 2013, a champion
 trained on 1-22 January); the later days a round needs are ingested into the copy first. Run it on
@@ -36,13 +37,23 @@ AT_ONCE = 4  # the replay's daily backfills run four days at once (max_active_ru
 LAST_STORED = dt.date(2013, 2, 11)  # the last day `validation_day.py --setup` ingests
 
 
+def warm_up() -> None:
+    """What a task process has done before its validate call, or does once whatever it validates: the GX
+    context opened, MLflow's store opened (its SQLite schema checked), the report and Data Docs modules."""
+    import mlops.io.gx_views
+    import mlops.reporting.report  # noqa: F401
+    from mlops.io import gx_checks, registry
+
+    gx_checks._context()
+    registry.client().search_experiments(max_results=1)
+
+
 def _child(day: dt.date, barrier, results) -> None:
     from mlops.core.interval import Interval
-    from mlops.io import gx_checks
     from mlops.stages.validate import validate
 
     cfg = config()
-    gx_checks._context()
+    warm_up()
     barrier.wait()
     began = time.perf_counter()
     report = validate(cfg, Interval(day, day + dt.timedelta(days=1)), data_docs=True, publish=True)
@@ -80,7 +91,8 @@ def main() -> None:
         from mlops.stages.validate import validate  # noqa: F401  (imported before the forks, as preloaded)
 
         last = FIRST + dt.timedelta(days=2 * AT_ONCE * args.rounds)
-        ingest(config(), Interval(LAST_STORED + dt.timedelta(days=1), last + dt.timedelta(days=1)))  # not in the store
+        if last > LAST_STORED:  # the days the store lacks
+            ingest(config(), Interval(LAST_STORED + dt.timedelta(days=1), last + dt.timedelta(days=1)))
         # the store's suite, checkpoint and Data Docs exist before the timed days, as on a running stack;
         # this process opens no GX context: each forked process opens its own, as each task does
         validate_days([FIRST])
