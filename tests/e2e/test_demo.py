@@ -36,6 +36,8 @@ def test_demo_then_status(tmp_path):
         else:
             assert " passed " in lines[day] and "scored " in lines[day], lines[day]
     assert "retrain 2013-01-01..2013-02-01: version 1 promoted" in out
+    alarmed = [day for day in DEMO_DAYS if "MONITOR ALARM" in lines[day]]  # said even when there is none
+    assert f"Monitoring alarms (a scored day's predictions outside their limits): {', '.join(alarmed) or 'none'}" in out
     assert "Last evaluation (version 2, challenger and champion on the same rows of the evaluation window " in out
     # the weekly retrain trains on every day since 1 January (window_days 182): 27 + 7 + 7, named as such
     assert (

@@ -104,6 +104,11 @@ def test_the_report_has_realized_auc_wall_time_and_overhead(replayed):
     assert "Replay of flights" in html and "data:image/png;base64," in html
     assert data["mlflow_run_id"]
     assert f"=== replay of flights {START}..{END}" in stdout
+    # where the report went, and each weekly retrain by the week it is the data interval of
+    files = {kind: str(home / "reports" / f"flights-replay.{kind}") for kind in ("html", "json")}
+    assert data["files"] == files
+    assert f"year report: {files['html']} (its data: {files['json']})" in stdout
+    assert "retrain of the week 2013-02-04..2013-02-11: 1 of 1 runs succeeded" in stdout
     assert os.path.exists(home / "replay" / "flights" / "lake" / "flights" / "predictions" / "2013-02-12.parquet")
 
 

@@ -153,7 +153,7 @@ def summary(pipeline: str, outcomes: list, mails: list, seconds: float) -> str:
         ]
         lines += _slice_table(registry, trained["run_id"])
     lines += ["", "Validation per day:"]
-    scored_rows = 0
+    scored_rows, alarms = 0, []
     for day in DAILY.days():
         report = read_report(pipeline, day.isoformat())
         o = next((o for o in outcomes if o.dag_id.endswith("_daily") and o.interval == day.isoformat()), None)
@@ -171,11 +171,17 @@ def summary(pipeline: str, outcomes: list, mails: list, seconds: float) -> str:
             + "; ".join(f"{c['check']}[{c['column']}] observed {shorten(c['observed'], 60)}" for c in failed)
         )
         alarm = "  MONITOR ALARM" if o and o.tasks.get("monitor") == "failed" else ""
+        if alarm:
+            alarms.append(day.isoformat())
         lines.append(
             f"  {day}  {report['rows']:4d} rows  {verdict}  ({len(warnings)} drift warnings)  "
             f"{'scored ' + str(rows) if rows else 'NOT SCORED'}{alarm}"
         )
     lines += ["", f"Scored rows: {scored_rows} (predictions in {mlops_home() / 'lake' / pipeline / 'predictions'})"]
+    lines += [
+        f"Monitoring alarms (a scored day's predictions outside their limits): "
+        f"{', '.join(alarms) if alarms else 'none'}"
+    ]
     lines += ["", f"Alert mails sent: {len(mails)} (kept in {mail_dir()})"]
     lines += [f"  {path.name}  Subject: {m['Subject']}" for path, m in mails]
     lines += [

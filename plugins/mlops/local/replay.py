@@ -184,6 +184,7 @@ def _report(cfg, stack, driver, the_plan, previous, reports_dir: Path, span: tup
     json_path = reports_dir / f"{REPORT_NAME.format(pipeline=cfg.name)}.json"
     json_path.write_text(json.dumps(data, indent=2, default=str))
     html_path = write_html(data, reports_dir / f"{REPORT_NAME.format(pipeline=cfg.name)}.html")
+    data["files"] = {"html": str(html_path), "json": str(json_path)}
     data["mlflow_run_id"] = log_to_mlflow(data, json_path, html_path)
     json_path.write_text(json.dumps(data, indent=2, default=str))
     return data
@@ -268,9 +269,10 @@ class _Driver:
             )
         states = [run["state"] for run in runs]
         self.runs += [{"kind": kind, **run} for run in runs]
+        # a retrain's data interval is the week that starts on its logical date
+        days = f"{first}..{last}" if kind == "daily" else f"of the week {first}..{first + dt.timedelta(days=7)}"
         self.echo(
-            f"{kind} {first}..{last}: {states.count('success')} of {len(states)} runs succeeded "
-            f"in {time.monotonic() - t0:.0f} s"
+            f"{kind} {days}: {states.count('success')} of {len(states)} runs succeeded in {time.monotonic() - t0:.0f} s"
         )
 
     def load_runs(self) -> float:

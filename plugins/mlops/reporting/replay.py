@@ -28,6 +28,8 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
         + ", ".join(f"{m['period']} {_f(m['roc_auc'])}" for m in realized.get("monthly", [])),
         f"alert mails: {data['alerts']['mails']}",
     ]
+    if files := data.get("files"):
+        lines.append(f"year report: {files['html']} (its data: {files['json']})")
     loop = data.get("outcomes") or {}
     if loop:
         lines.append(
