@@ -109,6 +109,9 @@ def test_the_report_has_realized_auc_wall_time_and_overhead(replayed):
     assert data["files"] == files
     assert f"year report: {files['html']} (its data: {files['json']})" in stdout
     assert "retrain of the week 2013-02-04..2013-02-11: 1 of 1 runs succeeded" in stdout
+    # an outcomes run fails when a monitoring rule fires (its alerts task mails them): the line says which
+    failed = [line for line in stdout.splitlines() if line.startswith("outcomes ") and ": failed in " in line]
+    assert failed and all("; alerts (mailed): 2013-02-" in line for line in failed), failed
     assert os.path.exists(home / "replay" / "flights" / "lake" / "flights" / "predictions" / "2013-02-12.parquet")
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from mlops.local.replay import _last_error, plan
+from mlops.local.replay import _alert_name, _last_error, plan
 
 D = dt.date
 
@@ -73,3 +73,12 @@ def test_the_last_error_of_a_structured_task_log_names_the_exception():
     assert _last_error(log) == "ChecksFailed: 2 of 9 prediction checks failed"
     assert _last_error([{"event": "a plain failure", "level": "error"}]) == "a plain failure"
     assert _last_error([{"event": "fine", "level": "info"}, "a text line"]) is None
+
+
+def test_a_fired_rule_is_named_by_rule_slice_and_version():
+    """As stored in the day's judgement (`Alert.to_json`), as the console prints it after an outcomes run."""
+    overall = {"rule": "realized roc_auc max_drop 0.05", "slice_feature": "overall", "slice_value": "overall"}
+    assert _alert_name(overall | {"model_version": "4"}) == "realized roc_auc max_drop 0.05 [overall, version 4]"
+    sliced = {"rule": "bias prediction_bias max_abs 0.2", "slice_feature": "hour_band", "slice_value": "evening"}
+    named = _alert_name(sliced | {"model_version": "10"})
+    assert named == "bias prediction_bias max_abs 0.2 [hour_band=evening, version 10]"

@@ -316,13 +316,16 @@ class _Driver:
                 "days": [first.isoformat(), last.isoformat()],
             }
         )
-        triggered = []
+        triggered, fired = [], []
         for i in range((last - first).days + 1):
             judgement = read_judgement(self.pipeline, (first + dt.timedelta(days=i)).isoformat()) or {}
             if (judgement.get("trigger") or {}).get("emit"):
                 triggered.append(judgement["day"])
+            fired += [f"{judgement['day']} {_alert_name(a)}" for a in judgement.get("alerts", [])]
+        shown = "; ".join(fired[:3]) + (f"; and {len(fired) - 3} more" if len(fired) > 3 else "")
         self.echo(
             f"outcomes {first}..{last}: {state} in {time.monotonic() - t0:.0f} s"
+            + (f"; alerts (mailed): {shown}" if fired else "")
             + (f"; degradation on {', '.join(triggered)} triggered a retrain" if triggered else "")
         )
         if triggered:
@@ -348,6 +351,13 @@ class _Driver:
 
     def _wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
         return self.api.wait_run(dag_id, run_id, timeout, self.stack.services)["state"]
+
+
+def _alert_name(alert: dict[str, Any]) -> str:
+    """A fired monitoring rule as the console names it: rule, slice, model version."""
+    feature, value = alert.get("slice_feature"), alert.get("slice_value")
+    where = "overall" if feature == "overall" else f"{feature}={value}"
+    return f"{alert.get('rule')} [{where}, version {alert.get('model_version')}]"
 
 
 def _collect(cfg, stack, driver: _Driver, the_plan: ReplayPlan, start, end, wall: float) -> dict[str, Any]:
