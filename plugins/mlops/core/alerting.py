@@ -33,8 +33,8 @@ from typing import Any
 import pandas as pd
 
 from mlops.core.config import BiasRule, Monitoring, PerformanceRule, Persistence, SkewRule
+from mlops.core.metrics import OVERALL, slice_scope
 
-OVERALL = "overall"
 BIAS, SKEW = "bias", "skew"
 # (model_version, slice_feature, slice_value, metric) -> the version's evaluation value
 Baselines = Mapping[tuple[str, str, str, str], float]
@@ -92,7 +92,7 @@ class Alert:
     def line(self) -> str:
         """One line for the alert mail: pipeline, version, slice, metric, value, interval, limit, days."""
         last = next((d for d in reversed(self.days) if d.breach), self.latest)
-        where = OVERALL if self.slice_feature == OVERALL else f"{self.slice_feature}={self.slice_value}"
+        where = slice_scope(self.slice_feature, self.slice_value)
         version = f"version {self.model_version}" if self.model_version else "all versions"
         interval = f"[{_num(last.ci_low)}, {_num(last.ci_high)}]" if last.ci_low is not None else "(none)"
         return (

@@ -46,6 +46,13 @@ ALL_METRICS = (
 )
 THRESHOLD_METRICS = ("precision", "recall", "f1", "predicted_positive_rate")
 OVERALL = "overall"  # the slice name of all rows together
+
+
+def slice_scope(feature: str, value: str) -> str:
+    """A slice as reports, gates and alerts name it: `overall`, or `<feature>=<value>`."""
+    return OVERALL if feature == OVERALL else f"{feature}={value}"
+
+
 EPS = np.finfo(np.float64).eps  # scikit-learn's clipping in log_loss
 ECE_BINS = 10
 CHUNK_DRAWS = 1 << 18  # drawn rows held at once (resamples x rows), whatever the number of resamples

@@ -75,7 +75,7 @@ def _gx(project_root: str):
     # GX fingerprints each batch by hashing the whole frame, twice per run (1.7 s per million rows);
     # our partitions already carry a content digest in their manifest, so turn the fingerprint off.
     pandas_execution_engine.HASH_THRESHOLD = 0
-    with _store_lock(Path(project_root)):  # creating the project and adding a source rewrite its config file
+    with locks.gx_store(Path(project_root)):  # creating the project and adding a source rewrite its config file
         context = gx.get_context(mode="file", project_root_dir=project_root)
         _whole_file_writes(context.validation_results_store.store_backend)
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -151,11 +151,6 @@ def _without_config_variables(context) -> None:
     if context.variables.config_variables_file_path:
         context.variables.config_variables_file_path = None
         context.variables.save()
-
-
-def _store_lock(project_root: Path):
-    """An exclusive lock on the GX file store of `project_root`, across the processes of one host."""
-    return locks.gx_store(project_root)
 
 
 def _whole_file_writes(backend) -> None:
@@ -278,7 +273,7 @@ def run_suite(suite, df: pd.DataFrame, run_name: str | None = None, data_docs: b
     """
     gx, context, batch_definition = _context()
     if data_docs:
-        with _store_lock(mlops_home() / "gx"):
+        with locks.gx_store(mlops_home() / "gx"):
             checkpoint = _stored_checkpoint(gx, context, batch_definition, suite)
         return _run_checkpoint(checkpoint, df, run_name)
     with gx_memo.memoized_configurations():

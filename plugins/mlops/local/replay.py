@@ -355,8 +355,9 @@ class _Driver:
 
 def _alert_name(alert: dict[str, Any]) -> str:
     """A fired monitoring rule as the console names it: rule, slice, model version."""
-    feature, value = alert.get("slice_feature"), alert.get("slice_value")
-    where = "overall" if feature == "overall" else f"{feature}={value}"
+    from mlops.core.metrics import slice_scope
+
+    where = slice_scope(alert.get("slice_feature"), alert.get("slice_value"))
     return f"{alert.get('rule')} [{where}, version {alert.get('model_version')}]"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops.core.metrics import slice_scope
 from mlops.reporting.html_table import table
 
 REPORT_PATH = "promotion/report.html"  # artifact path on the challenger's run
@@ -128,7 +129,7 @@ def delta_plot(rows: list[dict[str, Any]], metric: str) -> str | None:
 
 
 def _scope(row: dict[str, Any]) -> str:
-    return "overall" if row["slice_feature"] == "overall" else f"{row['slice_feature']}={row['slice_value']}"
+    return slice_scope(row["slice_feature"], row["slice_value"])
 
 
 def _num(value: Any, digits: int = 4) -> str:

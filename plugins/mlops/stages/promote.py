@@ -29,7 +29,7 @@ import pandas as pd
 
 from mlops.core.config import LOWER_IS_BETTER, Gate, PipelineConfig
 from mlops.core.gating import gain_bound, inconclusive, judges_slice
-from mlops.core.metrics import OVERALL
+from mlops.core.metrics import OVERALL, slice_scope
 from mlops.io import audit, locks, registry
 from mlops.io.feature_audit import read_feature_audit
 from mlops.io.paths import mlops_home
@@ -80,7 +80,7 @@ class PromotionDecision:
 
 
 def _scope(row) -> str:
-    return OVERALL if row.slice_feature == OVERALL else f"{row.slice_feature}={row.slice_value}"
+    return slice_scope(row.slice_feature, row.slice_value)
 
 
 def class_counts_check(cfg: PipelineConfig, metrics: pd.DataFrame) -> GateCheck:
