@@ -114,6 +114,7 @@ def run_pipeline(
     from mlops.io.sources import nycflights13
     from mlops.stages.assemble import assemble
     from mlops.stages.evaluate import evaluate
+    from mlops.stages.feature_audit import audit_challenger
     from mlops.stages.ingest import ingest
     from mlops.stages.monitor import monitor_predictions
     from mlops.stages.promote import promote
@@ -151,6 +152,8 @@ def run_pipeline(
     trained = timed("train", train, cfg, assembled.key, whole, force=True)
     choice = timed("threshold", recalibrate, cfg, assembled.key, whole, trained.version)
     evaluation = timed("evaluate", evaluate, cfg, assembled.key, whole, trained.version)
+    if cfg.audit.enabled:  # the retrain DAG's audit task (beside recalibrate and evaluate there)
+        timed("evaluate", audit_challenger, cfg, assembled.key, whole, trained.version)
     decision = timed("evaluate", promote, cfg, trained.version, triggered_by="benchmark")
     pinned = None if registry.version_by_alias(cfg.name, registry.CHAMPION) else trained.version
     scored = 0

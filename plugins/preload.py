@@ -26,6 +26,7 @@ PRELOADED = (
     "mlops.stages.train",
     "mlops.stages.recalibrate",
     "mlops.stages.evaluate",
+    "mlops.stages.feature_audit",
     "mlops.stages.promote",
     "mlops.stages.score",
     "mlops.stages.monitor",

@@ -38,7 +38,24 @@ def test_task_chains(dagbag):
     assert daily.get_task("score").downstream_task_ids == {"monitor"}
     chain = ["assemble", "validate", "train", "recalibrate", "evaluate", "promote"]
     for upstream, downstream in itertools.pairwise(chain):
-        assert retrain.get_task(upstream).downstream_task_ids == {downstream}
+        assert downstream in retrain.get_task(upstream).downstream_task_ids
+    # the feature audit runs beside recalibrate -> evaluate (on the other core), and promote waits for it
+    assert retrain.get_task("train").downstream_task_ids == {"recalibrate", "audit"}
+    assert retrain.get_task("audit").upstream_task_ids == {"train"}
+    assert retrain.get_task("audit").downstream_task_ids == {"promote"}
+    assert retrain.get_task("promote").upstream_task_ids == {"evaluate", "audit"}
+    for task_id in ("assemble", "validate", "recalibrate", "evaluate"):
+        assert len(retrain.get_task(task_id).downstream_task_ids) == 1, task_id
+
+
+def test_no_audit_task_when_the_audit_is_off():
+    from mlops.airflow.dag_factory import retrain_dag
+    from mlops.core.config import load_pipeline
+
+    cfg = load_pipeline("flights")
+    off = retrain_dag(cfg.model_copy(update={"audit": cfg.audit.model_copy(update={"enabled": False})}))
+    assert "audit" not in off.task_ids
+    assert off.get_task("evaluate").downstream_task_ids == {"promote"}
 
 
 def test_every_task_is_a_stage_operator_with_retries_and_failure_mail(dagbag):

@@ -83,6 +83,7 @@ def test_unchanged_window_skips_the_stages_after_train(unchanged):
         "train": "success",
         "recalibrate": "skipped",
         "evaluate": "skipped",
+        "audit": "skipped",
         "promote": "skipped",
     }
 

@@ -150,7 +150,7 @@ def test_the_report_sums_up_each_retrains_feature_audit_as_mlflow_recorded_it(re
     for r in versions:
         assert r["audit"]["verdicts"] == stored[r["version"]]["verdicts"]
         assert r["audit"]["permutation_rows"] == stored[r["version"]]["permutation_rows"]
-        assert r["audit_flagged"] == stored[r["version"]]["flagged"]  # the evaluate task's XCom
+        assert r["audit_flagged"] == stored[r["version"]]["flagged"]  # the audit task's XCom
     audit = data["feature_audit"]
     assert audit["audits"] == len(versions) and audit["errors"] == 0
     for f in audit["features"]:

@@ -135,6 +135,38 @@ def test_lofo_beyond_its_budget_or_count_is_skipped_and_says_why(problem):
     assert fa.verdicts(table, one) == {"noise": fa.FLAGGED}
 
 
+def test_the_budget_counts_cpu_seconds_so_waiting_for_a_core_costs_the_audit_nothing(problem):
+    """The audit runs beside recalibrate -> evaluate: time its process spends off the CPU (here asleep, as
+    when the other task holds the cores) is not charged to it. Each refit waits 0.4 s, and LOFO still
+    tests every candidate within 0.6 CPU seconds; on a wall clock it would stop after the first."""
+    fit_score, y = problem["fit_score"], problem["y_eval"]
+
+    def waiting(columns: list[str]) -> np.ndarray:
+        time.sleep(0.4)
+        return fit_score(columns)
+
+    wall = time.perf_counter()
+    result = fa.lofo(
+        waiting,
+        FEATURES,
+        ["noise", "a_copy", "b"],
+        y,
+        fit_score(FEATURES),
+        max_features=5,
+        budget_seconds=0.6,
+        fit_seconds=0.05,
+        bootstrap_samples=0,
+        confidence=0.95,
+        seed=0,
+    )
+    wall = time.perf_counter() - wall
+    assert result.tested == ["noise", "a_copy", "b"] and result.skipped == {}
+    assert wall >= 1.2 > 0.6 >= result.seconds, (wall, result.seconds)
+    began = fa.cpu_seconds()
+    time.sleep(0.2)
+    assert fa.cpu_seconds() - began < 0.1  # the clock is CPU time: asleep, it stands still
+
+
 def test_sample_rows_is_seeded_stratified_and_exact():
     y = np.r_[np.zeros(9_000, dtype="int64"), np.ones(1_000, dtype="int64")]
     rows = fa.sample_rows(y, 2_000, seed=4)

@@ -158,6 +158,7 @@ def test_the_version_holds_its_tags_metrics_and_run(first, small_cfg):
     assert model.tags["training_window"] == WINDOW.key
     run_metrics = c.get_run(trained.run_id).data.metrics
     assert registry.FIT_SECONDS in run_metrics and "evaluation_roc_auc" in run_metrics
+    assert run_metrics[registry.FIT_CPU_SECONDS] > 0  # the feature audit's T, in CPU seconds
     linked = {m.key: m.value for m in model.metrics}  # later stages log more to the run, not to the model
     assert linked == {k: run_metrics[k] for k in {**trained.metrics, **trained.seconds}}
     for key in ("evaluation_roc_auc", registry.FIT_SECONDS):

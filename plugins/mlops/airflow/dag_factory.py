@@ -17,6 +17,7 @@ from mlops.airflow.operators import (
     AlertsOperator,
     AssembleTrainingWindowOperator,
     EvaluateOperator,
+    FeatureAuditOperator,
     IngestOperator,
     MonitorOperator,
     OutcomesOperator,
@@ -123,6 +124,9 @@ def daily_dag(cfg: PipelineConfig) -> DAG:
 def retrain_dag(cfg: PipelineConfig) -> DAG:
     """assemble -> validate -> train -> recalibrate -> evaluate -> promote, weekly or when the model degrades.
 
+    With `audit.enabled`, the feature audit (task `audit`) runs after train beside recalibrate ->
+    evaluate, and promote waits for it too.
+
     Scheduled on its cron or on an event of the Asset `<name>_degraded` (the outcomes task emits it on
     sustained degradation): such a run trains on the window that ends the day after the latest scored
     day named in the event (see AssembleTrainingWindowOperator).
@@ -170,6 +174,8 @@ def retrain_dag(cfg: PipelineConfig) -> DAG:
             outlets=[champion_changes(cfg.name)],
         )
         assemble >> validate >> train >> recalibrate >> evaluate >> promote
+        if cfg.audit.enabled:  # beside recalibrate -> evaluate: it needs the trained version only
+            train >> FeatureAuditOperator(task_id="audit", pipeline=cfg.name, train_task_id="train") >> promote
     return dag
 
 

@@ -22,7 +22,9 @@ Pure computations (no Airflow, no MLflow, no files); the evaluate stage gathers 
 4. The budget (`audit`): all of it within `budget_factor` x T, T being one training fit on every row.
    Permutation importance takes at most `permutation_share` of it (`plan_permutation` sizes its sample
    from a probe of the prediction cost), LOFO what is left; each planned step keeps a headroom for the
-   timing noise of a shared machine.
+   timing noise of a shared machine. Every time here is CPU seconds of this process (`cpu_seconds`, all
+   its threads), T included: the other tasks on the machine's cores take wall time from the audit, not
+   CPU time, so the audit runs beside another task and still does the work it does alone.
 
 Definitions and choices: docs/statistics.md, section 9.
 """
@@ -55,6 +57,16 @@ CHUNK_ROWS = 250_000  # rows of shuffled copies scored per prediction call (perm
 # these headrooms no audit of the 67 passed its budget (docs/benchmarks.md, fourth year replay).
 PERMUTATION_HEADROOM = 1.5
 LOFO_HEADROOM = 1.25
+
+
+def cpu_seconds() -> float:
+    """The audit's clock: CPU seconds used by this process so far, all its threads (`time.process_time`).
+
+    A wall clock would shrink the audit whenever another task shares the cores (the audit beside
+    recalibrate and evaluate in the retrain DAG tested a median of 0 LOFO candidates instead of 4,
+    docs/benchmarks.md, eighth year replay); CPU seconds count the work done, whatever the load.
+    """
+    return time.process_time()
 
 
 def permutation_importances(
@@ -176,7 +188,7 @@ class PermutationPlan:
     Measured on the largest sample allowed (`probe_rows`): one prediction call on those rows and one on
     `repeats` copies of them give the cost per call (`call_seconds`) and per row (`row_seconds`); one
     ROC AUC of those rows gives `auc_seconds`. `rows` is the sample size planned; `reason` says why it
-    is smaller than `probe_rows` (empty when it is not). Times in seconds.
+    is smaller than `probe_rows` (empty when it is not). Times in CPU seconds (`cpu_seconds`).
     """
 
     rows: int
@@ -247,17 +259,17 @@ def plan_permutation(
     Raises ValueError when `y` has one class.
     """
     n, features = len(X), X.shape[1]
-    began = time.perf_counter()
+    began = cpu_seconds()
     scores = _ranked_scores(estimator, X)
-    one = time.perf_counter() - began
+    one = cpu_seconds() - began
     roc_auc_rows(y, scores[None, :])
-    auc = time.perf_counter() - began - one
-    mark = time.perf_counter()
+    auc = cpu_seconds() - began - one
+    mark = cpu_seconds()
     _ranked_scores(estimator, pd.concat([X] * repeats, ignore_index=True))
-    many = time.perf_counter() - mark
+    many = cpu_seconds() - mark
     row = max((many - one) / max((repeats - 1) * n, 1), many / (repeats * n) / 4)
     call = max(one - n * row, 0.0)
-    probe = time.perf_counter() - began
+    probe = cpu_seconds() - began
     left = (limit_seconds - probe) / PERMUTATION_HEADROOM
     rows = permutation_rows_within(n, left, features, repeats, call, row, auc, min_rows, chunk_rows)
     reason = ""
@@ -370,13 +382,13 @@ def lofo(
     None to fit it here, before the first refit (its time counts); `fit_seconds`: the estimate of one
     fit before any is timed here. A refit starts only while the time spent here plus the longest refit
     so far and the longest bootstrap of one model (measured on the model with every feature, resampled
-    once for every candidate), times LOFO_HEADROOM, stay within `budget_seconds` (seconds, >= 0); before
+    once for every candidate), times LOFO_HEADROOM, stay within `budget_seconds` (CPU seconds, >= 0); before
     the model with every feature exists, twice the fit estimate (times LOFO_HEADROOM) must fit: it and
     one refit. The candidates left are in `skipped` with the reason.
     Deltas are without - with; intervals: paired percentile bootstrap (`bootstrap_samples`
     resamples, 0: none) of the evaluation rows, seeded with `seed`.
     """
-    start = time.perf_counter()
+    start = cpu_seconds()
     one_fit, with_seconds, boot_seconds = fit_seconds, 0.0, 0.0
     full_points = counted_point_metrics(y_eval, full, None) if full is not None else None
     with_values: dict[str, np.ndarray] | None = None
@@ -385,35 +397,35 @@ def lofo(
         if number >= max_features:
             skipped[feature] = f"beyond audit.max_lofo_features={max_features}"
             continue
-        spent = time.perf_counter() - start
+        spent = cpu_seconds() - start
         if full is None:
             if spent + 2 * one_fit * LOFO_HEADROOM > budget_seconds:
                 skipped[feature] = _beyond_budget(
                     spent, 2 * one_fit * LOFO_HEADROOM, "the model with every feature and a refit", budget_seconds
                 )
                 continue
-            began = time.perf_counter()
+            began = cpu_seconds()
             full = fit_score(features)
-            with_seconds = one_fit = time.perf_counter() - began
+            with_seconds = one_fit = cpu_seconds() - began
             full_points = counted_point_metrics(y_eval, full, None)
         if bootstrap_samples and with_values is None:  # once: every candidate is paired with these resamples
-            began = time.perf_counter()
+            began = cpu_seconds()
             with_values = _resampled(y_eval, full, bootstrap_samples, seed)
-            boot_seconds = time.perf_counter() - began
-        spent = time.perf_counter() - start
+            boot_seconds = cpu_seconds() - began
+        spent = cpu_seconds() - start
         step = (one_fit + boot_seconds) * LOFO_HEADROOM
         if spent + step > budget_seconds:
             skipped[feature] = _beyond_budget(spent, step, "a refit and its bootstrap", budget_seconds)
             continue
-        began = time.perf_counter()
+        began = cpu_seconds()
         without = fit_score([f for f in features if f != feature])
-        seconds = time.perf_counter() - began
+        seconds = cpu_seconds() - began
         one_fit = max(one_fit, seconds)
         points = counted_point_metrics(y_eval, without, None)
         if with_values is not None:
-            began = time.perf_counter()
+            began = cpu_seconds()
             without_values = _resampled(y_eval, without, bootstrap_samples, seed)
-            boot_seconds = max(boot_seconds, time.perf_counter() - began)
+            boot_seconds = max(boot_seconds, cpu_seconds() - began)
         for metric in LOFO_METRICS:
             low = high = float("nan")
             if with_values is not None:
@@ -423,7 +435,7 @@ def lofo(
             rows.append((feature, metric, full_points[metric], points[metric], delta, low, high, len(y_eval), seconds))
         tested.append(feature)
     deltas = pd.DataFrame(rows, columns=LOFO_COLUMNS)
-    return LofoResult(deltas, tested, skipped, time.perf_counter() - start, with_seconds)
+    return LofoResult(deltas, tested, skipped, cpu_seconds() - start, with_seconds)
 
 
 def _resampled(y: np.ndarray, scores: np.ndarray, samples: int, seed: int) -> dict[str, np.ndarray]:
@@ -446,7 +458,7 @@ def _beyond_budget(spent: float, needed: float, what: str, budget_seconds: float
 
 @dataclass
 class AuditResult:
-    """What `audit` measured; times in seconds, `seconds` = permutation + correlations + LOFO."""
+    """What `audit` measured; times in CPU seconds (`cpu_seconds`), `seconds` = permutation + correlations + LOFO."""
 
     importances: pd.DataFrame  # IMPORTANCE_COLUMNS
     lofo: LofoResult
@@ -455,7 +467,7 @@ class AuditResult:
     lofo_train_rows: int  # training rows of every LOFO fit, with and without, and of the correlations
     permutation_seconds: float
     correlation_seconds: float
-    budget_seconds: float  # budget_factor x the training fit
+    budget_seconds: float  # budget_factor x the training fit (CPU seconds)
     seconds: float
     permutation_plan: PermutationPlan  # how the permutation sample was sized (its probe's time included)
 
@@ -479,9 +491,10 @@ def audit(
     would take more than `settings.permutation_share` of the budget); `build(columns)`: an unfitted
     estimator of the configured kind on those columns (the LOFO fits); `X_train`, `y_train`: every
     training row, one column per feature (both classes); `X_eval`, `y_eval`: the evaluation rows (both
-    classes); `numeric`: the numeric features (correlated pairs); `fit_seconds`: T, the duration of one
-    training fit on every training row (> 0). The correlations, and LOFO's fits of the model with every
-    feature and of each candidate's model without it, use the same `sample_rows` sample of at most
+    classes); `numeric`: the numeric features (correlated pairs); `fit_seconds`: T, the CPU seconds of one
+    training fit on every training row (> 0; the clock of the whole audit is `cpu_seconds`). The
+    correlations, and LOFO's fits of the model with every feature and of each candidate's model without
+    it, use the same `sample_rows` sample of at most
     `settings.lofo_max_train_rows` training rows; LOFO gets the budget left after permutation and
     correlations, its first fit estimated at T x sample rows / training rows, then timed.
     `reference`: the evaluation scores of `build(every feature)` fitted on every training row, when the
@@ -489,7 +502,7 @@ def audit(
     """
     a = settings
     budget = a.budget_factor * fit_seconds
-    started = time.perf_counter()
+    started = cpu_seconds()
     largest = sample_rows(y_eval, a.permutation_max_rows, a.seed)
     plan = plan_permutation(
         model,
@@ -503,12 +516,12 @@ def audit(
     importances, _ = permutation_importances(
         model, X_eval.iloc[shuffled], y_eval[shuffled], a.repeats, a.seed, a.confidence
     )
-    permutation_seconds = time.perf_counter() - started
+    permutation_seconds = cpu_seconds() - started
     rows = sample_rows(y_train, a.lofo_max_train_rows, a.seed)
     every = len(rows) == len(y_train)
     X_sample = X_train if every else X_train.iloc[rows]
     pairs = correlated_pairs(X_sample, numeric, a.correlation_threshold)
-    correlation_seconds = time.perf_counter() - started - permutation_seconds
+    correlation_seconds = cpu_seconds() - started - permutation_seconds
     fit_score = refitter(build, X_sample, y_train[rows], X_eval)
     candidates = importances[importances.includes_zero].sort_values("importance").feature.tolist()
     result = lofo(
@@ -518,13 +531,13 @@ def audit(
         y_eval,
         reference if every else None,
         max_features=a.max_lofo_features,
-        budget_seconds=max(budget - (time.perf_counter() - started), 0.0),
+        budget_seconds=max(budget - (cpu_seconds() - started), 0.0),
         fit_seconds=fit_seconds * len(rows) / len(y_train),
         bootstrap_samples=a.bootstrap_samples,
         confidence=a.confidence,
         seed=a.seed,
     )
-    seconds = time.perf_counter() - started
+    seconds = cpu_seconds() - started
     return AuditResult(
         importances,
         result,

@@ -28,7 +28,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
 PENDING_MOVE = "pending_champion_move"  # registered-model tag: a champion move written ahead of the alias
-FIT_SECONDS = "fit_seconds"  # train run metric: seconds of the estimator's fit on the train rows (the training time)
+FIT_SECONDS = "fit_seconds"  # train run metric: wall seconds of the estimator's fit on the train rows
+FIT_CPU_SECONDS = "fit_cpu_seconds"  # train run metric: the same fit in CPU seconds (the feature audit's T)
 TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
 
 

@@ -639,10 +639,10 @@ def _retrains(cfg, driver: _Driver) -> list[dict[str, Any]]:
             )["value"]
             entry.update(training_window=train.get("training_key"), skipped_training=train.get("skipped"))
         with contextlib.suppress(Exception):
-            evaluate = driver.api.get(
-                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/evaluate/xcomEntries/return_value", deserialize=True
+            audited = driver.api.get(
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/audit/xcomEntries/return_value", deserialize=True
             )["value"]
-            entry["audit_flagged"] = evaluate.get("audit_flagged")
+            entry["audit_flagged"] = audited.get("flagged")
         if entry.get("version"):
             entry["audit"] = _audit_of(cfg, entry["version"])
         if run.get("note"):
@@ -662,6 +662,7 @@ AUDIT_KEYS = (
     "fit_seconds",
     "audit_seconds",
     "budget_seconds",
+    "wall_seconds",
 )
 
 

@@ -211,7 +211,7 @@ def _deltas_html(slices: list[dict[str, Any]]) -> str:
 def feature_audit_html(audit: dict[str, Any] | None) -> str:
     """The feature-audit section: verdicts, importances with intervals, LOFO skips, correlated pairs, timing.
 
-    `audit`: the challenger's `audit/feature_audit.json` (see `stages.evaluate.run_feature_audit`); None:
+    `audit`: the challenger's `audit/feature_audit.json` (see `stages.feature_audit.run_feature_audit`); None:
     the run has no audit (disabled, or trained before audits).
     """
     esc = html.escape
@@ -221,12 +221,15 @@ def feature_audit_html(audit: dict[str, Any] | None) -> str:
         return f"<p>feature audit skipped: {esc(str(audit['skipped']))}</p>"
     flagged = audit.get("flagged") or []
     verdicts = audit.get("verdicts", {})
+    # audits since the clock was CPU time say so (`clock`); older ones were timed in wall seconds
+    unit = "CPU s" if audit.get("clock") else "s"
+    wall = f" ({audit['wall_seconds']:.1f} s wall)" if audit.get("wall_seconds") is not None else ""
     head = (
         f"<p>Flagged (removal changes no metric beyond noise): <b>{esc(', '.join(flagged) or 'none')}</b>. "
         f"Not tested by LOFO: {esc(', '.join(audit.get('not_tested') or []) or 'none')}. "
-        f"Audit time {audit['audit_seconds']:.1f} s = {audit['time_ratio']:.2f} x one training fit "
-        f"({audit['fit_seconds']:.1f} s, from the {esc(audit.get('fit_seconds_source', 'reference fit'))}; "
-        f"budget {audit['budget_seconds']:.1f} s). LOFO fits on "
+        f"Audit time {audit['audit_seconds']:.1f} {unit}{wall} = {audit['time_ratio']:.2f} x one training fit "
+        f"({audit['fit_seconds']:.1f} {unit}, from the {esc(audit.get('fit_seconds_source', 'reference fit'))}; "
+        f"budget {audit['budget_seconds']:.1f} {unit}). LOFO fits on "
         f"{audit.get('lofo_train_rows', audit.get('train_rows'))} of {audit.get('train_rows')} train rows.</p>"
     )
     method = "".join(f"<li>{esc(k)}: {esc(str(v))}</li>" for k, v in audit.get("method", {}).items())

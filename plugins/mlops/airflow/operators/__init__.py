@@ -12,6 +12,7 @@ from mlops.airflow.operators.data import (
 from mlops.airflow.operators.model import (
     AssembleTrainingWindowOperator,
     EvaluateOperator,
+    FeatureAuditOperator,
     PromoteOperator,
     RecalibrateOperator,
     RollbackOperator,
@@ -22,6 +23,7 @@ __all__ = [
     "AlertsOperator",
     "AssembleTrainingWindowOperator",
     "EvaluateOperator",
+    "FeatureAuditOperator",
     "IngestOperator",
     "MonitorOperator",
     "OutcomesOperator",

@@ -1,4 +1,4 @@
-"""Operators of the model stages: assemble, train, recalibrate, evaluate, promote."""
+"""Operators of the model stages: assemble, train, recalibrate, evaluate, feature audit, promote."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ class TrainOperator(PipelineOperator):
 def run_config(operator: PipelineOperator, context: Any):
     """The pipeline's config as this retrain run's params change it (`model_kind`, `threshold_policy`).
 
-    Every task of the run reads the same effective config, so the evaluate task's feature audit refits
+    Every task of the run reads the same effective config, so the audit task's feature audit refits
     the kind of model the train task trained, and the promotion decision records it.
     """
     params = context.get("params") or {}
@@ -187,12 +187,31 @@ class EvaluateOperator(_AfterTraining):
         cfg = run_config(self, context)
         result = evaluate(cfg, trained["training_key"], _window(trained["training_key"]), trained["version"])
         self.log.info("evaluation on %d rows: %s", result.rows, result.overall)
-        audit = result.audit
-        if audit is not None and "time_ratio" in audit:
+        return {
+            "overall": result.overall,
+            "champion_version": result.champion_version,
+            "worst_slices": result.worst_slices,
+        }
+
+
+class FeatureAuditOperator(_AfterTraining):
+    """Audit which features carry the challenger's predictions (permutation importance, then LOFO).
+
+    Runs beside recalibrate -> evaluate (it needs the trained version only); promote waits for it.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from mlops.stages.feature_audit import audit_challenger
+
+        trained = self.trained(context)
+        cfg = run_config(self, context)
+        audit = audit_challenger(cfg, trained["training_key"], _window(trained["training_key"]), trained["version"])
+        if "time_ratio" in audit:
             self.log.info(
-                "feature audit: %.2f s, %.2f x the training fit (%.2f s, from the %s); LOFO on %s train rows "
-                "tested %s, skipped: %s; flagged: %s",
+                "feature audit: %.2f CPU s (%.2f s wall), %.2f x the training fit (%.2f CPU s, from the %s); "
+                "LOFO on %s train rows tested %s, skipped: %s; flagged: %s",
                 audit["audit_seconds"],
+                audit["wall_seconds"],
                 audit["time_ratio"],
                 audit["fit_seconds"],
                 audit["fit_seconds_source"],
@@ -201,12 +220,9 @@ class EvaluateOperator(_AfterTraining):
                 audit["lofo_skipped"] or "none",
                 audit["flagged"] or "none",
             )
-        return {
-            "overall": result.overall,
-            "champion_version": result.champion_version,
-            "worst_slices": result.worst_slices,
-            "audit_flagged": audit.get("flagged", []) if audit else None,
-        }
+        else:
+            self.log.info("feature audit skipped: %s", audit.get("skipped"))
+        return {"version": trained["version"], "flagged": audit.get("flagged", []), "skipped": audit.get("skipped")}
 
 
 class PromoteOperator(_AfterTraining):
