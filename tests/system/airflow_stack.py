@@ -154,7 +154,7 @@ def airflow_stack(executor: str = "LocalExecutor", preload: bool = False) -> Ite
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW_CONN_SMTP_DEFAULT": airflow_env.smtp_connection(stack.sink.host, stack.sink.port),

@@ -64,3 +64,21 @@ def test_the_demo_environment_turns_mlflow_telemetry_off(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
     with mock.patch.dict(os.environ):  # configure() sets Airflow's variables too: all restored after
         assert configure()["MLFLOW_DISABLE_TELEMETRY"] == "true"
+
+
+def test_the_jwt_secret_is_long_enough_for_airflows_hs512_tokens(tmp_path):
+    """Airflow signs the task SDK's and the UI's tokens with HMAC-SHA512; PyJWT warns (in the api-server's
+    log, on every token) when the key is shorter than 64 bytes, as `token_urlsafe(32)` (43 bytes) was."""
+    import secrets
+    import warnings
+
+    import jwt
+
+    def warned(key: str) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            jwt.decode(jwt.encode({"sub": "task"}, key, algorithm="HS512"), key, algorithms=["HS512"])
+        return [str(w.message) for w in caught]
+
+    assert any("64 bytes" in m for m in warned(secrets.token_urlsafe(32)))  # the guard sees the old key
+    assert warned(_env(tmp_path)["AIRFLOW__API_AUTH__JWT_SECRET"]) == []

@@ -130,7 +130,9 @@ def stack_environment(
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__BASE_URL": f"http://{'127.0.0.1' if api_host in LOOPBACK else api_host}:{api_port}",
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        # 64 random bytes: Airflow signs its JWTs with HMAC-SHA512, and PyJWT warns on every signature
+        # made with a key shorter than the hash (RFC 7518, section 3.2)
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
