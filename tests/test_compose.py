@@ -63,6 +63,7 @@ def test_airflow_services_share_the_celery_settings_of_the_system_test():
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/mlops/dags"
         assert env["MLFLOW_DISABLE_TELEMETRY"] == "true", name  # as in the local stack and the demo
         assert env["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] == "1", name  # as in the local stack
+        assert env["OMP_WAIT_POLICY"] == "PASSIVE", name  # as in the local stack
         mounts = {v.split(":")[1] for v in service["volumes"]}
         assert {"/opt/mlops/dags", "/opt/mlops/plugins", "/opt/mlops/config", "/opt/mlops/include"} <= mounts
     assert services["airflow-worker"]["command"][:2] == ["celery", "worker"]

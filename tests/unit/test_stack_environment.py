@@ -82,3 +82,11 @@ def test_the_jwt_secret_is_long_enough_for_airflows_hs512_tokens(tmp_path):
 
     assert any("64 bytes" in m for m in warned(secrets.token_urlsafe(32)))  # the guard sees the old key
     assert warned(_env(tmp_path)["AIRFLOW__API_AUTH__JWT_SECRET"]) == []
+
+
+def test_openmp_threads_of_the_stack_wait_passively(tmp_path):
+    """The feature audit runs beside recalibrate -> evaluate, its budget in CPU seconds. With libgomp's
+    default (spin at a barrier before sleeping) its HistGradientBoosting fits burnt CPU waiting for a
+    thread the other task held: in a 4-week replay LOFO's first fit took 2.7-3.9 CPU s instead of
+    1.1-1.3, and LOFO tested a median of 0 candidates (docs/benchmarks.md). Passive threads sleep."""
+    assert _env(tmp_path)["OMP_WAIT_POLICY"] == "PASSIVE"
