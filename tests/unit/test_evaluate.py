@@ -307,16 +307,25 @@ def test_thresholds_are_those_chosen_before(predictions):
         assert choice.threshold == before
 
 
+# BEFORE is a snapshot taken on a CPU with AVX-512. The fixture's scores hold 25 pairs of exp arguments
+# equal but for their last bits (hour + minute / 60 and the weather terms summed in other orders), and
+# numpy's exp takes another SIMD path on a CPU with AVX2 only: there some of those pairs tie and others
+# do not. On such a CPU (2026-12-02) the challenger's ROC AUC moved by 7e-7 and a PR AUC bound by 1.5e-5
+# (relative). The snapshot is compared to 1e-4; the exact check of the same definitions on this
+# machine's own scores is the next test (index_bootstrap, to 1e-12).
+SNAPSHOT_REL = 1e-4
+
+
 def test_slice_metrics_and_intervals_equal_those_of_before(before_after):
     _, metrics, comparison = before_after
     table = metrics.assign(key=metrics.slice_value).set_index(["key", "model", "metric"])
     for (key, model, metric), before in BEFORE.items():
         row = table.loc[(key, model, metric)]
-        assert (row.value, row.ci_low, row.ci_high) == pytest.approx(before, rel=1e-12), (key, model, metric)
+        assert (row.value, row.ci_low, row.ci_high) == pytest.approx(before, rel=SNAPSHOT_REL), (key, model, metric)
     overall = comparison[comparison.slice_feature == OVERALL].set_index("metric")
     for metric, before in BEFORE_DIFFERENCES.items():
         row = overall.loc[metric]
-        assert (row.difference, row.ci_low, row.ci_high) == pytest.approx(before, rel=1e-12), metric
+        assert (row.difference, row.ci_low, row.ci_high) == pytest.approx(before, rel=SNAPSHOT_REL), metric
 
 
 def test_every_unchanged_interval_equals_the_index_bootstrap_of_before(predictions, before_after):
