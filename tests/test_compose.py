@@ -64,6 +64,7 @@ def test_airflow_services_share_the_celery_settings_of_the_system_test():
         assert env["MLFLOW_DISABLE_TELEMETRY"] == "true", name  # as in the local stack and the demo
         assert env["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] == "1", name  # as in the local stack
         assert env["OMP_WAIT_POLICY"] == "PASSIVE", name  # as in the local stack
+        assert env["OPENBLAS_THREAD_TIMEOUT"] == "4", name
         mounts = {v.split(":")[1] for v in service["volumes"]}
         assert {"/opt/mlops/dags", "/opt/mlops/plugins", "/opt/mlops/config", "/opt/mlops/include"} <= mounts
     assert services["airflow-worker"]["command"][:2] == ["celery", "worker"]

@@ -310,9 +310,10 @@ def test_thresholds_are_those_chosen_before(predictions):
 # BEFORE is a snapshot taken on an earlier machine (every CI run matched it to 1e-12 until 2026-12-02).
 # The fixture's scores hold 25 pairs of exp arguments equal but for their last bits (hour + minute / 60
 # and the weather terms summed in other orders), and numpy's exp picks its SIMD path by the CPU's
-# features (AVX2, AVX-512): on another CPU other pairs of those scores tie. On such a CPU (2026-12-02) the challenger's ROC AUC moved by 7e-7 and a PR AUC bound by 1.5e-5
-# (relative). The snapshot is compared to 1e-4; the exact check of the same definitions on this
-# machine's own scores is the next test (index_bootstrap, to 1e-12).
+# features (AVX2, AVX-512): on another CPU other pairs of those scores tie. On such a CPU (2026-12-02)
+# the challenger's ROC AUC moved by 7e-7 and a PR AUC bound by 1.5e-5 (relative). The snapshot is
+# compared to 1e-4; the exact check of the same definitions on this machine's own scores is the next
+# test (index_bootstrap, to 1e-12).
 SNAPSHOT_REL = 1e-4
 
 

@@ -143,9 +143,11 @@ def stack_environment(
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW_CONN_SMTP_DEFAULT": smtp,
         # OpenMP threads (scikit-learn's HistGradientBoosting) sleep at once at a barrier instead of
-        # spinning: a task beside another on the two cores otherwise burns CPU waiting for its second
-        # thread, which the feature audit's CPU-seconds budget counts as work
+        # spinning, and so do OpenBLAS's idle threads (numpy): a task beside another on the two cores
+        # otherwise burns CPU waiting, which the feature audit's CPU-seconds budget counts as work (the
+        # `mlops` package sets both too, for processes that import it before numpy and scikit-learn)
         "OMP_WAIT_POLICY": "PASSIVE",
+        "OPENBLAS_THREAD_TIMEOUT": "4",
         "GX_ANALYTICS_ENABLED": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",  # no usage events, no fetch of their config from the internet
