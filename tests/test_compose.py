@@ -7,6 +7,7 @@ import re
 
 import yaml
 
+from mlops import IDLE_THREADS_SLEEP
 from mlops.core.config import REPO_ROOT
 from tests.system.airflow_stack import CELERY_SETTINGS
 
@@ -65,6 +66,7 @@ def test_airflow_services_share_the_celery_settings_of_the_system_test():
         assert env["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] == "1", name  # as in the local stack
         assert env["OMP_WAIT_POLICY"] == "PASSIVE", name  # as in the local stack
         assert env["OPENBLAS_THREAD_TIMEOUT"] == "4", name
+        assert {k: str(env[k]) for k in IDLE_THREADS_SLEEP} == IDLE_THREADS_SLEEP, name  # the package's own
         mounts = {v.split(":")[1] for v in service["volumes"]}
         assert {"/opt/mlops/dags", "/opt/mlops/plugins", "/opt/mlops/config", "/opt/mlops/include"} <= mounts
     assert services["airflow-worker"]["command"][:2] == ["celery", "worker"]

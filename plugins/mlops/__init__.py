@@ -13,5 +13,10 @@ to 2.7-3.9 s) and the audits tested no LOFO candidate (docs/benchmarks.md, four-
 
 import os
 
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # 2**4 cycles of spinning, OpenBLAS's least
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# the variables, as the stacks set them for every process (mlops.airflow.environment, docker-compose.yaml)
+IDLE_THREADS_SLEEP = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "OPENBLAS_THREAD_TIMEOUT": "4",  # 2**4 cycles of spinning, OpenBLAS's least
+}
+for _name, _value in IDLE_THREADS_SLEEP.items():
+    os.environ.setdefault(_name, _value)

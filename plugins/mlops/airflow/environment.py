@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from mlops import IDLE_THREADS_SLEEP
 from mlops.core.config import REPO_ROOT
 from mlops.io.paths import mlops_home
 
@@ -145,9 +146,8 @@ def stack_environment(
         # OpenMP threads (scikit-learn's HistGradientBoosting) sleep at once at a barrier instead of
         # spinning, and so do OpenBLAS's idle threads (numpy): a task beside another on the two cores
         # otherwise burns CPU waiting, which the feature audit's CPU-seconds budget counts as work (the
-        # `mlops` package sets both too, for processes that import it before numpy and scikit-learn)
-        "OMP_WAIT_POLICY": "PASSIVE",
-        "OPENBLAS_THREAD_TIMEOUT": "4",
+        # `mlops` package sets them too, for processes that import it before numpy and scikit-learn)
+        **IDLE_THREADS_SLEEP,
         "GX_ANALYTICS_ENABLED": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",  # no usage events, no fetch of their config from the internet

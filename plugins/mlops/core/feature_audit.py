@@ -1,6 +1,7 @@
 """Feature-contribution audit of a trained model: permutation importance, leave-one-feature-out, correlations.
 
-Pure computations (no Airflow, no MLflow, no files); the evaluate stage gathers the rows and logs the result.
+Pure computations (no Airflow, no MLflow, no files); the feature audit stage (`stages/feature_audit.py`)
+gathers the rows and logs the result.
 
 1. Permutation importance (Breiman 2001, "Random forests", section 10; scikit-learn's
    `sklearn.inspection.permutation_importance`): the drop of ROC AUC on the evaluation rows when one
@@ -494,9 +495,9 @@ def audit(
     classes); `numeric`: the numeric features (correlated pairs); `fit_seconds`: T, the CPU seconds of one
     training fit on every training row (> 0; the clock of the whole audit is `cpu_seconds`). The
     correlations, and LOFO's fits of the model with every feature and of each candidate's model without
-    it, use the same `sample_rows` sample of at most
-    `settings.lofo_max_train_rows` training rows; LOFO gets the budget left after permutation and
-    correlations, its first fit estimated at T x sample rows / training rows, then timed.
+    it, use the same `sample_rows` sample of at most `settings.lofo_max_train_rows` training rows; LOFO
+    gets the budget left after permutation and correlations, its first fit estimated at T x sample rows
+    / training rows, then timed.
     `reference`: the evaluation scores of `build(every feature)` fitted on every training row, when the
     caller has them (it measured T so): the model with every feature when the sample is every row.
     """
