@@ -101,10 +101,8 @@ def test_a_process_that_imports_mlops_first_has_no_spinning_threads():
     package sets both policies before numpy and scikit-learn load their thread pools. Measured in a
     fresh interpreter: the CPU seconds of a 0.3 s sleep after a few fits (LogisticRegression: OpenBLAS
     and OpenMP; HistGradientBoosting: OpenMP), without and with `import mlops` first."""
-    import threadpoolctl
-
-    if max(p["num_threads"] for p in threadpoolctl.threadpool_info()) < 2:
-        pytest.skip("one thread per pool on this machine: no thread is left to spin")
+    if (os.cpu_count() or 1) < 2:  # the pools start one thread per CPU
+        pytest.skip("one CPU on this machine: no thread is left to spin")
     code = (
         "import time; import mlops; import numpy as np; "
         "from sklearn.ensemble import HistGradientBoostingClassifier as H; "
