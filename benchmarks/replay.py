@@ -53,7 +53,7 @@ def single_runs(home: Path, pipeline: str, days: list[str]) -> list[float]:
     """Trigger-to-success seconds of a daily run of each day in `days`, one run at a time on the stack of
     the replay kept in `home` (the run's `queued_at` to its `end_date`). Each run re-runs its day and
     replaces its outputs with the same content. Raises RuntimeError when a run does not succeed."""
-    from mlops.local.mailsink import free_port
+    from mlops.local.ports import free_port
     from mlops.local.stack import LocalStack, stopped_by_signals
 
     stack = LocalStack(home, free_port(), free_port(), free_port())

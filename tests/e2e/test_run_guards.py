@@ -15,7 +15,8 @@ from airflow.utils.session import create_session
 
 from mlops.core.config import REPO_ROOT
 from mlops.local import runs
-from mlops.local.mailsink import body_text, free_port
+from mlops.local.mailsink import body_text
+from mlops.local.ports import free_port
 from tests.conftest import day
 
 pytestmark = pytest.mark.e2e

@@ -23,7 +23,8 @@ from cryptography.fernet import Fernet
 from mlops.airflow import environment as airflow_env
 from mlops.core.config import REPO_ROOT
 from mlops.local.airflow_api import ENDED_RUN_STATES, AirflowApi
-from mlops.local.mailsink import MailSink, free_port
+from mlops.local.mailsink import MailSink
+from mlops.local.ports import free_port
 from mlops.local.stack import Service, bin_path, http_ok, wait_until
 from tests.fixtures.postgres import Cluster, start_cluster
 

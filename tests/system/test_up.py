@@ -13,7 +13,7 @@ import psutil
 import pytest
 import requests
 
-from mlops.local.mailsink import free_port
+from mlops.local.ports import free_port
 from mlops.local.stack import bin_path, http_ok, wait_until
 
 pytestmark = pytest.mark.system

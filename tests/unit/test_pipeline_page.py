@@ -23,7 +23,7 @@ from mlops.core.drift import profile
 from mlops.core.interval import Interval
 from mlops.io import audit, lake
 from mlops.io.paths import raw_dir
-from mlops.local.mailsink import free_port
+from mlops.local.ports import free_port
 from mlops.reporting import pipeline_page as pipeline_page_core
 from mlops.stages.ingest import ingest
 from mlops.stages.outcomes import day_outcomes

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from mlops.airflow.environment import overridden
 from mlops.io import registry
-from mlops.local.mailsink import free_port
+from mlops.local.ports import free_port
 
 DEAD = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 

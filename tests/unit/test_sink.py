@@ -167,7 +167,7 @@ def test_errors_never_show_the_password(postgres_url, engine, keys):
 
 def test_errors_say_whether_a_retry_can_help(postgres_url, table, keys):
     """An unreachable server may come back (retry); a NULL key fails the same way every time (no retry)."""
-    from mlops.local.mailsink import free_port
+    from mlops.local.ports import free_port
 
     closed = sa.engine.make_url(postgres_url).set(port=free_port()).render_as_string(hide_password=False)
     with pytest.raises(SinkError, match="cannot connect") as unreachable:

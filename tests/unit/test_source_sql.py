@@ -18,7 +18,7 @@ from mlops.io.paths import raw_dir
 from mlops.io.sources import SourceError, SourceSchemaError
 from mlops.io.sources.nycflights13 import load_table
 from mlops.io.sources.sql import SqlSource
-from mlops.local.mailsink import free_port
+from mlops.local.ports import free_port
 from mlops.stages.ingest import build_day, ingest
 
 DAY = "2013-02-01"

@@ -10,17 +10,12 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-import socket
 import tempfile
 import threading
 from email.message import EmailMessage
 from pathlib import Path
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from mlops.local.ports import free_port
 
 
 class MailSink:

@@ -132,7 +132,7 @@ def replay(
     from mlops.airflow import environment as airflow_env
     from mlops.core.config import load_pipeline
     from mlops.io.paths import mlops_home
-    from mlops.local.mailsink import free_port
+    from mlops.local.ports import free_port
     from mlops.local.stack import LocalStack, stopped_by_signals
 
     cfg = load_pipeline(pipeline)
