@@ -121,6 +121,16 @@ def small_cfg(flights_cfg):
     return flights_cfg.model_copy(update={"training": training})
 
 
+@pytest.fixture(scope="module")
+def one_openmp_thread():
+    """HistGradientBoosting's OpenMP threads crawl on a busy machine: one thread is 10x faster there.
+    Modules that train use it with `pytestmark = pytest.mark.usefixtures("one_openmp_thread")`."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
 @pytest.fixture
 def mlops_home(tmp_path, monkeypatch) -> Path:
     """A fresh, empty MLOPS_HOME (lake and MLflow store) for one test."""

@@ -403,22 +403,38 @@ def test_weekly_retrain_skips_failed_days_and_compares_with_the_champion(first_m
     assert champion.version == expected
 
 
-def test_a_new_champion_rescores_the_latest_scored_day(first_model):
-    """flights_rescore (scheduled on the champion asset) scores the last scored day with today's champion."""
+def test_a_new_champion_rescores_the_latest_scored_day_unless_it_trained_on_it(first_model):
+    """flights_rescore (scheduled on the champion asset) scores the last scored day with today's champion,
+    which serves that day from then on (a re-run gives the same predictions); a day inside the champion's
+    training window is left as it is: the champion would score its own training data."""
+    first = first_model.xcoms["train"]["version"]
     champion = registry.version_by_alias("flights", "champion")
+    assert champion.version != first, "the weekly retrain was to promote a new champion"
     day = lake.list_partitions(predictions_dir("flights"))[-1]
+    assert day < "2013-02-11"  # inside the new champion's window, 2013-01-01..2013-02-11
     before = lake.read_partition(predictions_dir("flights"), day)
-    assert set(before.model_version) != {champion.version}, "the weekly retrain was to promote a new champion"
 
-    outcome = runs.run("flights_rescore", Interval.parse("2013-02-11"))
+    skipped = runs.run("flights_rescore", Interval.parse("2013-02-11"))
+
+    assert skipped.tasks == {"rescore": "skipped", "monitor": "skipped"}, skipped.tasks
+    pd.testing.assert_frame_equal(lake.read_partition(predictions_dir("flights"), day), before)
+
+    # the first day after the window, scored by the first model (pinned), is the champion's to re-score
+    pinned = runs.run("flights_daily", Interval.parse("2013-02-11"), {"model_version": first})
+    assert pinned.succeeded, pinned.tasks
+    outcome = runs.run("flights_rescore", Interval.parse("2013-02-12"))
 
     assert outcome.succeeded, outcome.tasks
-    assert outcome.xcoms["rescore"]["interval"] == day
-    assert outcome.xcoms["rescore"]["model_version"] == champion.version
-    after = lake.read_partition(predictions_dir("flights"), day)
+    rescored = outcome.xcoms["rescore"]
+    assert (rescored["interval"], rescored["model_version"], rescored["serves_day"]) == (
+        "2013-02-11",
+        champion.version,
+        True,
+    )
+    after = lake.read_partition(predictions_dir("flights"), "2013-02-11")
     assert set(after.model_version) == {champion.version} and set(after.threshold) == {champion.threshold}
-    assert sorted(after.row_key) == sorted(before.row_key)
-    assert outcome.xcoms["monitor"]["interval"] == day
+    assert outcome.xcoms["monitor"]["interval"] == "2013-02-11"
+    assert registry.champion_for("flights", dt.date(2013, 2, 11)).version == champion.version
     assert {e["extra"]["event"] for e in champion_events()} >= {"promotion"}
 
 

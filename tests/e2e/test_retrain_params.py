@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from threadpoolctl import threadpool_limits
 
 from mlops.core.interval import Interval
 from mlops.io import registry
 from mlops.io.feature_audit import read_feature_audit
 from mlops.local import runs
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_openmp_thread")]
 WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
 CONF = {
     "window_start": WINDOW.start.isoformat(),
@@ -20,13 +19,6 @@ CONF = {
     "model_kind": "logistic_regression",
     "threshold_policy": "recall_at_precision",
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread():
-    """Native thread pools crawl on a busy machine: one thread is much faster there."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="module")

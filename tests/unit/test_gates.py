@@ -23,7 +23,6 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from threadpoolctl import threadpool_limits
 
 from mlops.core.config import Evaluation, Gate, Model, Promotion, Threshold
 from mlops.core.features import labels
@@ -41,6 +40,8 @@ from mlops.stages.recalibrate import InfeasibleThresholdError, recalibrate
 from mlops.stages.train import train
 from tests.oracles import ece_by_hand
 
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
+
 WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
 NAN = float("nan")
 LENIENT = Gate(metric="roc_auc", min_value=0.5)
@@ -54,13 +55,6 @@ def gated(cfg, *gates, min_slice_size=200, bootstrap_samples=50):
 def with_model(cfg, **params):
     model = Model(kind="hist_gradient_boosting", params=params)
     return cfg.model_copy(update={"training": cfg.training.model_copy(update={"model": model})})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread():
-    """HistGradientBoosting's OpenMP threads crawl on a busy machine: one thread is 10x faster there."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 # judge on constructed frames

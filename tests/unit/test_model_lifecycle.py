@@ -14,7 +14,6 @@ import json
 import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss
-from threadpoolctl import threadpool_limits
 
 from mlops.core.config import Evaluation, Gate, Promotion
 from mlops.core.features import labels
@@ -32,6 +31,8 @@ from mlops.stages.promote import promote, promotion_allowed, rollback
 from mlops.stages.recalibrate import recalibrate
 from mlops.stages.train import code_digest, fingerprint, fit, train
 
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
+
 WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
 AFTER_WINDOW = dt.date(2013, 1, 25)
 
@@ -43,13 +44,6 @@ def calibrated(cfg, method):
 def with_params(cfg, **params):
     model = cfg.training.model.model_copy(update={"params": {**cfg.training.model.params, **params}})
     return cfg.model_copy(update={"training": cfg.training.model_copy(update={"model": model})})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread():
-    """HistGradientBoosting's OpenMP threads crawl on a busy machine: one thread is 10x faster there."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 # promotion permissions (no registry involved)

@@ -15,7 +15,6 @@ import re
 import mlflow.artifacts
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 
 from mlops.core.config import Evaluation, Gate, Model, Promotion
 from mlops.core.interval import Interval
@@ -28,6 +27,8 @@ from mlops.stages.ingest import ingest_missing
 from mlops.stages.promote import load_evaluation, promote, report_location
 from mlops.stages.recalibrate import recalibrate
 from mlops.stages.train import train
+
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 WINDOW = Interval(dt.date(2013, 1, 1), dt.date(2013, 1, 22))
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
@@ -94,12 +95,6 @@ def test_a_report_without_champion_renders_offline(passed, promoted, blocked_by,
 
 
 # a real retrain
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread():
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
 PENDING_MOVE = "pending_champion_move"  # registered-model tag: a champion move written ahead of the alias
+SERVES_FROM = "serves_from"  # model-version tag: the first day the version scores as champion (set at promotion)
 FIT_SECONDS = "fit_seconds"  # train run metric: wall seconds of the estimator's fit on the train rows
 FIT_CPU_SECONDS = "fit_cpu_seconds"  # train run metric: the same fit in CPU seconds (the feature audit's T)
 TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
@@ -245,13 +246,35 @@ def window_end(tags: dict[str, str]) -> dt.date | None:
     return dt.date.fromisoformat(end) if end else None
 
 
+def serves_from(tags: dict[str, str]) -> dt.date | None:
+    """The first data interval a promoted version scores (its `serves_from` tag, set when promoted).
+
+    Versions promoted before that tag existed serve from the end of their training window."""
+    day = tags.get(SERVES_FROM)
+    return dt.date.fromisoformat(day) if day else window_end(tags)
+
+
+def serve_from(name: str, number: str, day: dt.date) -> bool:
+    """Move the start of version `number`'s service back to `day` (a re-score gave it that day).
+
+    Returns whether the tag changed: a version already serving `day` keeps its start."""
+    start = serves_from(client().get_model_version(name, number).tags)
+    if start is not None and start <= day:
+        return False
+    set_version_tags(name, number, {SERVES_FROM: day.isoformat()})
+    return True
+
+
 def champion_for(name: str, day: dt.date) -> VersionRef | None:
     """The champion of a data interval starting on `day`: stable under backfills, one with the alias.
 
-    From the end of the current champion's training window on, that is the `champion` alias itself,
-    so scoring and the alias never disagree. Before it, the promoted, not revoked, version with the
-    latest training window that ended on or before `day` (a re-run of an old day uses the model of
-    that time, not today's). When no version qualifies, the current alias.
+    Each promoted version serves from its `serves_from` day (`serves_from`): the end of its training
+    window, or the day after the last day scored when it was promoted, whichever is later, so a day
+    scored before a promotion keeps the model that scored it when it is run again. From the current
+    champion's start on, that is the `champion` alias itself, so scoring and the alias never
+    disagree. Before it, the promoted, not revoked, version with the latest start on or before `day`
+    (a re-run of an old day uses the model of that time, not today's). When no version qualifies,
+    the current alias.
     """
     return champions(name)(day)
 
@@ -264,12 +287,12 @@ def champions(name: str):
     the registry at the time of the reads: use the function within one run, not across runs.
     """
     current = _by_alias(name, CHAMPION)
-    current_end = window_end(current.tags) if current is not None else None
+    current_start = serves_from(current.tags) if current is not None else None
     promoted: list[tuple[dt.date, int, Any]] | None = None
 
     def for_day(day: dt.date) -> VersionRef | None:
         nonlocal promoted
-        if current is not None and current_end is not None and current_end <= day:
+        if current is not None and current_start is not None and current_start <= day:
             return _ref(current)
         if promoted is None:
             promoted = []
@@ -277,9 +300,9 @@ def champions(name: str):
                 tags = mv.tags
                 if tags.get("promotion_decision") != "promoted" or tags.get("revoked") == "true":
                     continue
-                if "threshold" in tags and (end := window_end(tags)) is not None:
-                    promoted.append((end, int(mv.version), mv))
-        eligible = [(end, number, mv) for end, number, mv in promoted if end <= day]
+                if "threshold" in tags and (start := serves_from(tags)) is not None:
+                    promoted.append((start, int(mv.version), mv))
+        eligible = [(start, number, mv) for start, number, mv in promoted if start <= day]
         if eligible:
             return _ref(max(eligible, key=lambda item: item[:2])[2])
         return _ref(current) if current is not None else None

@@ -31,6 +31,7 @@ from mlops.core.config import LOWER_IS_BETTER, Gate, PipelineConfig
 from mlops.core.gating import gain_bound, inconclusive, judges_slice
 from mlops.core.metrics import OVERALL, slice_scope
 from mlops.io import audit, locks, registry
+from mlops.io.datasets import latest_scored_day
 from mlops.io.feature_audit import read_feature_audit
 from mlops.io.paths import mlops_home
 from mlops.reporting.promotion import PARTS, REPORT_PATH, config_diff, render_promotion_report, slice_deltas
@@ -399,7 +400,9 @@ def promote(
             "reasons": decision.reasons,
         }
         if promoted:
-            move = _move("promoted", challenger.version, current, trail)
+            start = first_served_day(cfg.name, registry.window_end(tags))
+            served = {"serves_from": start.isoformat()} if start else {}
+            move = _move("promoted", challenger.version, current, {**trail, **served})
             registry.record_pending_move(cfg.name, move)  # the write-ahead record: nothing has moved yet
             complete_move(cfg.name, move)
             return decision
@@ -476,6 +479,20 @@ def _move(event: str, version: str, previous: str | None, trail: dict) -> dict:
     }
 
 
+def first_served_day(pipeline: str, window_end: dt.date | None) -> dt.date | None:
+    """The first day a version promoted now scores: the end of its training window, or the day after
+    the last day scored so far (io.datasets.latest_scored_day), whichever is later; None when neither
+    is known.
+
+    Days scored before the promotion keep the model that scored them: a retrain triggered by the
+    outcomes of a day is promoted after the days since were scored (the year replay runs four at a
+    time), and a re-run of those days must not give other predictions than their first run did.
+    """
+    last = latest_scored_day(pipeline)
+    after_last = last + dt.timedelta(days=1) if last is not None else None
+    return max((d for d in (window_end, after_last) if d is not None), default=None)
+
+
 def complete_pending(name: str) -> dict | None:
     """Complete the champion move a crash left half done, if any; returns it. Call under `champion_lock`."""
     move = registry.pending_move(name)
@@ -499,17 +516,17 @@ def complete_move(name: str, move: dict) -> None:
     if move["event"] == "promoted":
         holder = registry.version_by_alias(name, registry.CHAMPION)
         if holder is None or holder.version != version:  # not committed yet
-            registry.set_version_tags(
-                name,
-                version,
-                {
-                    "validation_status": "passed",
-                    "promotion_decision": "promoting",
-                    "promotion_reasons": json.dumps(trail["reasons"]),
-                    "promotion_id": move["id"],
-                    "promotion_previous": previous or "none",
-                },
-            )
+            tags = {
+                "validation_status": "passed",
+                "promotion_decision": "promoting",
+                "promotion_reasons": json.dumps(trail["reasons"]),
+                "promotion_id": move["id"],
+                "promotion_previous": previous or "none",
+            }
+            # a version promoted again keeps the start of its first service (the days it scored then)
+            if trail.get("serves_from") and registry.SERVES_FROM not in c.get_model_version(name, version).tags:
+                tags[registry.SERVES_FROM] = trail["serves_from"]
+            registry.set_version_tags(name, version, tags)
             if previous is not None and previous != version:
                 c.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, previous)
             c.set_registered_model_alias(name, registry.CHAMPION, version)

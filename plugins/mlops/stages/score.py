@@ -254,3 +254,45 @@ def retract(cfg: PipelineConfig, interval: Interval, reason: str, sink_url: str 
         )
         for day in interval.days()
     }
+
+
+class InTrainingWindowError(ValueError):
+    """A re-score asked of a day inside the champion's training window (its own training data)."""
+
+
+@dataclass(frozen=True)
+class Rescore:
+    """What `rescore` did: the scoring, and whether the champion now serves the day (`registry.serves_from`)."""
+
+    result: ScoreResult
+    serves_day: bool
+
+
+def rescore(cfg: PipelineConfig, day: dt.date, sink_url: str | None = None) -> Rescore:
+    """Score `day` again with the current champion, which from then on serves it when the day is run again.
+
+    The champion's start (`registry.serves_from`) moves back to `day` when no day between them was
+    scored by another version (the usual case: `day` is the last day scored before a promotion);
+    otherwise the day stays the exception (`serves_day` False) and a re-run scores it with the version
+    `registry.champion_for` gives. Raises LookupError (no champion), InTrainingWindowError when `day`
+    lies inside the champion's training window (scored in sample, its realized metrics would flatter
+    the model; its predictions are left as they are), and what `score` raises.
+    """
+    champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
+    if champion is None:
+        raise LookupError(f"{cfg.name} has no champion to re-score with")
+    tags = registry.client().get_model_version(cfg.name, champion.version).tags
+    end = registry.window_end(tags)
+    if end is not None and day < end:
+        raise InTrainingWindowError(
+            f"{cfg.name} {day}: inside the training window of version {champion.version} (up to {end}), "
+            "which would score its own training data: its predictions stay as they are"
+        )
+    result = score(cfg, Interval(day, day + dt.timedelta(days=1)), champion.version, sink_url=sink_url)
+    start = registry.serves_from(tags)
+    if start is not None and start <= day:
+        return Rescore(result, True)
+    if start is not None and any(day.isoformat() < d < start.isoformat() for d in predictions.scored_days(cfg.name)):
+        return Rescore(result, False)
+    registry.serve_from(cfg.name, champion.version, day)
+    return Rescore(result, True)

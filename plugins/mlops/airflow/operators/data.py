@@ -152,6 +152,17 @@ def skip_if_empty(cfg, interval, retract: bool = False) -> None:
         raise AirflowSkipException(f"{cfg.name} {interval.key}: the source had no rows (recorded as empty)")
 
 
+def scored_xcom(result) -> dict[str, Any]:
+    """The XCom of a scoring task: what it scored, with which version, and what went to the sink."""
+    return {
+        "interval": result.interval,
+        "rows": result.rows,
+        "model_version": result.model_version,
+        "threshold": result.threshold,
+        "sink_rows": result.sink_rows,
+    }
+
+
 class ScoreOperator(PipelineOperator):
     """Score the interval with the champion of each day (or the version pinned by param `model_version`).
 
@@ -180,34 +191,49 @@ class ScoreOperator(PipelineOperator):
         )
         for day, reason in result.retracted.items():
             self.log.warning("%s: predictions retracted: %s", day, reason)
-        return {
-            "interval": result.interval,
-            "rows": result.rows,
-            "model_version": result.model_version,
-            "threshold": result.threshold,
-            "sink_rows": result.sink_rows,
-        }
+        return scored_xcom(result)
 
 
-class RescoreOperator(ScoreOperator):
+class RescoreOperator(PipelineOperator):
     """Score one day again with the current champion: param `day`, else the latest day scored so far.
 
     Runs when the champion changes (the `<name>_rescore` DAG is scheduled on the champion asset); its
-    predictions replace that day's, in Parquet and in the SQL table.
+    predictions replace that day's, in Parquet and in the SQL table, and the champion serves the day
+    from then on (`stages.score.rescore`). A day inside the champion's training window is skipped.
     """
 
-    def target(self, context: Any) -> tuple[Interval, str | None]:
-        from mlops.io import registry
+    def execute(self, context: Any) -> dict[str, Any]:
         from mlops.io.datasets import latest_scored_day
+        from mlops.stages.score import InTrainingWindowError, rescore
 
+        cfg = self.config()
         day = (context.get("params") or {}).get("day")
         day = dt.date.fromisoformat(day) if day else latest_scored_day(self.pipeline)
         if day is None:
             raise AirflowSkipException(f"{self.pipeline}: no day has been scored yet, nothing to re-score")
-        champion = registry.version_by_alias(self.pipeline, registry.CHAMPION)
-        if champion is None:
-            raise AirflowFailException(f"{self.pipeline} has no champion to re-score with")
-        return Interval(day, day + dt.timedelta(days=1)), champion.version
+        with failing_at_once():
+            skip_if_empty(cfg, Interval(day, day + dt.timedelta(days=1)), retract=True)
+            try:
+                done = rescore(cfg, day, sink_url=sink_url(cfg))
+            except InTrainingWindowError as exc:
+                raise AirflowSkipException(str(exc)) from None
+        result = done.result
+        self.log.info(
+            "re-scored %s: %d rows with version %s at threshold %s",
+            day,
+            result.rows,
+            result.model_version,
+            result.threshold,
+        )
+        if not done.serves_day:
+            self.log.warning(
+                "%s: other days scored since keep their versions, so a re-run of %s scores it with the "
+                "champion of that day, not version %s",
+                self.pipeline,
+                day,
+                result.model_version,
+            )
+        return {**scored_xcom(result), "serves_day": done.serves_day}
 
 
 class MonitorOperator(PipelineOperator):
