@@ -3,6 +3,7 @@ server, SMTP sink, Airflow api-server, scheduler, dag-processor and triggerer), 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -93,6 +94,20 @@ def test_the_week_retrain_ran_after_its_days_and_each_day_has_the_champion_of_th
     promoted = {r["interval"]: r["version"] for r in weekly if r["promoted"]}
     if "2013-02-04" in promoted:
         assert days["2013-02-11"]["model_version"] == promoted["2013-02-04"]
+
+
+def test_each_scored_day_has_the_model_a_re_run_would_use(replayed, monkeypatch):
+    """The registry the replay leaves names, for every scored day, the version that scored it
+    (`registry.champion_for`): a backfill of any of these days scores it with the same model, even
+    where a retrain triggered by the outcomes of an earlier day was promoted after it was scored."""
+    from mlops.io import registry
+
+    home, data, _, _, _, _ = replayed
+    monkeypatch.setenv("MLOPS_HOME", str(home / "replay" / "flights"))  # the stack's home: its MLflow store
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    champions = registry.champions("flights")
+    scored = {d["day"]: d["model_version"] for d in data["days"] if d["status"] == "scored"}
+    assert scored and {day: champions(dt.date.fromisoformat(day)).version for day in scored} == scored
 
 
 def test_the_report_has_realized_auc_wall_time_and_overhead(replayed):
