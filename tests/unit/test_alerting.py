@@ -21,7 +21,7 @@ from mlops.core.alerting import (
     rate_limited,
 )
 from mlops.core.config import BiasRule, Monitoring, PerformanceRule, Persistence, RetrainTrigger, SkewRule
-from mlops.io import audit, lake
+from mlops.io import audit, lake, registry
 from mlops.io.paths import outcomes_dir, shift_scores_dir
 from mlops.stages.alerts import TRIGGER_EVENT, decide_trigger, judge, record_judgement, triggered_retrains
 
@@ -215,20 +215,50 @@ def degrading(mlops_home, flights_cfg):
 
 def test_rate_limit_two_firings_within_n_days_trigger_once(degrading):
     cfg = degrading
-    first = judge(cfg, dt.date(2013, 3, 3), baselines={})
-    assert first.degradation is not None and first.degradation.days == ["2013-03-01", "2013-03-02", "2013-03-03"]
+    first = judge(cfg, dt.date(2013, 3, 5), baselines={})  # a Tuesday: its retrain would serve from Wednesday
+    assert first.degradation is not None and first.degradation.days == ["2013-03-03", "2013-03-04", "2013-03-05"]
     fired = decide_trigger(cfg, first, "run-a", None)
-    assert fired["emit"] and fired["extra"]["day"] == "2013-03-03" and fired["extra"]["signal"] == "realized"
-    assert "realized roc_auc 0.5" in fired["extra"]["reason"]
+    assert fired["emit"] and fired["extra"]["day"] == "2013-03-05" and fired["extra"]["signal"] == "realized"
+    assert "realized roc_auc 0.5" in fired["extra"]["reason"] and fired["extra"]["version"] == "3"
 
     again = decide_trigger(cfg, first, "run-a", None)  # a retry of the same run: emits, recorded once
     assert again["emit"]
-    second = decide_trigger(cfg, judge(cfg, dt.date(2013, 3, 6), baselines={}), "run-b", None)
-    assert not second["emit"] and "rate limit" in second["why"] and "2013-03-03" in second["why"]
-    third = decide_trigger(cfg, judge(cfg, dt.date(2013, 3, 10), baselines={}), "run-c", None)
+    second = decide_trigger(cfg, judge(cfg, dt.date(2013, 3, 8), baselines={}), "run-b", None)
+    assert not second["emit"] and "rate limit" in second["why"] and "2013-03-05" in second["why"]
+    third = decide_trigger(cfg, judge(cfg, dt.date(2013, 3, 12), baselines={}), "run-c", None)
     assert third["emit"]
-    assert [e["day"] for e in triggered_retrains(cfg.name)] == ["2013-03-03", "2013-03-10"]
+    assert [e["day"] for e in triggered_retrains(cfg.name)] == ["2013-03-05", "2013-03-12"]
     assert all(e["event"] == TRIGGER_EVENT and e["reason"] for e in audit.history(cfg.name))
+
+
+def test_no_trigger_when_the_weeks_retrain_takes_over_the_day_the_triggered_one_would(degrading):
+    """Judged on Sunday 10 March with nothing scored after it: a triggered retrain's window would end on
+    Monday 11 March and its version serve from then, the day the weekly retrain of 4-11 March serves
+    from (`schedules.retrain` fires on Mondays). Not triggered; the next day's judgement may trigger."""
+    cfg = degrading
+    sunday = decide_trigger(cfg, judge(cfg, dt.date(2013, 3, 10), baselines={}), "run-a", None)
+    assert not sunday["emit"] and sunday["extra"] is None
+    assert sunday["why"] == (
+        "a triggered retrain would serve from 2013-03-11, when the scheduled retrain of the interval ending "
+        "2013-03-11 takes over: left to it"
+    )
+    assert triggered_retrains(cfg.name) == []
+    # retrained on Thursdays instead, Sunday's judgement triggers
+    thursdays = cfg.model_copy(update={"schedules": cfg.schedules.model_copy(update={"retrain": "0 0 * * 4"})})
+    assert decide_trigger(thursdays, judge(thursdays, dt.date(2013, 3, 10), baselines={}), "run-c", None)["emit"]
+
+
+def test_no_trigger_for_a_version_that_is_no_longer_the_champion(degrading):
+    """The outcomes that fired are version 3's; version 1 holds `champion` (a rollback, or a retrain
+    promoted since): its own outcomes will judge it."""
+    cfg = degrading
+    c = registry.client()
+    c.create_registered_model(cfg.name)
+    version = c.create_model_version(cfg.name, source="file:///nowhere").version
+    c.set_registered_model_alias(cfg.name, registry.CHAMPION, version)
+    decision = decide_trigger(cfg, judge(cfg, dt.date(2013, 3, 5), baselines={}), "run-a", None)
+    assert not decision["emit"] and triggered_retrains(cfg.name) == []
+    assert decision["why"] == "version 3 degraded, but version 1 is the champion now: its own outcomes will judge it"
 
 
 def test_a_backfill_never_triggers_and_the_judgement_is_recorded(degrading):

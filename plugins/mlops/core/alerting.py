@@ -278,6 +278,7 @@ class Degradation:
     days: list[str]
     values: list[dict[str, Any]]
     alerts: list[str] = field(default_factory=list)  # every fired degradation alert's rule
+    version: str = ""  # the model version whose series fired ("" for skew, which is judged on the data)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -294,7 +295,9 @@ def degradation(alerts: list[Alert], day: str, signals: Iterable[str]) -> Degrad
         {"day": c.day, "value": c.value, "ci_low": c.ci_low, "ci_high": c.ci_high, "n": c.n, "breach": c.breach}
         for c in first.days
     ]
-    return Degradation(day, first.signal, first.line(), first.breach_days, values, [a.rule for a in fired])
+    return Degradation(
+        day, first.signal, first.line(), first.breach_days, values, [a.rule for a in fired], first.model_version
+    )
 
 
 def rate_limited(previous: Iterable[str], day: str, min_days_between: int) -> str | None:

@@ -10,10 +10,12 @@ For scored day S (after `stages.outcomes.day_outcomes` stored it):
    series, limit and the window's days and values), `watch` (rules breached on fewer than k days, one
    line each), `judged` (rule x series judged), `degradation` (signal, reason, days, values, or null)
    and `trigger` (whether an event on `<name>_degraded` is emitted, and why not);
-3. a degradation may trigger a retrain unless the caller forbids it (a backfill) or an earlier trigger
-   of another run was for a scored day less than `retrain.min_days_between` days away (rate limit,
-   judged from the audit trail's `degradation_trigger` entries). A trigger is recorded in the audit
-   trail first (`degradation_trigger`, keyed by day and run, so a retry records it once).
+3. a degradation may trigger a retrain unless the caller forbids it (a backfill), the retrain would
+   serve no day (`moot_trigger`: the degraded version is no longer the champion, or a scheduled
+   retrain takes over on the day the triggered version would start), or an earlier trigger of another
+   run was for a scored day less than `retrain.min_days_between` days away (rate limit, judged from the
+   audit trail's `degradation_trigger` entries). A trigger is recorded in the audit trail first
+   (`degradation_trigger`, keyed by day and run, so a retry records it once).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from typing import Any
 
 from mlops.core.alerting import Alert, Degradation, degradation, judge_performance, judge_skew, rate_limited
 from mlops.core.config import PipelineConfig
+from mlops.core.serving import first_served_day, scheduled_retrain_starts
 from mlops.io import audit, lake, registry
-from mlops.io.datasets import outcome_history, shift_history
+from mlops.io.datasets import latest_scored_day, outcome_history, shift_history
 from mlops.io.paths import outcomes_dir, shift_scores_dir
 
 TRIGGER_EVENT = "degradation_trigger"
@@ -101,6 +104,8 @@ def decide_trigger(
         return {"emit": False, "why": "no sustained degradation", "extra": None}
     if forbidden:
         return {"emit": False, "why": forbidden, "extra": None}
+    if moot := moot_trigger(cfg, found):
+        return {"emit": False, "why": moot, "extra": None}
     decision_id = f"degraded:{judgement.day}:{run_id}"
     earlier = [
         e["day"]
@@ -119,6 +124,34 @@ def decide_trigger(
     fields = {k: v for k, v in extra.items() if k != "pipeline"}
     audit.record_once(cfg.name, TRIGGER_EVENT, decision_id, reasons=[found.reason], **fields)
     return {"emit": True, "why": "sustained degradation", "extra": extra}
+
+
+def moot_trigger(cfg: PipelineConfig, found: Degradation) -> str | None:
+    """Why a retrain triggered by `found` would serve no day, or None when it would serve some.
+
+    - The series that fired is of a version that is no longer the champion: the model it judged has
+      been replaced (by a scheduled retrain, a rollback), and the new champion's own outcomes judge it.
+    - The triggered version would serve from the day a scheduled retrain's version serves from too
+      (core.serving): its window ends the day after the judged day, its first day is that or the day
+      after the last scored day, and the retrain schedule ends an interval that day. The year replay
+      judges the second half of each week after it was scored, just before the week's retrain: every
+      trigger there was such a retrain, promoted and then replaced before it scored a day.
+    A persisting degradation is judged again on the next scored day, so the trigger is deferred, not lost.
+    """
+    if found.version:
+        champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
+        if champion is not None and champion.version != found.version:
+            return (
+                f"version {found.version} degraded, but version {champion.version} is the champion now: "
+                "its own outcomes will judge it"
+            )
+    start = first_served_day(dt.date.fromisoformat(found.day) + dt.timedelta(days=1), latest_scored_day(cfg.name))
+    if start is not None and scheduled_retrain_starts(start, cfg.schedules):
+        return (
+            f"a triggered retrain would serve from {start}, when the scheduled retrain of the interval ending "
+            f"{start} takes over: left to it"
+        )
+    return None
 
 
 def record_judgement(pipeline: str, day: str, judgement: dict[str, Any], trigger: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import pandas as pd
 from mlops.core.config import LOWER_IS_BETTER, Gate, PipelineConfig
 from mlops.core.gating import gain_bound, inconclusive, judges_slice
 from mlops.core.metrics import OVERALL, slice_scope
+from mlops.core.serving import first_served_day
 from mlops.io import audit, locks, registry
 from mlops.io.datasets import latest_scored_day
 from mlops.io.feature_audit import read_feature_audit
@@ -400,7 +401,8 @@ def promote(
             "reasons": decision.reasons,
         }
         if promoted:
-            start = first_served_day(cfg.name, registry.window_end(tags))
+            # days scored before keep the model that scored them (core.serving)
+            start = first_served_day(registry.window_end(tags), latest_scored_day(cfg.name))
             served = {"serves_from": start.isoformat()} if start else {}
             move = _move("promoted", challenger.version, current, {**trail, **served})
             registry.record_pending_move(cfg.name, move)  # the write-ahead record: nothing has moved yet
@@ -477,20 +479,6 @@ def _move(event: str, version: str, previous: str | None, trail: dict) -> dict:
         "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "trail": trail,
     }
-
-
-def first_served_day(pipeline: str, window_end: dt.date | None) -> dt.date | None:
-    """The first day a version promoted now scores: the end of its training window, or the day after
-    the last day scored so far (io.datasets.latest_scored_day), whichever is later; None when neither
-    is known.
-
-    Days scored before the promotion keep the model that scored them: a retrain triggered by the
-    outcomes of a day is promoted after the days since were scored (the year replay runs four at a
-    time), and a re-run of those days must not give other predictions than their first run did.
-    """
-    last = latest_scored_day(pipeline)
-    after_last = last + dt.timedelta(days=1) if last is not None else None
-    return max((d for d in (window_end, after_last) if d is not None), default=None)
 
 
 def complete_pending(name: str) -> dict | None:
