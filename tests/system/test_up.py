@@ -32,7 +32,8 @@ def test_mlops_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, stop):
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     children: list[psutil.Process] = []
     try:
-        wait_until(lambda: "ready in" in log.read_text(), 150, "mlops up", [])
+        # a bound, not a target (the line says how long it took): 173 s on a machine busy with a year replay
+        wait_until(lambda: "ready in" in log.read_text(), 300, "mlops up", [])
         ready = time.monotonic() - started
         assert http_ok(f"http://127.0.0.1:{ports['airflow']}/api/v2/monitor/health")()
         health = requests.get(f"http://127.0.0.1:{ports['airflow']}/api/v2/monitor/health", timeout=10).json()

@@ -99,7 +99,7 @@ def test_idle_threads_of_the_stack_sleep_instead_of_spinning(tmp_path):
 def test_a_process_that_imports_mlops_first_has_no_spinning_threads():
     """`mlops demo`, the benchmarks and the tests run without the stack's environment: importing the
     package sets both policies before numpy and scikit-learn load their thread pools. Measured in a
-    fresh interpreter: the CPU seconds of a 0.3 s sleep after a few fits (LogisticRegression: OpenBLAS
+    fresh interpreter: the CPU seconds of a 0.5 s sleep after a few fits (LogisticRegression: OpenBLAS
     and OpenMP; HistGradientBoosting: OpenMP), without and with `import mlops` first."""
     if (os.cpu_count() or 1) < 2:  # the pools start one thread per CPU
         pytest.skip("one CPU on this machine: no thread is left to spin")
@@ -109,12 +109,14 @@ def test_a_process_that_imports_mlops_first_has_no_spinning_threads():
         "from sklearn.linear_model import LogisticRegression as L; "
         "rng = np.random.default_rng(0); X = rng.normal(size=(20000, 8)); y = (X[:, 0] > 0).astype(int); "
         "H(max_iter=30).fit(X, y); [L().fit(X[:3000], y[:3000]) for _ in range(3)]; "
-        "t = time.process_time(); time.sleep(0.3); print('idle', time.process_time() - t)"
+        "t = time.process_time(); time.sleep(0.5); print('idle', time.process_time() - t)"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
     idle = {}
     for name, source in (("spun", code.replace("import mlops; ", "")), ("calm", code)):
         out = subprocess.run([sys.executable, "-c", source], env=env, capture_output=True, text=True, check=True)
         idle[name] = float(out.stdout.split()[-1])
-    assert idle["spun"] > 0.05, idle  # the threads do spin here without it: the test can tell
+    # the threads do spin here without it, so the test can tell; on a loaded machine they get less CPU
+    # (0.04 s of a 0.3 s sleep while a year replay ran, against 0.11 s on a quiet one)
+    assert idle["spun"] > max(0.02, 20 * idle["calm"]), idle
     assert idle["calm"] < 0.02, idle
