@@ -1,7 +1,8 @@
 """Which model version serves which day: pure rules on dates and the config's schedules.
 
 - A promoted version's *first day* is the end of its training window, or the day after the last day
-  scored when it was promoted, whichever is later (days scored before keep the model that scored them).
+  decided when it was promoted (scored, or validated against a champion's training data), whichever
+  is later: days decided before keep the model that decided them.
 - A scheduled retrain of the data interval [P, D) (the retrain cron fires at P and D) trains on a window
   that ends on D, so its version, promoted then, serves from D.
 """
@@ -15,9 +16,9 @@ from mlops.core.config import Schedules
 ONE_DAY = dt.timedelta(days=1)
 
 
-def first_served_day(window_end: dt.date | None, last_scored: dt.date | None) -> dt.date | None:
-    """The later of `window_end` and the day after `last_scored`; None when both are None."""
-    after_last = last_scored + ONE_DAY if last_scored is not None else None
+def first_served_day(window_end: dt.date | None, last_decided: dt.date | None) -> dt.date | None:
+    """The later of `window_end` and the day after `last_decided`; None when both are None."""
+    after_last = last_decided + ONE_DAY if last_decided is not None else None
     return max((d for d in (window_end, after_last) if d is not None), default=None)
 
 

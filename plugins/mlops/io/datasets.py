@@ -106,3 +106,47 @@ def latest_scored_day(pipeline: str) -> dt.date | None:
     """The last day whose predictions are done in every store (see io.predictions), or None."""
     days = scored_days(pipeline)
     return dt.date.fromisoformat(days[-1]) if days else None
+
+
+def served_days(pipeline: str, after: dt.date | None = None) -> list[dt.date]:
+    """The days a champion has decided so far (after `after`, when given), sorted.
+
+    A day is decided when it is scored (io.predictions), or when its validation report compared it
+    with a champion's training data (its `references.skew` is set; a report of several days counts
+    each). A re-run of such a day must find the same champion, so a promotion serves from the day after
+    the last of them (core.serving). Training-window reports (keys `training-...`) decide no day.
+    """
+    days = {dt.date.fromisoformat(key) for key in scored_days(pipeline)}
+    days |= set(_validated_days(pipeline, after))
+    return sorted(d for d in days if after is None or d > after)
+
+
+def latest_served_day(pipeline: str) -> dt.date | None:
+    """The last of `served_days`, or None; reads the validation reports from the newest back only."""
+    scored = scored_days(pipeline)
+    last = dt.date.fromisoformat(scored[-1]) if scored else None
+    for interval in sorted(_report_intervals(pipeline), key=lambda i: i.end, reverse=True):
+        if last is not None and interval.end - dt.timedelta(days=1) <= last:
+            break
+        if _compared_with_champion(pipeline, interval):
+            return interval.end - dt.timedelta(days=1)
+    return last
+
+
+def _report_intervals(pipeline: str) -> list[Interval]:
+    folder = validation_dir(pipeline)
+    if not folder.exists():
+        return []
+    stems = (p.stem for p in folder.glob("*.json") if not p.name.startswith("."))
+    return [Interval.parse(stem) for stem in stems if not stem.startswith("training-")]
+
+
+def _compared_with_champion(pipeline: str, interval: Interval) -> bool:
+    report = read_report(pipeline, interval.key) or {}
+    return bool((report.get("references") or {}).get("skew"))
+
+
+def _validated_days(pipeline: str, after: dt.date | None) -> list[dt.date]:
+    """The days of the validation reports that compared with a champion's training data."""
+    later = [i for i in _report_intervals(pipeline) if after is None or i.end - dt.timedelta(days=1) > after]
+    return [day for interval in later if _compared_with_champion(pipeline, interval) for day in interval.days()]

@@ -28,7 +28,7 @@ from mlops.core.alerting import Alert, Degradation, degradation, judge_performan
 from mlops.core.config import PipelineConfig
 from mlops.core.serving import first_served_day, scheduled_retrain_starts
 from mlops.io import audit, lake, registry
-from mlops.io.datasets import latest_scored_day, outcome_history, shift_history
+from mlops.io.datasets import latest_served_day, outcome_history, shift_history
 from mlops.io.paths import outcomes_dir, shift_scores_dir
 
 TRIGGER_EVENT = "degradation_trigger"
@@ -133,7 +133,8 @@ def moot_trigger(cfg: PipelineConfig, found: Degradation) -> str | None:
       been replaced (by a scheduled retrain, a rollback), and the new champion's own outcomes judge it.
     - The triggered version would serve from the day a scheduled retrain's version serves from too
       (core.serving): its window ends the day after the judged day, its first day is that or the day
-      after the last scored day, and the retrain schedule ends an interval that day. The year replay
+      after the last day decided so far (scored, or validated against a champion's training data:
+      `datasets.latest_served_day`), and the retrain schedule ends an interval that day. The year replay
       judges the second half of each week after it was scored, just before the week's retrain: every
       trigger there was such a retrain, promoted and then replaced before it scored a day.
     A persisting degradation is judged again on the next scored day, so the trigger is deferred, not lost.
@@ -145,7 +146,7 @@ def moot_trigger(cfg: PipelineConfig, found: Degradation) -> str | None:
                 f"version {found.version} degraded, but version {champion.version} is the champion now: "
                 "its own outcomes will judge it"
             )
-    start = first_served_day(dt.date.fromisoformat(found.day) + dt.timedelta(days=1), latest_scored_day(cfg.name))
+    start = first_served_day(dt.date.fromisoformat(found.day) + dt.timedelta(days=1), latest_served_day(cfg.name))
     if start is not None and scheduled_retrain_starts(start, cfg.schedules):
         return (
             f"a triggered retrain would serve from {start}, when the scheduled retrain of the interval ending "

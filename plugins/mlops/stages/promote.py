@@ -32,7 +32,7 @@ from mlops.core.gating import gain_bound, inconclusive, judges_slice
 from mlops.core.metrics import OVERALL, slice_scope
 from mlops.core.serving import first_served_day
 from mlops.io import audit, locks, registry
-from mlops.io.datasets import latest_scored_day
+from mlops.io.datasets import latest_served_day
 from mlops.io.feature_audit import read_feature_audit
 from mlops.io.paths import mlops_home
 from mlops.reporting.promotion import PARTS, REPORT_PATH, config_diff, render_promotion_report, slice_deltas
@@ -401,10 +401,7 @@ def promote(
             "reasons": decision.reasons,
         }
         if promoted:
-            # days scored before keep the model that scored them (core.serving)
-            start = first_served_day(registry.window_end(tags), latest_scored_day(cfg.name))
-            served = {"serves_from": start.isoformat()} if start else {}
-            move = _move("promoted", challenger.version, current, {**trail, **served})
+            move = _move("promoted", challenger.version, current, trail)
             registry.record_pending_move(cfg.name, move)  # the write-ahead record: nothing has moved yet
             complete_move(cfg.name, move)
             return decision
@@ -495,42 +492,64 @@ def complete_move(name: str, move: dict) -> None:
     Every step is idempotent, so running it again after a crash completes the move. The alias
     `champion` is the commit point: before it moves, `champion_for` and the alias both still give the
     old champion; after it, both give the new one (the version's decision tag says `promoting` until
-    the move is complete, and only `promoted` versions count for earlier days). The audit line is
-    written once per move (its id), then the record is cleared.
+    the move is complete, and only `promoted` versions count for earlier days). The alias moves under
+    the serving lock held exclusively (`locks.serving`), so no run decides a day with the champion
+    while it changes; a promoted version's first day is set then (`_commit_promotion`). The audit line
+    is written once per move (its id), then the record is cleared.
     """
     c = registry.client()
     version, previous = move["version"], move["previous"]
     trail = move["trail"]
     if move["event"] == "promoted":
-        holder = registry.version_by_alias(name, registry.CHAMPION)
-        if holder is None or holder.version != version:  # not committed yet
-            tags = {
-                "validation_status": "passed",
-                "promotion_decision": "promoting",
-                "promotion_reasons": json.dumps(trail["reasons"]),
-                "promotion_id": move["id"],
-                "promotion_previous": previous or "none",
-            }
-            # a version promoted again keeps the start of its first service (the days it scored then)
-            if trail.get("serves_from") and registry.SERVES_FROM not in c.get_model_version(name, version).tags:
-                tags[registry.SERVES_FROM] = trail["serves_from"]
-            registry.set_version_tags(name, version, tags)
-            if previous is not None and previous != version:
-                c.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, previous)
-            c.set_registered_model_alias(name, registry.CHAMPION, version)
+        trail = {**trail, **_commit_promotion(name, move)}
         registry.set_version_tags(name, version, {"promotion_decision": "promoted"})
         registry.clear_version_tag(name, version, "revoked")
         c.set_tag(trail["run_id"], "promotion_decision", "promoted")
     else:
-        for newer in trail["revoked"]:
-            c.set_model_version_tag(name, newer, "revoked", "true")
-        registry.clear_version_tag(name, version, "revoked")
-        c.set_registered_model_alias(name, registry.CHAMPION, version)
+        with locks.serving(name, exclusive=True):  # a run reads the champions before or after, not between
+            for newer in trail["revoked"]:
+                c.set_model_version_tag(name, newer, "revoked", "true")
+            registry.clear_version_tag(name, version, "revoked")
+            c.set_registered_model_alias(name, registry.CHAMPION, version)
         if previous is not None and previous != version:
             c.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, previous)
         registry.set_version_tags(name, version, {"restored_by_rollback_from": previous or "none"})
     audit.record_once(name, move["event"], move["id"], version=version, previous=previous, **trail)
     registry.clear_pending_move(name, move["id"])
+
+
+def _commit_promotion(name: str, move: dict) -> dict[str, str]:
+    """Move `champion` to the promoted version, with its first day; returns {"serves_from": day} if it has one.
+
+    Under the serving lock held exclusively (`locks.serving`): no run is deciding a day with a
+    champion meanwhile, so the first day follows every day decided so far (core.serving,
+    `datasets.latest_served_day`) and every later decision sees the new champion. A version promoted
+    before keeps the start of its first service (the days it scored then); a commit already done is
+    not redone.
+    """
+    c = registry.client()
+    version, previous = move["version"], move["previous"]
+    with locks.serving(name, exclusive=True):
+        tags = c.get_model_version(name, version).tags
+        holder = registry.version_by_alias(name, registry.CHAMPION)
+        if holder is None or holder.version != version:  # not committed yet
+            new = {
+                "validation_status": "passed",
+                "promotion_decision": "promoting",
+                "promotion_reasons": json.dumps(move["trail"]["reasons"]),
+                "promotion_id": move["id"],
+                "promotion_previous": previous or "none",
+            }
+            if registry.SERVES_FROM not in tags:
+                start = first_served_day(registry.window_end(tags), latest_served_day(name))
+                if start is not None:
+                    new[registry.SERVES_FROM] = start.isoformat()
+            registry.set_version_tags(name, version, new)
+            tags = {**tags, **new}
+            if previous is not None and previous != version:
+                c.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, previous)
+            c.set_registered_model_alias(name, registry.CHAMPION, version)
+    return {"serves_from": tags[registry.SERVES_FROM]} if registry.SERVES_FROM in tags else {}
 
 
 def _newer_promoted(name: str, target: registry.VersionRef) -> list[str]:

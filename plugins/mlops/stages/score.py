@@ -24,8 +24,8 @@ from mlops.core.config import PipelineConfig
 from mlops.core.features import ROW_KEY
 from mlops.core.interval import Interval
 from mlops.core.modeling import model_input, predict_scores
-from mlops.io import lake, predictions, registry
-from mlops.io.datasets import is_empty
+from mlops.io import lake, locks, predictions, registry
+from mlops.io.datasets import is_empty, served_days
 from mlops.io.paths import predictions_dir, raw_dir
 from mlops.io.sinks import PostgresSink
 
@@ -189,15 +189,33 @@ def score(
     written last: should anything fail in between, the day is not scored and the retry redoes it.
     A day whose partition is empty has its earlier predictions retracted.
 
+    Unpinned, the run holds the serving lock shared (`locks.serving`) from reading the registry until
+    its last day is written: a promotion commits before or after, so each day's version is the one the
+    registry gives for it once the run is done.
+
     Raises LookupError (no champion), ValueError (a version without threshold), SinkError (its
     `transient` says whether a retry may help), lake.PartitionReadError (a damaged partition).
     """
     batch_rows = batch_rows or cfg.scoring.batch_rows
     url = resolve_sink_url(cfg, sink_url)
     sink = PostgresSink(url, cfg.scoring.table) if url else None
+    if model_version:
+        return _score(cfg, interval, model_version, batch_rows, sink, None)
+    with locks.serving(cfg.name):
+        return _score(cfg, interval, None, batch_rows, sink, registry.champions(cfg.name))
+
+
+def _score(
+    cfg: PipelineConfig,
+    interval: Interval,
+    model_version: str | None,
+    batch_rows: int,
+    sink: PostgresSink | None,
+    champions,
+) -> ScoreResult:
+    """`score` once the sink and (unpinned) the run's champions are known."""
     total, positives, sink_rows, models, versions, retracted = 0, 0, 0, {}, {}, {}
     ref = None
-    champions = None if model_version else registry.champions(cfg.name)  # one registry read for every day
     for day in interval.days():
         key = day.isoformat()
         day_ref = resolve_model(cfg, day, model_version, champions)
@@ -272,27 +290,29 @@ def rescore(cfg: PipelineConfig, day: dt.date, sink_url: str | None = None) -> R
     """Score `day` again with the current champion, which from then on serves it when the day is run again.
 
     The champion's start (`registry.serves_from`) moves back to `day` when no day between them was
-    scored by another version (the usual case: `day` is the last day scored before a promotion);
+    decided by another version (scored, or validated against its training data:
+    `datasets.served_days`; the usual case: `day` is the last day scored before a promotion);
     otherwise the day stays the exception (`serves_day` False) and a re-run scores it with the version
     `registry.champion_for` gives. Raises LookupError (no champion), InTrainingWindowError when `day`
     lies inside the champion's training window (scored in sample, its realized metrics would flatter
     the model; its predictions are left as they are), and what `score` raises.
     """
-    champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
-    if champion is None:
-        raise LookupError(f"{cfg.name} has no champion to re-score with")
-    tags = registry.client().get_model_version(cfg.name, champion.version).tags
-    end = registry.window_end(tags)
-    if end is not None and day < end:
-        raise InTrainingWindowError(
-            f"{cfg.name} {day}: inside the training window of version {champion.version} (up to {end}), "
-            "which would score its own training data: its predictions stay as they are"
-        )
-    result = score(cfg, Interval(day, day + dt.timedelta(days=1)), champion.version, sink_url=sink_url)
-    start = registry.serves_from(tags)
-    if start is not None and start <= day:
+    with locks.serving(cfg.name, exclusive=True):  # no day is decided, nor the champion moved, meanwhile
+        champion = registry.version_by_alias(cfg.name, registry.CHAMPION)
+        if champion is None:
+            raise LookupError(f"{cfg.name} has no champion to re-score with")
+        tags = registry.client().get_model_version(cfg.name, champion.version).tags
+        end = registry.window_end(tags)
+        if end is not None and day < end:
+            raise InTrainingWindowError(
+                f"{cfg.name} {day}: inside the training window of version {champion.version} (up to {end}), "
+                "which would score its own training data: its predictions stay as they are"
+            )
+        result = score(cfg, Interval(day, day + dt.timedelta(days=1)), champion.version, sink_url=sink_url)
+        start = registry.serves_from(tags)
+        if start is not None and start <= day:
+            return Rescore(result, True)
+        if start is not None and any(d < start for d in served_days(cfg.name, after=day)):
+            return Rescore(result, False)
+        registry.serve_from(cfg.name, champion.version, day)
         return Rescore(result, True)
-    if start is not None and any(day.isoformat() < d < start.isoformat() for d in predictions.scored_days(cfg.name)):
-        return Rescore(result, False)
-    registry.serve_from(cfg.name, champion.version, day)
-    return Rescore(result, True)

@@ -27,7 +27,7 @@ from mlops.core.config import PipelineConfig, ShiftCheck
 from mlops.core.drift import compare, null_distribution, profile
 from mlops.core.interval import Interval
 from mlops.core.volume import history_days, volume_check
-from mlops.io import lake
+from mlops.io import lake, locks
 from mlops.io.datasets import is_empty, read_interval, read_training_set, volume_history
 from mlops.io.gx_checks import build_suite, run_suite
 from mlops.io.paths import mlflow_run_url, raw_dir, shift_scores_dir, validation_dir
@@ -234,10 +234,21 @@ def validate(
     """Validate the ingested partitions of `interval` (the report replaces an earlier one).
 
     Without `references`, drift compares with the previous day's partition and skew with the
-    training data of the champion of the interval's first day.
+    training data of the champion of the interval's first day. The days are then decided by that
+    champion (`datasets.served_days`): the serving lock is held shared (`locks.serving`) from reading
+    the registry until the report is stored, so a promotion commits before (the report names the new
+    champion) or after (the new champion serves from a later day), never between.
     """
-    if references is None:
+    if references is not None:
+        return _validate(cfg, interval, references, data_docs, publish)
+    with locks.serving(cfg.name):
         references = {DRIFT: previous_partition(cfg, interval), SKEW: champion_training_data(cfg, interval.start)}
+        return _validate(cfg, interval, references, data_docs, publish)
+
+
+def _validate(
+    cfg: PipelineConfig, interval: Interval, references: dict[str, Reference | None], data_docs: bool, publish: bool
+) -> ValidationReport:
     df = read_interval(cfg, interval)
     with_rows = [day for day in interval.days() if not is_empty(cfg, day)]
     volume = [volume_check_of(cfg, day) for day in with_rows]
