@@ -123,13 +123,12 @@ def served_days(pipeline: str, after: dt.date | None = None) -> list[dt.date]:
 
 def latest_served_day(pipeline: str) -> dt.date | None:
     """The last of `served_days`, or None; reads the validation reports from the newest back only."""
-    scored = scored_days(pipeline)
-    last = dt.date.fromisoformat(scored[-1]) if scored else None
+    last = latest_scored_day(pipeline)
     for interval in sorted(_report_intervals(pipeline), key=lambda i: i.end, reverse=True):
-        if last is not None and interval.end - dt.timedelta(days=1) <= last:
+        if last is not None and interval.days()[-1] <= last:
             break
         if _compared_with_champion(pipeline, interval):
-            return interval.end - dt.timedelta(days=1)
+            return interval.days()[-1]
     return last
 
 
@@ -148,5 +147,5 @@ def _compared_with_champion(pipeline: str, interval: Interval) -> bool:
 
 def _validated_days(pipeline: str, after: dt.date | None) -> list[dt.date]:
     """The days of the validation reports that compared with a champion's training data."""
-    later = [i for i in _report_intervals(pipeline) if after is None or i.end - dt.timedelta(days=1) > after]
+    later = [i for i in _report_intervals(pipeline) if after is None or i.days()[-1] > after]
     return [day for interval in later if _compared_with_champion(pipeline, interval) for day in interval.days()]
