@@ -229,6 +229,80 @@ def test_a_file_whose_content_differs_from_its_manifest_is_refused(tmp_path, flo
     assert lake.read_partition(tmp_path, "2013-02-01", columns=["row_key"]).equals(df[["row_key"]])
 
 
+def hashes(monkeypatch) -> list[int]:
+    """Counts the content digests the lake computes (a spy on the real function)."""
+    calls, real = [], lake.content_digest
+    monkeypatch.setattr(lake, "content_digest", lambda df: calls.append(len(df)) or real(df))
+    return calls
+
+
+def test_a_file_version_is_hashed_once_and_read_the_same_after(tmp_path, floats, monkeypatch):
+    df, _ = floats
+    calls = hashes(monkeypatch)
+    first = lake.read_partition_and_digest(tmp_path, "2013-02-01")
+    second = lake.read_partition_and_digest(tmp_path, "2013-02-01")
+    assert calls == [2000]  # the second read relies on the record of the first
+    pd.testing.assert_frame_equal(second[0], df)
+    assert first[1] == second[1] == lake.read_manifest(tmp_path, "2013-02-01")["content_digest"]
+    pd.testing.assert_frame_equal(lake.read_partition(tmp_path, "2013-02-01"), df)
+    assert calls == [2000]
+
+
+def test_a_batched_partition_read_again_gives_the_same_digest(tmp_path, monkeypatch):
+    """Batches: verified batch by batch (three digests), then the frame read is hashed as a whole."""
+    stamps = pd.Series(pd.Timestamp(dt.date(2013, 2, 1)).tz_localize("UTC"), index=range(250))
+    frame = pd.DataFrame({"row_key": [f"k{i:03d}" for i in range(250)], "at": stamps})
+    lake.write_partition_stream(batches_of(frame, 100), tmp_path, "k", {})
+    calls = hashes(monkeypatch)
+    first = lake.read_partition_and_digest(tmp_path, "k")
+    assert calls == [100, 100, 50, 250]
+    again = lake.read_partition_and_digest(tmp_path, "k")
+    assert calls == [100, 100, 50, 250, 250]  # the verification is not repeated
+    assert again[1] == first[1] == lake.content_digest(first[0])
+    pd.testing.assert_frame_equal(again[0], first[0])
+
+
+def test_a_file_changed_after_a_verified_read_is_refused_even_with_its_times_set_back(tmp_path, floats):
+    df, path = floats
+    lake.read_partition(tmp_path, "2013-02-01")  # verified and recorded
+    stat = path.stat()
+    manifest = pq.ParquetFile(path).metadata.metadata[lake.MANIFEST_KEY]
+    changed = pa.Table.from_pandas(df.assign(temp=df["temp"].round(1)), preserve_index=False)
+    pq.write_table(changed.replace_schema_metadata({lake.MANIFEST_KEY: manifest}), path, write_page_checksum=True)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # only the change time tells
+    with pytest.raises(lake.PartitionReadError, match=r"content digest \w+\.\.\. differs from its manifest's"):
+        lake.read_partition(tmp_path, "2013-02-01")
+
+
+def test_a_partition_written_again_is_verified_again(tmp_path, floats, monkeypatch):
+    df, _ = floats
+    lake.read_partition(tmp_path, "2013-02-01")
+    calls = hashes(monkeypatch)
+    lake.write_partition(df.head(10), tmp_path, "2013-02-01", {"pipeline": "flights"})
+    calls.clear()  # the writer's own digest
+    pd.testing.assert_frame_equal(lake.read_partition(tmp_path, "2013-02-01"), df.head(10))
+    assert calls == [10]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "other file", "gone"])
+def test_a_damaged_or_foreign_record_means_hashing_again(tmp_path, floats, monkeypatch, damage):
+    df, path = floats
+    lake.read_partition(tmp_path, "2013-02-01")
+    record = lake._verified_record(path)
+    if damage == "garbage":
+        record.write_text("{not json")
+    elif damage == "other file":
+        lake.write_partition(df, tmp_path / "other", "2013-02-01", {"pipeline": "flights"})
+        other = lake.partition_path(tmp_path / "other", "2013-02-01")
+        lake.read_partition(tmp_path / "other", "2013-02-01")
+        shutil.copy(lake._verified_record(other), record)  # names the other path
+    else:
+        record.unlink()
+    calls = hashes(monkeypatch)
+    pd.testing.assert_frame_equal(lake.read_partition(tmp_path, "2013-02-01"), df)
+    assert calls == [2000]
+
+
 @pytest.mark.parametrize("keep", [0.5, 0.99], ids=["half", "footer-cut"])
 def test_a_truncated_file_names_itself_on_every_read(tmp_path, floats, keep):
     _, path = floats
