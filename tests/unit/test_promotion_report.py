@@ -13,13 +13,21 @@ import math
 import re
 
 import mlflow.artifacts
+import numpy as np
 import pandas as pd
 import pytest
 
 from mlops.core.config import Evaluation, Gate, Model, Promotion
 from mlops.core.interval import Interval
 from mlops.io import registry
-from mlops.reporting.promotion import REPORT_PATH, config_diff, flatten, render_promotion_report, slice_deltas
+from mlops.reporting.promotion import (
+    REPORT_PATH,
+    config_diff,
+    delta_plot,
+    flatten,
+    render_promotion_report,
+    slice_deltas,
+)
 from mlops.stages.assemble import assemble
 from mlops.stages.evaluate import evaluate
 from mlops.stages.feature_audit import audit_challenger, run_feature_audit
@@ -37,10 +45,88 @@ EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNOR
 def no_external_urls(page: str) -> None:
     assert not EXTERNAL.search(page), EXTERNAL.search(page).group(0)
     sources = re.findall(r"""src\s*=\s*["']([^"']*)""", page)
-    assert all(s.startswith("data:image/png;base64,") for s in sources), sources
+    assert all(s.startswith(("data:image/png;base64,", "data:image/svg+xml;base64,")) for s in sources), sources
 
 
 # pure rendering
+
+
+def delta_row(scope: str, difference: float, low: float, high: float, status: str = "ok", metric: str = "roc_auc"):
+    feature, _, value = scope.partition("=")
+    return {
+        "slice_feature": feature,
+        "slice_value": value or "overall",
+        "metric": metric,
+        "n": 40 if status == "small" else 900,
+        "status": status,
+        "challenger": 0.70 + difference,
+        "challenger_low": 0.65,
+        "challenger_high": 0.75,
+        "champion": 0.70,
+        "champion_low": 0.65,
+        "champion_high": 0.75,
+        "difference": difference,
+        "ci_low": low,
+        "ci_high": high,
+    }
+
+
+def test_the_delta_plot_draws_each_slice_at_its_difference_and_interval():
+    """Parsed back from the SVG: one dot and one segment per slice, on one affine scale; colours by sign."""
+    import base64
+    import xml.etree.ElementTree as ET
+
+    nan = float("nan")
+    rows = [
+        delta_row("overall", 0.012, 0.004, 0.020),  # wholly above 0: green
+        delta_row("carrier=UA", -0.031, -0.050, -0.012),  # wholly below: red
+        delta_row("carrier=AA", 0.003, -0.010, 0.016),  # straddles 0: grey
+        delta_row("origin=LGA", -0.020, nan, nan, status="small"),  # no interval: the difference alone, faded
+        delta_row("carrier=DL", nan, nan, nan),  # no difference: not drawn
+        delta_row("overall", 0.5, 0.4, 0.6, metric="pr_auc"),  # another metric: not drawn
+    ]
+    svg = ET.fromstring(delta_plot(rows, "roc_auc"))
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    dots = svg.findall(".//s:circle", ns)
+    segments = [g.find("s:line", ns) for g in svg.findall(".//s:g", ns)]
+    drawn = rows[:4]
+    assert len(dots) == len(segments) == 4
+    labels = [t.text for t in svg.findall("s:text", ns)]
+    for scope in ("overall", "carrier=UA", "carrier=AA", "origin=LGA (n=40, small)"):
+        assert scope in labels
+    cx = np.array([float(d.get("cx")) for d in dots])
+    diff = np.array([r["difference"] for r in drawn])
+    slope, intercept = np.polyfit(diff, cx, 1)  # the oracle: every dot on one increasing affine scale
+    assert slope > 0 and np.allclose(slope * diff + intercept, cx, atol=0.06)
+    ends = np.array([[float(s.get("x1")), float(s.get("x2"))] for s in segments])
+    bounds = np.array(
+        [[r["ci_low"], r["ci_high"]] if r["ci_low"] == r["ci_low"] else [r["difference"]] * 2 for r in drawn]
+    )
+    assert np.allclose(slope * bounds + intercept, ends, atol=0.06)
+    zero = [line for line in svg.findall("s:line", ns) if line.get("stroke-dasharray")]
+    assert len(zero) == 1 and abs(float(zero[0].get("x1")) - intercept) < 0.06
+    assert [d.get("fill") for d in dots] == ["#2e7d32", "#c62828", "#555555", "#c62828"]
+    assert [d.get("fill-opacity") for d in dots] == ["1", "1", "1", "0.4"]
+    assert [float(d.get("cy")) for d in dots] == sorted(float(d.get("cy")) for d in dots)  # in the rows' order
+    assert delta_plot([delta_row("overall", nan, nan, nan)], "roc_auc") is None
+    page = render_promotion_report(
+        {
+            "pipeline": "flights",
+            "decided_at": "2013-07-01T00:00:00",
+            "passed": True,
+            "promoted": True,
+            "reasons": [],
+            "checks": [],
+            "challenger": {"version": "2"},
+            "champion": {"version": "1"},
+            "config_diff": [],
+            "slices": rows,
+        }
+    )
+    embedded = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', page)
+    assert len(embedded) == 2  # roc_auc and pr_auc
+    assert ET.fromstring(base64.b64decode(embedded[0])).tag == "{http://www.w3.org/2000/svg}svg"
+    no_external_urls(page)
 
 
 def test_config_diff_names_changed_added_and_removed_keys():
