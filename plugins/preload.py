@@ -43,7 +43,7 @@ PRELOADED = (
     "mlflow.tracing.processor.otel",
     "mlflow.tracing.export.utils",
     "pyarrow.dataset",
-    # the evaluation plots and the promotion report's figures (evaluate and promote tasks)
+    # the evaluation plots (evaluate task) and the promotion report (promote task)
     "mlops.reporting.plots",
     "mlops.reporting.promotion",
 )

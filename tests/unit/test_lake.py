@@ -288,14 +288,14 @@ def test_a_partition_written_again_is_verified_again(tmp_path, floats, monkeypat
 def test_a_damaged_or_foreign_record_means_hashing_again(tmp_path, floats, monkeypatch, damage):
     df, path = floats
     lake.read_partition(tmp_path, "2013-02-01")
-    record = lake._verified_record(path)
+    record = lake._verified_record(path)[0]
     if damage == "garbage":
         record.write_text("{not json")
     elif damage == "other file":
         lake.write_partition(df, tmp_path / "other", "2013-02-01", {"pipeline": "flights"})
         other = lake.partition_path(tmp_path / "other", "2013-02-01")
         lake.read_partition(tmp_path / "other", "2013-02-01")
-        shutil.copy(lake._verified_record(other), record)  # names the other path
+        shutil.copy(lake._verified_record(other)[0], record)  # names the other path
     else:
         record.unlink()
     calls = hashes(monkeypatch)

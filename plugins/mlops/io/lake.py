@@ -250,18 +250,20 @@ def _file_version(path: Path) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def _verified_record(path: Path) -> Path:
-    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
-    return cache_dir() / VERIFIED_DIR / f"{name}.json"
+def _verified_record(path: Path) -> tuple[Path, str]:
+    """The record's file for `path`, and the resolved path the record names."""
+    resolved = str(path.resolve())
+    return cache_dir() / VERIFIED_DIR / f"{hashlib.sha256(resolved.encode()).hexdigest()[:32]}.json", resolved
 
 
 def _verified_before(path: Path, version: list[int], manifest: dict[str, Any]) -> str | None:
     """The digest `_verify` returned for this file version ("" for None), or None when not recorded."""
+    file, resolved = _verified_record(path)
     try:
-        record = json.loads(_verified_record(path).read_text())
+        record = json.loads(file.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("path") != str(path.resolve()):
+    if not isinstance(record, dict) or record.get("path") != resolved:
         return None
     if record.get("version") != version or record.get("content_digest") != manifest["content_digest"]:
         return None
@@ -271,9 +273,9 @@ def _verified_before(path: Path, version: list[int], manifest: dict[str, Any]) -
 
 def _record_verified(path: Path, version: list[int], manifest: dict[str, Any], returned: str | None) -> None:
     """Record that this file version matched its manifest (best effort: an unwritable cache only costs time)."""
-    record = _verified_record(path)
+    record, resolved = _verified_record(path)
     entry = {
-        "path": str(path.resolve()),
+        "path": resolved,
         "version": version,
         "content_digest": manifest["content_digest"],
         "returned": returned or "",
