@@ -25,7 +25,7 @@ from mlops.core.config import REPO_ROOT
 from mlops.local.airflow_api import ENDED_RUN_STATES, AirflowApi
 from mlops.local.mailsink import MailSink
 from mlops.local.ports import free_port
-from mlops.local.stack import Service, bin_path, http_ok, wait_until
+from mlops.local.stack import Service, bin_path, http_ok, stop_together, wait_until
 from tests.fixtures.postgres import Cluster, start_cluster
 
 TERMINAL = set(ENDED_RUN_STATES)
@@ -104,7 +104,7 @@ def unavailable(reason: str) -> None:
 def airflow_stack(executor: str = "LocalExecutor", preload: bool = False) -> Iterator[Stack]:
     """Start everything, yield the stack with an authenticated API client, stop everything.
 
-    `preload`: the Airflow processes import the task libraries once (plugins/preload.py).
+    `preload`: the Airflow processes that run tasks import the task libraries once (plugins/preload.py).
     """
     redis_server = shutil.which("redis-server")
     if executor == "CeleryExecutor" and redis_server is None:
@@ -166,8 +166,6 @@ def airflow_stack(executor: str = "LocalExecutor", preload: bool = False) -> Ite
             "MLOPS_ARTIFACT_ROOT": "mlflow-artifacts:",
             "MLOPS_SCORES_URL": stack.scores_url,
         }
-        if preload:
-            stack.env.update({"MLOPS_PRELOAD": "1", "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False"})
         if executor == "CeleryExecutor":
             redis_port = free_port()
             stack.service(
@@ -185,10 +183,12 @@ def airflow_stack(executor: str = "LocalExecutor", preload: bool = False) -> Ite
         )
         assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
         api_server = stack.service("api-server", [airflow, "api-server", "--port", str(api_port), "--workers", "1"])
-        stack.service("scheduler", [airflow, "scheduler"])
+        # with `preload`, the processes that run tasks import the task libraries once, as `mlops up` does
+        runs_tasks = {**stack.env, **airflow_env.PRELOAD} if preload else stack.env
+        stack.service("scheduler", [airflow, "scheduler"], runs_tasks)
         stack.service("dag-processor", [airflow, "dag-processor"])
         if executor == "CeleryExecutor":
-            stack.service("celery-worker", [airflow, "celery", "worker", "--concurrency", "2"])
+            stack.service("celery-worker", [airflow, "celery", "worker", "--concurrency", "2"], runs_tasks)
 
         base_url = f"http://127.0.0.1:{api_port}"
         wait_until(http_ok(f"{base_url}/api/v2/monitor/health"), 180, "Airflow API", stack.services)
@@ -199,11 +199,13 @@ def airflow_stack(executor: str = "LocalExecutor", preload: bool = False) -> Ite
     finally:
         stopped = time.monotonic()
         left: list[int] = []
-        for s in reversed(stack.services):
-            children = s.descendants()
-            code = s.stop(timeout=60)
+        # what runs or schedules tasks first, then the servers those tasks call
+        servers = [s for s in stack.services if s.name in ("api-server", "mlflow", "redis")]
+        for group in ([s for s in stack.services if s not in servers], servers):
+            children = [pid for s in group for pid in s.descendants()]
+            for s, code in zip(group, stop_together(group, timeout=60), strict=True):
+                print(f"system: {s.name} stopped ({code})", flush=True)
             left += [pid for pid in children if _alive(pid)]
-            print(f"system: {s.name} stopped ({code})", flush=True)
         if stack.sink is not None:
             stack.sink.stop()
         if stack.pg is not None:
