@@ -25,26 +25,19 @@ from pathlib import Path
 from validation_day import RESULT, interleaved  # beside this script (the script's folder is on the path)
 
 
-def _role(line: str) -> str | None:
-    for role in ("api-server", "scheduler", "dag-processor", "triggerer"):
-        if f"airflow {role}" in line or f"airflow {role.replace('-', '_')}" in line:
-            return role
-    return None
-
-
-def _processes() -> dict[str, dict]:
-    """RSS (MB, with descendants) and scikit-learn imported, per Airflow server of this process's stack."""
+def _processes(stack) -> dict[str, dict]:
+    """RSS (MB, with descendants) and scikit-learn imported, per Airflow server of the stack."""
     import psutil
 
     out = {}
-    for child in psutil.Process().children():
-        role = _role(" ".join(child.cmdline()))
-        if role is None:
+    for service in stack.services:
+        if not service.name.startswith("airflow-"):
             continue
-        tree = [child, *child.children(recursive=True)]
+        leader = psutil.Process(service.pid)
+        tree = [leader, *leader.children(recursive=True)]
         rss = sum(p.memory_info().rss for p in tree if p.is_running()) / 1e6
-        sklearn = any(f"{os.sep}sklearn{os.sep}" in m.path for m in child.memory_maps())
-        out[role] = {"rss_mb": round(rss), "sklearn": sklearn}
+        sklearn = any(f"{os.sep}sklearn{os.sep}" in m.path for m in leader.memory_maps())
+        out[service.name.removeprefix("airflow-")] = {"rss_mb": round(rss), "sklearn": sklearn}
     return out
 
 
@@ -58,7 +51,7 @@ def run_once() -> dict:
         started = time.monotonic()
         stack.start()
         start = time.monotonic() - started
-        processes = _processes()
+        processes = _processes(stack)
         stopping = time.monotonic()
         stack.stop()
         return {"start": round(start, 2), "stop": round(time.monotonic() - stopping, 2), "processes": processes}

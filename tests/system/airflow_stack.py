@@ -25,7 +25,7 @@ from mlops.core.config import REPO_ROOT
 from mlops.local.airflow_api import ENDED_RUN_STATES, AirflowApi
 from mlops.local.mailsink import MailSink
 from mlops.local.ports import free_port
-from mlops.local.stack import Service, bin_path, http_ok, stop_together, wait_until
+from mlops.local.stack import Service, bin_path, http_ok, stop_servers_last, wait_until
 from tests.fixtures.postgres import Cluster, start_cluster
 
 TERMINAL = set(ENDED_RUN_STATES)
@@ -198,14 +198,10 @@ def airflow_stack(executor: str = "LocalExecutor", preload: bool = False) -> Ite
         yield stack
     finally:
         stopped = time.monotonic()
-        left: list[int] = []
-        # what runs or schedules tasks first, then the servers those tasks call
-        servers = [s for s in stack.services if s.name in ("api-server", "mlflow", "redis")]
-        for group in ([s for s in stack.services if s not in servers], servers):
-            children = [pid for s in group for pid in s.descendants()]
-            for s, code in zip(group, stop_together(group, timeout=60), strict=True):
-                print(f"system: {s.name} stopped ({code})", flush=True)
-            left += [pid for pid in children if _alive(pid)]
+        children = [pid for s in stack.services for pid in s.descendants()]
+        for s, code in stop_servers_last(stack.services, ("api-server", "mlflow", "redis")):
+            print(f"system: {s.name} stopped ({code})", flush=True)
+        left = [pid for pid in children if _alive(pid)]
         if stack.sink is not None:
             stack.sink.stop()
         if stack.pg is not None:

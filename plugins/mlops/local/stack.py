@@ -106,9 +106,7 @@ def stop_together(services: list[Service], timeout: float = 60.0) -> list[int | 
     Their shutdowns overlap: a stack's Airflow processes took 0.7-2.4 s each, the API server 4.0 s and
     MLflow 2.8 s, 12.4 s one after another. The second SIGINT is for a signal that was lost: Airflow's
     handler raises SystemExit, which Python ignores when it is raised inside logging's lock release (a
-    scheduler interrupted while it still logged its start ran on). Stop the processes that run or
-    schedule tasks before the servers those tasks call (the API server's execution API, MLflow), in two
-    calls.
+    scheduler interrupted while it still logged its start ran on).
     """
     started = time.monotonic()
     for service in services:
@@ -119,6 +117,17 @@ def stop_together(services: list[Service], timeout: float = 60.0) -> list[int | 
     for service in services:
         service.interrupt()
     return [service.finish(started + timeout) for service in services]
+
+
+def stop_servers_last(
+    services: list[Service], servers: tuple[str, ...], timeout: float = 60.0
+) -> list[tuple[Service, int | None]]:
+    """Stop the services not named in `servers` together (what runs or schedules tasks), then those named
+    (the servers those tasks call: the API server's execution API, MLflow); (service, exit code) pairs
+    in the order they were stopped."""
+    last = [s for s in services if s.name in servers]
+    first = [s for s in services if s.name not in servers]
+    return [pair for group in (first, last) for pair in zip(group, stop_together(group, timeout), strict=True)]
 
 
 SERVERS = ("airflow-api-server", "mlflow")  # the servers a stack's tasks call: stopped last
@@ -338,11 +347,8 @@ class LocalStack:
         main = threading.current_thread() is threading.main_thread()
         previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS} if main else {}
         try:
-            # what runs or schedules tasks first, then the servers those tasks call
-            servers = [s for s in self.services if s.name in SERVERS]
-            for group in ([s for s in self.services if s not in servers], servers):
-                for s, code in zip(group, stop_together(group, timeout=60), strict=True):
-                    print(f"mlops: {s.name} stopped ({code})", flush=True)
+            for s, code in stop_servers_last(self.services, SERVERS):
+                print(f"mlops: {s.name} stopped ({code})", flush=True)
             self.services = []
             if self.sink is not None:
                 self.sink.stop()
