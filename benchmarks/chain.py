@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import resource
@@ -166,12 +167,30 @@ def run_pipeline(
         "stages": stages,
         "days": len(days),
         "failed_days": sum(not v for v in verdicts.values()),
+        "drift": drift_digest(out / "lake" / cfg.name / "validation", [d.key for d in days]),
         "rows": sum(ingested.partitions.values()),
         "threshold": choice.threshold,
         "roc_auc": evaluation.overall.get("challenger", {}).get("roc_auc"),
         "promoted": getattr(decision, "promoted", None),
         "scored_rows": scored,
         "predictions": len(list((out / "lake" / cfg.name / "predictions").glob("*.parquet"))),
+    }
+
+
+def drift_digest(folder: Path, keys: list[str]) -> dict:
+    """The drift checks of the days' validation reports, as `plain_chain.drift_digest` lists the plain side's."""
+    rows = []
+    for key in keys:
+        report = json.loads((folder / f"{key}.json").read_text())
+        for c in report["checks"]:
+            if c["check"].endswith("_vs_previous_partition"):
+                null = c["expected"].get("null_quantile")
+                rows.append([key, c["column"], c["check"], c["observed"], None if null != null else null, c["success"]])
+    text = json.dumps(sorted(rows, key=str))
+    return {
+        "checks": len(rows),
+        "warned": sum(not r[-1] for r in rows),
+        "digest": hashlib.sha256(text.encode()).hexdigest()[:12],
     }
 
 
@@ -262,7 +281,9 @@ def report(scale: int, rows: int, pairs: list[tuple[dict, dict]]) -> tuple[float
     print(
         f"outputs (last pair): days {p['days']}/{b['days']}, failed days {p['failed_days']}/{b['failed_days']}, "
         f"threshold {p['threshold']:.4f}/{b['threshold']:.4f}, ROC AUC {p['roc_auc']:.4f}/{b['roc_auc']:.4f}, "
-        f"prediction files {p['predictions']}/{b['predictions']}"
+        f"prediction files {p['predictions']}/{b['predictions']}, "
+        f"drift checks {p['drift']['checks']}/{b['drift']['checks']}, "
+        f"warned {p['drift']['warned']}/{b['drift']['warned']}, digest {p['drift']['digest']}/{b['drift']['digest']}"
     )
     return statistics.median(walls), statistics.median(cpus)
 

@@ -9,8 +9,13 @@ scientist's script would):
    destination region and weekday; a row key; one Parquet file per day under `<out>/raw/`;
 2. validate: per day, the committed suite's checks (`include/gx/expectations/flights.json`: column
    set, row count, types, nulls, ranges, categories, non-null shares) plus the config's rules (label
-   completeness, not-null columns, ranges, categories) and PSI and unseen share of each feature
-   against the previous day; the same suite on the assembled training window; a JSON report each;
+   completeness, not-null columns, ranges, categories), the volume check (rows against the median of
+   the same weekday in the 4 weeks before, holidays exempt) and drift against the previous day (PSI,
+   KS and Wasserstein of numbers, PSI, Jensen-Shannon and unseen share of categories, each with the
+   mean and 0.99 quantile of its null distribution from 200 multinomial resamples, flagged above its
+   warn limit and that quantile: the same values and flags as the pipeline's reports, which
+   `benchmarks/chain.py` checks by digest); the same suite on the assembled training window; a JSON
+   and an HTML report each day;
 3. train: HistGradientBoosting (native categoricals, same parameters) on the train days that passed,
    sigmoid calibration on the calibration days;
 4. threshold: the F1-maximising threshold on the calibration days;
@@ -30,10 +35,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import importlib.util
 import json
 import pickle
 import time
+import zlib
 from pathlib import Path
 
 STARTED = (time.perf_counter(), time.process_time())
@@ -84,7 +91,15 @@ CATEGORIES = {
     "carrier": ["9E", "AA", "AS", "B6", "DL", "EV", "F9", "FL", "HA", "MQ", "OO", "UA", "US", "VX", "WN", "YV"],
 }
 SLICES = ["carrier", "origin", "hour_band", "dest_region", ("origin", "hour_band")]
-MIN_SLICE, BATCH_ROWS, PSI_WARN, UNSEEN_WARN = 200, 100_000, 0.25, 0.05
+MIN_SLICE, BATCH_ROWS = 200, 100_000
+# validation.drift: warn limits, the null distribution's resamples and level, PSI's floor of a share
+PSI_WARN, JS_WARN, UNSEEN_WARN, NULL_RESAMPLES, NULL_LEVEL, EPS = 0.25, 0.2, 0.05, 200, 0.99, 1e-4
+# validation.volume: the same weekday of 4 weeks, at least 2 of them; ratio limits; holidays never gate
+VOLUME_WEEKS, VOLUME_MIN_HISTORY, VOLUME_WARN, VOLUME_ERROR = 4, 2, (0.9, 1.15), (0.8, 1.5)
+VOLUME_EXEMPT = {
+    dt.date.fromisoformat(d)
+    for d in ("2013-05-26", "2013-07-04", "2013-09-01", "2013-11-28", "2013-11-29", "2013-12-24", "2013-12-25")
+}
 
 
 def timed(stages: dict, name: str):
@@ -211,15 +226,85 @@ def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def psi_rows(e: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """PSI of each row pair of counts or shares: shares floored at EPS and renormalised, as the config's PSI."""
+
+    def floored(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.clip(x / x.sum(axis=1, keepdims=True), EPS, None)
+        return x / x.sum(axis=1, keepdims=True)
+
+    e, a = floored(e), floored(a)
+    return np.sum((a - e) * np.log(a / e), axis=1)
+
+
+def js_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon distance (base 2) of each row pair of counts or shares."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p, q = p / p.sum(axis=1, keepdims=True), q / q.sum(axis=1, keepdims=True)
+        m = (p + q) / 2
+        kl = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=1) + np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=1)
+    return np.sqrt(np.maximum(kl / 2, 0.0))
+
+
+def ks_wasserstein_rows(support: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KS statistic and Wasserstein-1 distance over the mixture's standard deviation, of each row pair of
+    counts on one sorted support."""
+    fa, fb = np.cumsum(a, axis=1) / a.sum(axis=1, keepdims=True), np.cumsum(b, axis=1) / b.sum(axis=1, keepdims=True)
+    gap = np.abs(fa - fb)
+    distance = gap[:, :-1] @ np.diff(support)
+
+    def moments(c):
+        mean = c @ support / c.sum(axis=1)
+        return mean, np.maximum(c @ support**2 / c.sum(axis=1) - mean**2, 0.0)
+
+    (ma, va), (mb, vb) = moments(a), moments(b)
+    scale = np.maximum(np.sqrt((va + vb) / 2 + (ma - mb) ** 2 / 4), 1e-9 * max(1.0, float(np.abs(support).max())))
+    return gap.max(axis=1), np.where(distance > 0, distance / scale, 0.0)
+
+
+def null_summary(values: np.ndarray) -> dict:
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return {"mean": float("nan"), "quantile": float("nan")}
+    return {"mean": float(finite.mean()), "quantile": float(np.quantile(finite, NULL_LEVEL))}
+
+
 def drift_checks(reference: pd.DataFrame, df: pd.DataFrame) -> list[dict]:
-    """PSI on the reference's decile bins (numeric) or categories, plus the share of unseen categories."""
+    """Shift of each feature from the previous day, with the quantile of its null distribution.
+
+    Numeric: PSI on the reference's decile bins (plus missing), KS and Wasserstein-1 over the pooled
+    standard deviation on the present values; categorical: PSI and Jensen-Shannon over the reference's
+    categories, and the share of unseen ones. Null: `NULL_RESAMPLES` pairs of multinomial samples of the
+    reference's shares at the sizes of the comparison, seeded by the feature's name. A PSI, JS or unseen
+    share above its limit and above that quantile warns; weather features are recorded only.
+    """
     out = []
+
+    def record(column, metric, value, null, limit):
+        checked = limit is not None and column not in WEATHER and np.isfinite(value)
+        over = checked and value > limit and not (null is not None and value <= null["quantile"])
+        out.append(
+            {
+                "check": f"{metric}_vs_previous_partition",
+                "column": column,
+                "observed": float(value),
+                "null": null,
+                "success": not over,
+                "checked": bool(checked),
+            }
+        )
+
+    def draw(rng, n, shares):
+        return rng.multinomial(n, shares / shares.sum(), size=NULL_RESAMPLES).astype("float64")
+
     for c in NUMERIC:
         if c == "day_of_week":
             continue
+        rng = np.random.default_rng(zlib.crc32(c.encode()))
         ref = reference[c].to_numpy("float64", na_value=np.nan)
         cur = df[c].to_numpy("float64", na_value=np.nan)
-        present = ref[~np.isnan(ref)]
+        present = np.sort(ref[~np.isnan(ref)])
         edges = (
             np.unique(np.quantile(present, np.linspace(0, 1, 11)[1:-1], method="inverted_cdf"))
             if len(present)
@@ -231,34 +316,124 @@ def drift_checks(reference: pd.DataFrame, df: pd.DataFrame) -> list[dict]:
             counts = np.bincount(np.searchsorted(edges, v[~miss], side="right"), minlength=len(edges) + 1)
             return np.append(counts, miss.sum()) / max(len(v), 1)
 
-        value = psi(fractions(ref), fractions(cur))
-        out.append({"check": "psi", "column": c, "value": value, "success": c in WEATHER or value <= PSI_WARN})
+        shares = fractions(ref)
+        psi_null = None
+        if len(cur):
+            psi_null = null_summary(psi_rows(draw(rng, len(ref), shares), draw(rng, len(cur), shares)))
+        record(c, "psi", psi_rows(shares[None], fractions(cur)[None])[0], psi_null, PSI_WARN)
+        now = np.sort(cur[~np.isnan(cur)])
+        if len(now) and len(present):
+            support, counts = np.unique(present, return_counts=True)
+            grid = np.union1d(support, now)
+            ref_counts = np.bincount(np.searchsorted(grid, present), minlength=len(grid))
+            cur_counts = np.bincount(np.searchsorted(grid, now), minlength=len(grid))
+            ks, ws = ks_wasserstein_rows(grid, ref_counts[None].astype("float64"), cur_counts[None].astype("float64"))
+            a, b = draw(rng, len(present), counts.astype("float64")), draw(rng, len(now), counts.astype("float64"))
+            ks_null, ws_null = ks_wasserstein_rows(support, a, b)
+            record(c, "ks", ks[0], null_summary(ks_null), None)
+            record(c, "wasserstein", ws[0], null_summary(ws_null), None)
+
+    def category_counts(values: pd.Series) -> pd.Series:  # by descending count; missing as "__missing__"
+        counts: dict[str, int] = {}
+        for k, n in values.value_counts(dropna=False).items():
+            label = "__missing__" if pd.isna(k) else str(k)
+            counts[label] = counts.get(label, 0) + int(n)
+        return pd.Series(counts, dtype="int64")
+
     for c in CATEGORICAL:
-        ref = reference[c].fillna("__missing__").value_counts(normalize=True)
-        cur = df[c].fillna("__missing__").value_counts(normalize=True)
-        value = psi(ref.to_numpy(), cur.reindex(ref.index, fill_value=0.0).to_numpy())
-        unseen = float(cur[~cur.index.isin(ref.index)].sum())
-        out.append({"check": "psi", "column": c, "value": value, "success": value <= PSI_WARN})
-        out.append({"check": "unseen_share", "column": c, "value": unseen, "success": unseen <= UNSEEN_WARN})
+        rng = np.random.default_rng(zlib.crc32(c.encode()))
+        ref, cur = category_counts(reference[c]), category_counts(df[c])
+        shares = (ref / len(reference)).to_numpy("float64")
+        seen = cur.reindex(ref.index, fill_value=0).to_numpy("float64")
+        known = int(seen.sum())
+        psi_null = js_null = None
+        if known:
+            a, b = draw(rng, len(reference), shares), draw(rng, known, shares)
+            psi_null, js_null = null_summary(psi_rows(a, b)), null_summary(js_rows(a, b))
+        nan = float("nan")
+        record(c, "psi", psi_rows(shares[None], seen[None])[0] if known else nan, psi_null, PSI_WARN)
+        record(c, "js_distance", js_rows(shares[None], seen[None])[0] if known else nan, js_null, JS_WARN)
+        unseen = float(cur[~cur.index.isin(ref.index)].sum()) / max(len(df), 1)
+        record(c, "unseen_share", unseen, None, UNSEEN_WARN)
     return out
 
 
+def volume_check(day: dt.date, rows: int, history: dict[str, int]) -> dict:
+    """Rows over the median of the same weekday in the last VOLUME_WEEKS weeks (passed days with rows)."""
+    if len(history) < VOLUME_MIN_HISTORY:
+        return {"check": "row_count_vs_same_weekday", "success": True, "gates": False, "rows": rows}
+    median = float(np.median(list(history.values())))
+    ratio = rows / median if median else float("inf")
+    error = not VOLUME_ERROR[0] <= ratio <= VOLUME_ERROR[1]
+    warn = not VOLUME_WARN[0] <= ratio <= VOLUME_WARN[1]
+    gates = day not in VOLUME_EXEMPT
+    return {
+        "check": "row_count_vs_same_weekday",
+        "success": not (error or warn),
+        "gates": bool(gates and error),
+        "rows": rows,
+        "ratio": ratio,
+        "median": median,
+    }
+
+
 def validate(out: Path, days: dict[str, int], scale: int, suite_file: Path) -> dict[str, bool]:
-    """Validate each day (suite, rules, drift against the previous day); write a report each."""
+    """Validate each day (suite, rules, volume, drift against the previous day); write a JSON and an
+    HTML report each."""
     suite = json.loads(suite_file.read_text())
     (out / "validation").mkdir(parents=True, exist_ok=True)
     verdicts, previous = {}, None
-    for key in days:
+    for key, rows in days.items():
+        day = dt.date.fromisoformat(key)
         df = pd.read_parquet(out / "raw" / f"{key}.parquet")
         checks = suite_checks(df, suite, 1, 1) + rule_checks(df, scale)
-        if previous is not None and len(previous) >= 200 and len(df) >= 200:
-            checks += drift_checks(previous, df)
-        verdicts[key] = all(c["success"] for c in checks if c["check"] not in ("psi", "unseen_share"))
-        (out / "validation" / f"{key}.json").write_text(
-            json.dumps({"day": key, "success": verdicts[key], "checks": checks})
+        history = {}
+        for k in range(1, VOLUME_WEEKS + 1):
+            earlier = (day - dt.timedelta(weeks=k)).isoformat()
+            if verdicts.get(earlier) and days[earlier] and dt.date.fromisoformat(earlier) not in VOLUME_EXEMPT:
+                history[earlier] = days[earlier]
+        volume = volume_check(day, rows, history)
+        drift = drift_checks(previous, df) if previous is not None and len(previous) else []
+        verdicts[key] = all(c["success"] for c in checks) and not volume["gates"]
+        report = {"day": key, "success": verdicts[key], "checks": checks, "volume": volume, "drift": drift}
+        (out / "validation" / f"{key}.json").write_text(json.dumps(report, default=str))
+        rows = "".join(
+            f"<tr><td>{c['check']}</td><td>{c.get('column') or ''}</td><td>{c['success']}</td>"
+            f"<td>{c.get('observed', c.get('ratio', ''))}</td></tr>"
+            for c in [*checks, volume, *(c for c in drift if c["checked"])]
+        )
+        (out / "validation" / f"{key}.html").write_text(
+            f"<h1>{key}: {'passed' if verdicts[key] else 'failed'}</h1><table>{rows}</table>"
         )
         previous = df
     return verdicts
+
+
+def drift_digest(out: Path) -> dict:
+    """The drift checks that carry a limit, over all days: how many warned, and a digest of
+    (day, feature, statistic, value, null quantile, passed), values to 4 decimals as the pipeline reports them."""
+    rows = []
+    for path in sorted((out / "validation").glob("????-??-??.json")):
+        report = json.loads(path.read_text())
+        for c in report["drift"]:
+            if c["checked"]:
+                null = c["null"]["quantile"] if c["null"] else None
+                rows.append(
+                    [
+                        report["day"],
+                        c["column"],
+                        c["check"],
+                        round(c["observed"], 4),
+                        None if null is None or null != null else round(null, 4),
+                        c["success"],
+                    ]
+                )
+    text = json.dumps(sorted(rows, key=str))
+    return {
+        "checks": len(rows),
+        "warned": sum(not r[-1] for r in rows),
+        "digest": hashlib.sha256(text.encode()).hexdigest()[:12],
+    }
 
 
 def model_input(df: pd.DataFrame) -> pd.DataFrame:
@@ -461,6 +636,7 @@ def main() -> None:
                 "stages": stages,
                 "days": len(days),
                 "failed_days": sum(not v for v in verdicts.values()),
+                "drift": drift_digest(out),
                 "rows": sum(days.values()),
                 "threshold": threshold,
                 "roc_auc": float(overall),

@@ -24,6 +24,12 @@ def test_chain_benchmark_runs_both_sides_and_ends_with_the_summary_line(tmp_path
     files = re.search(r"prediction files (\d+)/(\d+)", outputs).groups()
     assert days == ("5", "5")
     assert int(files[0]) > 0 and int(files[1]) > 0, outputs
+    # the same drift checks on both sides: each day's statistics against the day before and their null
+    # quantiles (200 resamples), to 4 decimals, and the same verdicts
+    checks = re.search(r"drift checks (\d+)/(\d+)", outputs).groups()
+    digests = re.search(r"digest (\w+)/(\w+)", outputs).groups()
+    assert checks[0] == checks[1] and int(checks[0]) >= 4 * 15, outputs
+    assert digests[0] == digests[1], outputs
     for stage in ("ingest", "validate", "train", "threshold", "evaluate", "score", "monitor", "whole"):
         assert any(line.startswith(stage) for line in lines), stage
     assert "load average at start" in done.stdout

@@ -143,6 +143,33 @@ def test_an_unchanged_suite_is_not_rewritten_and_a_changed_one_is(mlops_home, fl
     assert v.max_rows + 1 in [e["kwargs"].get("max_value") for e in suite["expectations"]]
 
 
+def test_stored_results_are_the_text_gx_itself_writes(mlops_home, flights_cfg):
+    """`_serialized_once` writes what GX's own `ValidationResultsStore.serialize` writes, byte for byte,
+    for a day that passes and one whose row, range and category checks fail (unexpected values listed)."""
+    from great_expectations.data_context.store.validation_results_store import ValidationResultsStore
+
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-03"))
+    v = flights_cfg.validation
+    ranges, categories = {**v.ranges, "hour": (6, 12)}, {"origin": ["JFK"]}
+    strict = v.model_copy(update={"min_rows": 5, "max_rows": 10, "ranges": ranges, "categories": categories})
+    assert validate(flights_cfg, Interval.parse("2013-02-01"), references={}, data_docs=True).success
+    strict_cfg = flights_cfg.model_copy(update={"validation": strict})
+    failed = validate(strict_cfg, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    assert {c["check"] for c in failed.failed} >= {
+        gx_checks.ROW_COUNT,
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_be_in_set",
+    }
+    _, context, _ = gx_checks._context()
+    store = context.validation_results_store
+    assert store.serialize is not ValidationResultsStore.serialize.__get__(store)  # ours is in place
+    files = sorted((mlops_home / "gx" / "gx" / "uncommitted" / "validations").rglob("*.json"))
+    assert len(files) == 2
+    for path in files:
+        text = path.read_text()
+        assert ValidationResultsStore.serialize(store, store.deserialize(text)) == text, path
+
+
 def test_a_checkpoint_stored_with_other_results_is_replaced_once(mlops_home, flights_cfg):
     """A store written before RESULT_FORMAT (GX's default, SUMMARY) gets its checkpoint replaced, once."""
     ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-04"))

@@ -269,6 +269,17 @@ def test_wilson_interval_by_its_formula(k, trials):
     assert all(np.isnan(wilson_interval(0, 0, 0.95)))
 
 
+@pytest.mark.parametrize("confidence", [0.8, 0.9, 0.95, 0.99])
+def test_wilson_interval_is_scipys_bit_for_bit(confidence):
+    """The closed form equals scipy's `binomtest(...).proportion_ci(method="wilson")` exactly, edges included."""
+    from scipy.stats import binomtest
+
+    cases = [(k, n) for n in (1, 2, 3, 7, 50, 901) for k in sorted({0, 1, n // 3, n // 2, n - 1, n}) if 0 <= k <= n]
+    for k, n in cases:
+        ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+        assert wilson_interval(k, n, confidence) == (float(ci.low), float(ci.high)), (k, n)
+
+
 def test_proportions_are_the_counts_behind_the_shares(scored):
     y, score, _ = scored
     shares = proportions(y, score, THRESHOLD)

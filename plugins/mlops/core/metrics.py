@@ -128,13 +128,28 @@ def proportions(y: np.ndarray, score: np.ndarray, threshold: float | None) -> di
 
 
 def wilson_interval(successes: int, trials: int, confidence: float) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (Wilson 1927; Brown, Cai & DasGupta 2001); NaN without trials."""
+    """Wilson score interval of a binomial proportion, two-sided, without continuity correction.
+
+    `successes` of `trials` (ints, 0 <= successes <= trials), `confidence` in (0, 1); returns (low, high)
+    in [0, 1], low 0 when there is no success and high 1 when all succeed; (NaN, NaN) without trials.
+    Wilson (1927), in the form of Newcombe (1998), method 3: centre (2np + z^2) / 2(n + z^2), half-width
+    z sqrt(4npq + z^2) / 2(n + z^2), z the normal quantile of (1 + confidence) / 2. The same operations
+    as `scipy.stats.binomtest(...).proportion_ci(method="wilson")` (tests/unit/test_metrics_oracle.py
+    compares them bit for bit), without the exact binomial test that `binomtest` also runs (its p-value,
+    a root search over the binomial pmf: 0.1 s of a scored day's outcomes, 4 days in 0.4 s).
+    """
     if trials == 0:
         return float("nan"), float("nan")
-    from scipy.stats import binomtest
+    from scipy.special import ndtri
 
-    ci = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(ci.low), float(ci.high)
+    n, p = trials, successes / trials
+    z = ndtri(0.5 + 0.5 * confidence)
+    denom = 2 * (n + z**2)
+    center = (2 * n * p + z**2) / denom
+    delta = z / denom * np.sqrt(4 * n * p * (1 - p) + z**2)
+    low = 0.0 if successes == 0 else center - delta
+    high = 1.0 if successes == trials else center + delta
+    return float(low), float(high)
 
 
 class Resampled:

@@ -183,14 +183,16 @@ def validate_frame(
         checks += shift_checks(check, kind, shifts[kind], len(df), reference.profile["rows"], nulls.get(kind))
     names = {kind: (ref.name if ref else None) for kind, ref in references.items()}
     report = ValidationReport(cfg.name, key, len(df), checks, shifts, names, nulls)
+    data = report.to_dict()  # once: a deep copy of 140 checks with their shifts (dataclasses.asdict)
     if publish:
         from mlops.reporting.report import log_to_mlflow, write_report
 
         profiles = {kind: ref.profile for kind, ref in references.items() if ref is not None}
-        html_path = write_report(report.to_dict(), df, profiles)
-        report.report_path = str(html_path)
-        report.mlflow_run_id = log_to_mlflow(report.to_dict(), html_path)
-    lake.write_json(validation_dir(cfg.name) / f"{key}.json", report.to_dict())
+        html_path = write_report(data, df, profiles)
+        report.report_path = data["report_path"] = str(html_path)
+        report.mlflow_run_id = log_to_mlflow(data, html_path)  # the JSON logged names no run: it is the run's
+        data["mlflow_run_id"] = report.mlflow_run_id
+    lake.write_json(validation_dir(cfg.name) / f"{key}.json", data)
     _write_scores(cfg.name, key, report)
     return report
 
