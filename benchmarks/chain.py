@@ -11,6 +11,10 @@ times as many rows, new flight numbers so row keys stay unique, 1,010,328 rows o
   resamples), `promote`, then per day `score` and `monitor_predictions` as the daily DAG;
 - plain: `benchmarks/plain_chain.py` (same joins, checks, model, windows, bootstrap count, outputs).
 
+The outputs line compares the last pair's sides: days, failed days, threshold, ROC AUC, prediction
+files, and the drift checks (count, warnings, and a digest of each day's checked statistics with their
+null quantiles and verdicts, to the reports' 4 decimals), which must agree.
+
 Windows: the year 2013, training on January-September, threshold on October, evaluation on
 November-December (`training.window_days` 365, `calibration_days` 31, `evaluation_days` 61). With
 `--quick`: 1-28 January 2013 (14 train days, 7 calibration, 7 evaluation). At scale k the row-count
