@@ -200,7 +200,7 @@ def _serialized_once(store) -> None:
             "suite_parameters": convert_to_json_serializable(value.suite_parameters),
             "statistics": convert_to_json_serializable(value.statistics),
             "meta": convert_to_json_serializable(value.meta),
-            "id": value.id,
+            "id": None if value.id is None else str(value.id),  # marshmallow's UUID field writes text
         }
         return json.dumps(converted, indent=2, sort_keys=True)
 
