@@ -134,7 +134,7 @@ def wilson_interval(successes: int, trials: int, confidence: float) -> tuple[flo
     in [0, 1], low 0 when there is no success and high 1 when all succeed; (NaN, NaN) without trials.
     Wilson (1927), in the form of Newcombe (1998), method 3: centre (2np + z^2) / 2(n + z^2), half-width
     z sqrt(4npq + z^2) / 2(n + z^2), z the normal quantile of (1 + confidence) / 2. The same operations
-    as `scipy.stats.binomtest(...).proportion_ci(method="wilson")` (tests/unit/test_metrics_oracle.py
+    as `scipy.stats.binomtest(...).proportion_ci(method="wilson")` (tests/unit/test_metrics.py
     compares them bit for bit), without the exact binomial test that `binomtest` also runs (its p-value,
     a root search over the binomial pmf: about 0.08 s of each scored day's outcomes).
     """
