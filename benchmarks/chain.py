@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import resource
@@ -183,6 +182,8 @@ def run_pipeline(
 
 def drift_digest(folder: Path, keys: list[str]) -> dict:
     """The drift checks of the days' validation reports, as `plain_chain.drift_digest` lists the plain side's."""
+    from plain_chain import summarize_checks  # beside this script; imported after the timed stages
+
     rows = []
     for key in keys:
         report = json.loads((folder / f"{key}.json").read_text())
@@ -190,12 +191,7 @@ def drift_digest(folder: Path, keys: list[str]) -> dict:
             if c["check"].endswith("_vs_previous_partition"):
                 null = c["expected"].get("null_quantile")
                 rows.append([key, c["column"], c["check"], c["observed"], None if null != null else null, c["success"]])
-    text = json.dumps(sorted(rows, key=str))
-    return {
-        "checks": len(rows),
-        "warned": sum(not r[-1] for r in rows),
-        "digest": hashlib.sha256(text.encode()).hexdigest()[:12],
-    }
+    return summarize_checks(rows)
 
 
 def run_side(

@@ -36,13 +36,13 @@ def run(lake: Path, interval: str) -> None:
         os.environ["MLOPS_HOME"] = str(home)
         from mlops.core.config import load_pipeline
         from mlops.core.interval import Interval
-        from mlops.stages.outcomes import outcomes
+        from mlops.stages.outcomes import NOT_SCORED, outcomes
 
         cfg = load_pipeline("flights")
         t = time.perf_counter(), time.process_time()
         results = outcomes(cfg, Interval.parse(interval))
         wall, cpu = time.perf_counter() - t[0], time.process_time() - t[1]
-        days = sum(r.status != "not_scored" for r in results)
+        days = sum(r.status != NOT_SCORED for r in results)
         print(f"{days} scored days of {len(results)}: {wall:.2f} s wall, {cpu:.2f} s CPU")
         print(RESULT + json.dumps({"days": days, "wall": wall, "cpu": cpu}))
 

@@ -220,12 +220,6 @@ def rule_checks(df: pd.DataFrame, scale: int) -> list[dict]:
     return out
 
 
-def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
-    e, a = np.maximum(expected, eps), np.maximum(actual, eps)
-    e, a = e / e.sum(), a / a.sum()
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
 def psi_rows(e: np.ndarray, a: np.ndarray) -> np.ndarray:
     """PSI of each row pair of counts or shares: shares floored at EPS and renormalised, as the config's PSI."""
 
@@ -409,6 +403,17 @@ def validate(out: Path, days: dict[str, int], scale: int, suite_file: Path) -> d
     return verdicts
 
 
+def summarize_checks(rows: list[list]) -> dict:
+    """Rows of (day, feature, statistic, value, null quantile, passed): how many, how many warned, and a
+    digest of them in sorted order (both sides of `benchmarks/chain.py` summarise their drift checks so)."""
+    text = json.dumps(sorted(rows, key=str))
+    return {
+        "checks": len(rows),
+        "warned": sum(not r[-1] for r in rows),
+        "digest": hashlib.sha256(text.encode()).hexdigest()[:12],
+    }
+
+
 def drift_digest(out: Path) -> dict:
     """The drift checks that carry a limit, over all days: how many warned, and a digest of
     (day, feature, statistic, value, null quantile, passed), values to 4 decimals as the pipeline reports them."""
@@ -428,12 +433,7 @@ def drift_digest(out: Path) -> dict:
                         c["success"],
                     ]
                 )
-    text = json.dumps(sorted(rows, key=str))
-    return {
-        "checks": len(rows),
-        "warned": sum(not r[-1] for r in rows),
-        "digest": hashlib.sha256(text.encode()).hexdigest()[:12],
-    }
+    return summarize_checks(rows)
 
 
 def model_input(df: pd.DataFrame) -> pd.DataFrame:
@@ -624,7 +624,7 @@ def main() -> None:
                     np.searchsorted(edges, p_["score"].to_numpy(), side="right"), minlength=len(edges) + 1
                 ) / len(p_)
                 monitoring[key] = {
-                    "score_psi": psi(ref, cur),
+                    "score_psi": float(psi_rows(ref[None], cur[None])[0]),
                     "predicted_positive_rate": float(p_["predicted_label"].mean()),
                 }
         (out / "monitoring.json").write_text(json.dumps(monitoring))
