@@ -200,6 +200,29 @@ def test_an_unchanged_store_is_read_once_through_its_checkpoint(frames):
     assert reads["suites"] > unchanged["suites"] + 1  # a changed rule took the full path
 
 
+def test_suite_content_sees_every_field_of_every_expectation_but_its_id(frames):
+    """`_content` decides whether the stored suite is ours: any field GX builds a configuration from counts."""
+    cfg, _ = frames
+    base = gx_checks._content(gx_checks.build_suite(cfg))
+    changes = {
+        "notes": "a note",
+        "meta": {"source": "review"},
+        "description": "described",
+        "mostly": 0.5,
+        "column": "another_column",
+    }
+    for field, value in changes.items():
+        suite = gx_checks.build_suite(cfg)
+        target = next(e for e in suite.expectations if e.expectation_type == "expect_column_values_to_be_between")
+        setattr(target, field, value)
+        assert gx_checks._content(suite) != base, field
+    suite = gx_checks.build_suite(cfg)
+    suite.expectations[0].id = "another-id"
+    assert gx_checks._content(suite) == base
+    suite.expectations.reverse()
+    assert gx_checks._content(suite) != base  # order kept: the report lists checks in suite order
+
+
 def test_trust_covers_only_the_given_objects_inside_the_block_and_a_stale_copy_is_still_refused(frames):
     cfg, _ = frames
     suite = gx_checks.build_suite(cfg)

@@ -170,6 +170,42 @@ def test_stored_results_are_the_text_gx_itself_writes(mlops_home, flights_cfg):
         assert ValidationResultsStore.serialize(store, store.deserialize(text)) == text, path
 
 
+def test_a_data_docs_update_constructs_one_site_builder_and_links_the_page_gx_links(
+    mlops_home, flights_cfg, monkeypatch
+):
+    """A checkpoint run's Data Docs update constructs one site builder, which also answers the page's
+    URL (GX constructs a second one for that): the URL GX's own path gives, of a page that is there."""
+    import functools
+
+    from great_expectations.render.renderer import site_builder
+
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-03"))
+    validate(flights_cfg, Interval.parse("2013-02-01"), references={}, data_docs=True)
+    constructed = []
+    original = site_builder.HtmlSiteStore.__init__
+
+    @functools.wraps(original)
+    def counted(self, *args, **kwargs):
+        constructed.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(site_builder.HtmlSiteStore, "__init__", counted)
+    validate(flights_cfg, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    assert len(constructed) == 1  # GX alone: 2
+
+    _, context, _ = gx_checks._context()
+    [key] = [k for k in context.validation_results_store.list_keys() if k.run_id.run_name == "2013-02-02"]
+    constructed.clear()
+    with gx_checks._one_builder_per_site():
+        context.build_data_docs(resource_identifiers=[key])
+        ours = context.get_docs_sites_urls(resource_identifier=key)
+    assert len(constructed) == 1
+    gx_own = context.get_docs_sites_urls(resource_identifier=key)  # outside the block: a builder of its own
+    assert len(constructed) == 2
+    assert ours == gx_own and len(ours) == 1
+    assert Path(ours[0]["site_url"].removeprefix("file://")).is_file()
+
+
 def test_a_checkpoint_stored_with_other_results_is_replaced_once(mlops_home, flights_cfg):
     """A store written before RESULT_FORMAT (GX's default, SUMMARY) gets its checkpoint replaced, once."""
     ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-04"))

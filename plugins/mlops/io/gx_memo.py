@@ -11,7 +11,10 @@ validation (CPU, quiet machine; measured with cProfile and `benchmarks/validatio
 block runs (in this thread only) and forgets them all when it ends. Within it, a configuration that
 the memo built turns back into the expectation it was built from: GX's `get_metric_kwargs` calls
 `configuration.to_domain_obj()` for every metric of every expectation (another pydantic object, whose
-configuration is built again) only to read its keyword arguments. And each metric configuration's
+configuration is built again) only to read its keyword arguments. Any other configuration turns into
+one expectation however often it is asked: `Validator.graph_validate` makes each evaluated
+configuration into an expectation to collect its metrics, then again to check them (GX 1.24 changes
+no configuration in between: its one change, the batch id, comes before the first). And each metric configuration's
 id (`IDDict.to_id`, an MD5 of GX's JSON conversion of its keyword arguments, recursive Python over
 every value of a value set or type list) is computed once per distinct arguments: GX builds about
 1,400 metric configurations per run of this suite, most of them alike. The memo's key is the
@@ -73,11 +76,12 @@ def install() -> None:
 
     def to_domain_obj(self):
         origins = getattr(_local, "origins", None)
-        if origins:
-            hit = origins.get(id(self))
-            if hit is not None and hit[0] is self:  # built by the memo from this expectation
-                return hit[1]
-        return original_domain_obj(self)
+        if origins is None:
+            return original_domain_obj(self)
+        hit = origins.get(id(self))
+        if hit is None or hit[0] is not self:  # the configuration is held in the entry, so its id is not reused
+            hit = origins[id(self)] = (self, original_domain_obj(self))
+        return hit[1]
 
     Expectation.configuration = property(configuration, doc=original.__doc__)
     ExpectationConfiguration.to_domain_obj = functools.wraps(original_domain_obj)(to_domain_obj)
