@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from mlops.core.interval import Interval
-from mlops.io import gx_checks
+from mlops.io import gx_checks, gx_views
 from mlops.stages.ingest import ingest
 from mlops.stages.validate import validate
 
@@ -196,7 +196,7 @@ def test_a_data_docs_update_constructs_one_site_builder_and_links_the_page_gx_li
     _, context, _ = gx_checks._context()
     [key] = [k for k in context.validation_results_store.list_keys() if k.run_id.run_name == "2013-02-02"]
     constructed.clear()
-    with gx_checks._one_builder_per_site():
+    with gx_views.checkpoint_run([]):
         context.build_data_docs(resource_identifiers=[key])
         ours = context.get_docs_sites_urls(resource_identifier=key)
     assert len(constructed) == 1
@@ -204,6 +204,31 @@ def test_a_data_docs_update_constructs_one_site_builder_and_links_the_page_gx_li
     assert len(constructed) == 2
     assert ours == gx_own and len(ours) == 1
     assert Path(ours[0]["site_url"].removeprefix("file://")).is_file()
+
+
+def test_a_validated_day_reads_its_suite_once_and_its_page_is_gx_own(mlops_home, flights_cfg, monkeypatch):
+    """The page renderer reads the suite for its meta: within a checkpoint run it gets the run's suite, read
+    under the lock with the checkpoint, not the store again; a full rebuild (GX reading the store) renders
+    the same page."""
+    ingest(flights_cfg, Interval.parse("2013-02-01..2013-02-03"))
+    validate(flights_cfg, Interval.parse("2013-02-01"), references={}, data_docs=True)
+    _, context, _ = gx_checks._context()
+    store = context.expectations_store
+    reads = []
+    original = store.get
+    monkeypatch.setattr(store, "get", lambda *a, **k: reads.append(a) or original(*a, **k))
+    validate(flights_cfg, Interval.parse("2013-02-02"), references={}, data_docs=True)
+    assert len(reads) == 1, reads  # the checkpoint's suite (GX alone: again for the page)
+
+    suite = gx_checks.build_suite(flights_cfg)
+    with gx_views.checkpoint_run([suite]):
+        assert context.suites.get(suite.name) is suite
+    assert context.suites.get(suite.name) is not suite and len(reads) == 2  # outside the block: the store's
+
+    [page] = (gx_checks.data_docs_index().parent / "validations").rglob("*2013-02-02*/**/*.html")
+    rendered = _timeless(page.read_text())
+    context.build_data_docs()
+    assert _timeless(page.read_text()) == rendered
 
 
 def test_a_checkpoint_stored_with_other_results_is_replaced_once(mlops_home, flights_cfg):

@@ -18,13 +18,10 @@ writes to the store: the daily DAG can run several days at once (`max_active_run
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +72,8 @@ def _gx(project_root: str):
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
 
+    from mlops.io import gx_views  # imports GX at its top
+
     # GX fingerprints each batch by hashing the whole frame, twice per run (1.7 s per million rows);
     # our partitions already carry a content digest in their manifest, so turn the fingerprint off.
     pandas_execution_engine.HASH_THRESHOLD = 0
@@ -82,7 +81,8 @@ def _gx(project_root: str):
         context = gx.get_context(mode="file", project_root_dir=project_root)
         _whole_file_writes(context.validation_results_store.store_backend)
         _serialized_once(context.validation_results_store)
-        _site_builders_once(context)
+        gx_views.share_site_builders(context)
+        gx_views.serve_run_suites(context)
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         _configure_sites(context)
         _without_config_variables(context)
@@ -209,54 +209,6 @@ def _serialized_once(store) -> None:
         return json.dumps(converted, indent=2, sort_keys=True)
 
     store.serialize = serialize
-
-
-_runs = threading.local()  # `sites`: the Data Docs site builders of this thread's checkpoint run, by site config
-
-
-def _site_builders_once(context) -> None:
-    """Make a GX context construct each Data Docs site builder once per checkpoint run, not twice.
-
-    GX 1.24's `UpdateDataDocsAction` builds the site with one builder
-    (`_init_site_builder_for_data_docs_site_creation`), then constructs a second from the same site config
-    (`get_docs_sites_urls` -> `_load_site_builder_from_site_config`) only to ask it the URL of the run's
-    page, which depends on the site's store alone. Constructing one (its stores, section builders,
-    renderers and Jinja views) is 0.015-0.03 s of a validated day. Within `_one_builder_per_site()` (this
-    thread), the second is the first. Replaces both methods on this one context object; outside the block
-    they are GX's own.
-    """
-    build = context._init_site_builder_for_data_docs_site_creation
-    load = context._load_site_builder_from_site_config
-
-    def for_build(site_name: str, site_config: dict):
-        builder = build(site_name=site_name, site_config=site_config)
-        sites = getattr(_runs, "sites", None)
-        if sites is not None:
-            sites[_site_key(site_config)] = builder
-        return builder
-
-    def for_urls(site_config: dict):
-        sites = getattr(_runs, "sites", None)
-        builder = None if sites is None else sites.get(_site_key(site_config))
-        return builder if builder is not None else load(site_config)
-
-    context._init_site_builder_for_data_docs_site_creation = for_build
-    context._load_site_builder_from_site_config = for_urls
-
-
-def _site_key(site_config: dict) -> str:
-    return json.dumps(site_config, sort_keys=True, default=str)
-
-
-@contextlib.contextmanager
-def _one_builder_per_site() -> Iterator[None]:
-    """Within the block, a site's builder made to build the Data Docs also answers their URLs (this thread)."""
-    outer = getattr(_runs, "sites", None)
-    _runs.sites = {}
-    try:
-        yield
-    finally:
-        _runs.sites = outer
 
 
 def _context():
@@ -387,7 +339,10 @@ def _run_checkpoint(checkpoint, df: pd.DataFrame, run_name: str | None) -> list[
     from great_expectations.core.run_identifier import RunIdentifier
 
     # read or written under the lock, and its suite compared with ours: validate with these objects
-    with gx_memo.memoized_configurations(), gx_memo.trusted_fresh(checkpoint), _one_builder_per_site():
+    from mlops.io import gx_views
+
+    suites = [definition.suite for definition in checkpoint.validation_definitions]
+    with gx_memo.memoized_configurations(), gx_memo.trusted_fresh(checkpoint), gx_views.checkpoint_run(suites):
         outcome = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
     result = next(iter(outcome.run_results.values()))
     return [_check(r) for r in result.results]
