@@ -85,6 +85,37 @@ def test_every_result_format_gives_the_same_results_with_and_without_the_memo(fr
         } <= failed, failed
 
 
+def test_validation_dependencies_are_computed_once_per_expectation_in_the_block(frames, monkeypatch):
+    """A type expectation (type list, or one type) resolves the table's column types to find its
+    dependencies: GX does it when it builds the metric graph and again when it checks the metrics; in
+    the block, once."""
+    from great_expectations.execution_engine import PandasExecutionEngine
+
+    cfg, by_kind = frames
+    suite = gx_checks.build_suite(cfg)
+    kinds = ("expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type")
+    typed = sum(e.expectation_type in kinds for e in suite.expectations)
+    _, _, batch_definition = gx_checks._context()
+    resolved = []
+    original = PandasExecutionEngine.resolve_metrics
+
+    def counted(self, metrics_to_resolve, *args, **kwargs):
+        resolved.extend(m for m in metrics_to_resolve if m.metric_name == "table.column_types")
+        return original(self, metrics_to_resolve, *args, **kwargs)
+
+    monkeypatch.setattr(PandasExecutionEngine, "resolve_metrics", counted)
+    for kind in ("good", "bad"):  # the bad day has an object column: the type list's other branch
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": by_kind[kind]})
+        resolved.clear()
+        plain = batch.validate(suite, result_format="BASIC")
+        without = len(resolved)
+        resolved.clear()
+        with gx_memo.memoized_configurations():
+            memoized = batch.validate(suite, result_format="BASIC")
+        assert len(resolved) == without - typed > 0, kind
+        assert _comparable(memoized) == _comparable(plain), kind
+
+
 def test_the_stored_checkpoint_result_and_its_page_are_the_same_with_and_without_the_memo(frames):
     cfg, by_kind = frames
     suite = gx_checks.build_suite(cfg)

@@ -1,6 +1,6 @@
-"""Two Great Expectations costs, removed while a suite is validated: configurations rebuilt, freshness re-read.
+"""Two Great Expectations costs removed while a suite is validated: work redone per expectation, freshness re-read.
 
-1. Expectation configurations rebuilt. GX 1.x derives an expectation's `configuration` (an
+1. Work done again per expectation. GX 1.x derives an expectation's `configuration` (an
 ExpectationConfiguration) from the expectation's pydantic fields each time the property is read, and a
 validation reads it for every domain, success and runtime keyword of every expectation, and again for
 every metric it depends on: about 50 reads per expectation and run, each a pydantic `dict()` and a new
@@ -14,9 +14,12 @@ the memo built turns back into the expectation it was built from: GX's `get_metr
 configuration is built again) only to read its keyword arguments. Any other configuration turns into
 one expectation however often it is asked: `Validator.graph_validate` makes each evaluated
 configuration into an expectation to collect its metrics, then again to check them (GX 1.24 changes
-no configuration in between: its one change, the batch id, comes before the first). And each metric configuration's
-id (`IDDict.to_id`, an MD5 of GX's JSON conversion of its keyword arguments, recursive Python over
-every value of a value set or type list) is computed once per distinct arguments: GX builds about
+no configuration in between: its one change, the batch id, comes before the first). That expectation's
+validation dependencies are computed once too: GX asks for them to build the metric graph and again
+to check the metrics, and each type expectation resolves the table's column types to answer (37 of
+the suite's 85; only the outermost call per class counts, see `_memoized_dependencies`). And each
+metric configuration's id (`IDDict.to_id`, an MD5 of GX's JSON conversion of its keyword arguments,
+recursive Python over every value of a value set or type list) is computed once per distinct arguments: GX builds about
 1,400 metric configurations per run of this suite, most of them alike. The memo's key is the
 arguments as canonical JSON, taken only when they are plain JSON values, more than one and none ignored
 (GX's id is then the MD5 of their JSON, so equal keys give equal ids); anything else goes to GX.
@@ -55,8 +58,8 @@ _local = threading.local()
 
 @functools.cache
 def install() -> None:
-    """Wrap `Expectation.configuration`, `ExpectationConfiguration.to_domain_obj` and `IDDict.to_id` once per
-    process for `memoized_configurations`."""
+    """Wrap `Expectation.configuration`, `ExpectationConfiguration.to_domain_obj`, `IDDict.to_id` and each
+    expectation class's `get_validation_dependencies` once per process for `memoized_configurations`."""
     from great_expectations.core.id_dict import IDDict
     from great_expectations.expectations.expectation import Expectation
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -86,6 +89,45 @@ def install() -> None:
     Expectation.configuration = property(configuration, doc=original.__doc__)
     ExpectationConfiguration.to_domain_obj = functools.wraps(original_domain_obj)(to_domain_obj)
     IDDict.to_id = _memoized_id(IDDict.to_id)
+    for cls in _subclasses(Expectation):
+        if "get_validation_dependencies" in vars(cls):
+            cls.get_validation_dependencies = _memoized_dependencies(cls.get_validation_dependencies)
+
+
+def _subclasses(cls: type) -> list[type]:
+    """`cls` and every class derived from it, that is imported now."""
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out += _subclasses(sub)
+    return out
+
+
+def _memoized_dependencies(original):
+    """`get_validation_dependencies` of one class, computed once per expectation, execution engine and
+    runtime configuration while the block runs: `Validator.graph_validate` asks for them to build the
+    metric graph, then `metrics_validate` asks again to pick its metrics from the resolved ones.
+
+    Only the call that resolves to this class's method for the expectation's own class is kept: calls
+    up the class chain (`super()`, whose results the caller goes on to change) and calls of classes
+    imported after `install` are GX's own each time.
+    """
+
+    @functools.wraps(original)
+    def get_validation_dependencies(self, *args, **kwargs):
+        memo = getattr(_local, "dependencies", None)
+        if memo is None or args or type(self).get_validation_dependencies is not get_validation_dependencies:
+            return original(self, *args, **kwargs)
+        engine = kwargs.get("execution_engine")
+        try:
+            key = (id(self), id(engine), json.dumps(kwargs.get("runtime_configuration"), sort_keys=True))
+        except (TypeError, ValueError):
+            return original(self, *args, **kwargs)
+        hit = memo.get(key)
+        if hit is None or hit[0] is not self or hit[1] is not engine:  # both held: their ids are not reused
+            hit = memo[key] = (self, engine, original(self, **kwargs))
+        return hit[2]
+
+    return get_validation_dependencies
 
 
 def _memoized_id(original):
@@ -154,13 +196,14 @@ def trusted_fresh(checkpoint) -> Iterator[None]:
 @contextlib.contextmanager
 def memoized_configurations() -> Iterator[None]:
     """Within the block, each expectation builds its `configuration` once, that configuration turns back
-    into the same expectation, and metric ids are computed once per distinct arguments (this thread; nests)."""
+    into the same expectation, its validation dependencies are computed once, and metric ids once per
+    distinct arguments (this thread; nests)."""
     install()
     outer = getattr(_local, "cache", None)
     if outer is None:
-        _local.cache, _local.origins, _local.ids = {}, {}, {}
+        _local.cache, _local.origins, _local.ids, _local.dependencies = {}, {}, {}, {}
     try:
         yield
     finally:
         if outer is None:
-            _local.cache = _local.origins = _local.ids = None
+            _local.cache = _local.origins = _local.ids = _local.dependencies = None
