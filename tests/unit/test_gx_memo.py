@@ -116,6 +116,28 @@ def test_validation_dependencies_are_computed_once_per_expectation_in_the_block(
         assert _comparable(memoized) == _comparable(plain), kind
 
 
+def test_configurations_of_equal_content_turn_into_one_expectation_in_the_block(frames):
+    """A result read back from the store (new configuration objects, equal content) gives the validated
+    expectations again; a configuration that differs in anything `to_domain_obj` reads gives its own."""
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    cfg, _ = frames
+    suite = gx_checks.build_suite(cfg)
+    configurations = [e.configuration for e in suite.expectations]
+    copies = [ExpectationConfiguration(**c.to_json_dict()) for c in configurations]
+    with gx_memo.memoized_configurations():
+        first = [c.to_domain_obj() for c in configurations]
+        assert all(c.to_domain_obj() is e for c, e in zip(copies, first, strict=True))
+        changed = copies[5]
+        for field, value in (("notes", "a note"), ("meta", {"source": "review"}), ("description", "described")):
+            other = ExpectationConfiguration(**{**changed.to_json_dict(), field: value})
+            expectation = other.to_domain_obj()
+            assert expectation is not first[5] and getattr(expectation, field) == value, field
+        kwargs = {**changed.kwargs, "mostly": 0.5}
+        assert ExpectationConfiguration(type=changed.type, kwargs=kwargs).to_domain_obj().mostly == 0.5
+    assert copies[0].to_domain_obj() is not first[0]  # outside the block: GX's own, a new one each time
+
+
 def test_the_stored_checkpoint_result_and_its_page_are_the_same_with_and_without_the_memo(frames):
     cfg, by_kind = frames
     suite = gx_checks.build_suite(cfg)

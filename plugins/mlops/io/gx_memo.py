@@ -14,7 +14,10 @@ the memo built turns back into the expectation it was built from: GX's `get_metr
 configuration is built again) only to read its keyword arguments. Any other configuration turns into
 one expectation however often it is asked: `Validator.graph_validate` makes each evaluated
 configuration into an expectation to collect its metrics, then again to check them (GX 1.24 changes
-no configuration in between: its one change, the batch id, comes before the first). That expectation's
+no configuration in between: its one change, the batch id, comes before the first); and configurations
+of equal content (type, keyword arguments, meta, notes, ids...: all `to_domain_obj` reads) turn into
+the same expectation: the Data Docs update, inside the checkpoint's run, reads the run's result back
+from the store and turns each configuration into an expectation again to choose its renderers. That expectation's
 validation dependencies are computed once too: GX asks for them to build the metric graph and again
 to check the metrics, and each type expectation resolves the table's column types to answer (37 of
 the suite's 85; only the outermost call per class counts, see `_memoized_dependencies`). And each
@@ -83,7 +86,13 @@ def install() -> None:
             return original_domain_obj(self)
         hit = origins.get(id(self))
         if hit is None or hit[0] is not self:  # the configuration is held in the entry, so its id is not reused
-            hit = origins[id(self)] = (self, original_domain_obj(self))
+            key = _content_key(self)
+            expectation = None if key is None else _local.contents.get(key)
+            if expectation is None:
+                expectation = original_domain_obj(self)
+                if key is not None:
+                    _local.contents[key] = expectation
+            hit = origins[id(self)] = (self, expectation)
         return hit[1]
 
     Expectation.configuration = property(configuration, doc=original.__doc__)
@@ -92,6 +101,27 @@ def install() -> None:
     for cls in _subclasses(Expectation):
         if "get_validation_dependencies" in vars(cls):
             cls.get_validation_dependencies = _memoized_dependencies(cls.get_validation_dependencies)
+
+
+def _content_key(configuration) -> str | None:
+    """What `ExpectationConfiguration.to_domain_obj` builds an expectation from, as canonical JSON; None
+    when a value is not plain JSON."""
+    try:
+        return json.dumps(
+            [
+                configuration.type,
+                configuration.id,
+                configuration.meta,
+                configuration.notes,
+                configuration.rendered_content,
+                configuration.severity,
+                configuration.description,
+                configuration.kwargs,
+            ],
+            sort_keys=True,
+        )
+    except (TypeError, ValueError):
+        return None
 
 
 def _subclasses(cls: type) -> list[type]:
@@ -201,9 +231,9 @@ def memoized_configurations() -> Iterator[None]:
     install()
     outer = getattr(_local, "cache", None)
     if outer is None:
-        _local.cache, _local.origins, _local.ids, _local.dependencies = {}, {}, {}, {}
+        _local.cache, _local.origins, _local.contents, _local.ids, _local.dependencies = {}, {}, {}, {}, {}
     try:
         yield
     finally:
         if outer is None:
-            _local.cache = _local.origins = _local.ids = _local.dependencies = None
+            _local.cache = _local.origins = _local.contents = _local.ids = _local.dependencies = None
