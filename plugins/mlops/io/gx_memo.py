@@ -14,20 +14,20 @@ the memo built turns back into the expectation it was built from: GX's `get_metr
 configuration is built again) only to read its keyword arguments. Any other configuration turns into
 one expectation however often it is asked: `Validator.graph_validate` makes each evaluated
 configuration into an expectation to collect its metrics, then again to check them (GX 1.24 changes
-no configuration in between: its one change, the batch id, comes before the first); and configurations
-of equal content (type, keyword arguments, meta, notes, ids...: all `to_domain_obj` reads) turn into
-the same expectation: the Data Docs update, inside the checkpoint's run, reads the run's result back
-from the store and turns each configuration into an expectation again to choose its renderers. That expectation's
-validation dependencies are computed once too: GX asks for them to build the metric graph and again
-to check the metrics, and each type expectation resolves the table's column types to answer (37 of
-the suite's 85; only the outermost call per class counts, see `_memoized_dependencies`). And each
-metric configuration's id (`IDDict.to_id`, an MD5 of GX's JSON conversion of its keyword arguments,
-recursive Python over every value of a value set or type list) is computed once per distinct arguments: GX builds about
-1,400 metric configurations per run of this suite, most of them alike. The memo's key is the
-arguments as canonical JSON, taken only when they are plain JSON values, more than one and none ignored
-(GX's id is then the MD5 of their JSON, so equal keys give equal ids); anything else goes to GX.
-An expectation is not changed while it is being validated (GX builds fresh expectation objects from
-the suite's configurations for each run), so the results are the same, which
+no configuration in between: its one change, the batch id, comes before the first). Configurations of
+equal content (type, keyword arguments, meta, notes, ids...: all `to_domain_obj` reads) turn into the
+same expectation: the Data Docs update, inside the checkpoint's run, reads the run's result back from
+the store and turns each configuration into an expectation again to choose its renderers. Each
+expectation's validation dependencies are computed once: GX asks for them to build the metric graph
+and again to check the metrics, and each type expectation resolves the table's column types to answer
+(37 of the suite's 85; only the outermost call per class counts, see `_memoized_dependencies`). And
+each metric configuration's id (`IDDict.to_id`, an MD5 of GX's JSON conversion of its keyword
+arguments, recursive Python over every value of a value set or type list) is computed once per
+distinct arguments: GX builds about 1,400 metric configurations per run of this suite, most of them
+alike. The memo's key is the arguments as canonical JSON, taken only when they are plain JSON values,
+more than one and none ignored (GX's id is then the MD5 of their JSON, so equal keys give equal ids);
+anything else goes to GX. An expectation is not changed while it is being validated (GX builds fresh
+expectation objects from the suite's configurations for each run), so the results are the same, which
 `tests/unit/test_gx_memo.py` checks on real days that pass and fail. Outside the block everything
 behaves exactly as GX's own.
 

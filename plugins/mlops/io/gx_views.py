@@ -28,6 +28,10 @@ copied when one is missing or differs in size. A full rebuild (no resources give
 writes the list again. The index page is GX's (same renderer, view and entries:
 `tests/unit/test_gx_store.py` compares it with the one GX's own builders render from scratch).
 
+Within a checkpoint's run (`checkpoint_run`), the Data Docs update uses what the run holds already: the
+site builder that built the pages answers their URLs (GX constructs a second one for that), and the
+page renderer gets the run's suite instead of reading the store for its meta.
+
 This module imports Great Expectations at its top: GX imports it when it builds Data Docs, and the
 preload (`plugins/preload.py`, which imports GX anyway).
 """
