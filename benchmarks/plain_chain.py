@@ -391,13 +391,13 @@ def validate(out: Path, days: dict[str, int], scale: int, suite_file: Path) -> d
         verdicts[key] = all(c["success"] for c in checks) and not volume["gates"]
         report = {"day": key, "success": verdicts[key], "checks": checks, "volume": volume, "drift": drift}
         (out / "validation" / f"{key}.json").write_text(json.dumps(report, default=str))
-        rows = "".join(
+        table = "".join(
             f"<tr><td>{c['check']}</td><td>{c.get('column') or ''}</td><td>{c['success']}</td>"
             f"<td>{c.get('observed', c.get('ratio', ''))}</td></tr>"
             for c in [*checks, volume, *(c for c in drift if c["checked"])]
         )
         (out / "validation" / f"{key}.html").write_text(
-            f"<h1>{key}: {'passed' if verdicts[key] else 'failed'}</h1><table>{rows}</table>"
+            f"<h1>{key}: {'passed' if verdicts[key] else 'failed'}</h1><table>{table}</table>"
         )
         previous = df
     return verdicts
