@@ -6,14 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import psutil
 import pytest
 
+from mlops.core.config import REPO_ROOT
 from mlops.local.stack import bin_path
 from tests.system.airflow_stack import base_env
 
@@ -217,3 +220,25 @@ def test_a_stack_started_again_on_its_home_does_not_migrate_the_airflow_database
     assert len(marker) == 2 and marker[0].startswith("3."), marker  # Airflow version, alembic revision
     for out in later:  # the same Airflow, the database at the revision it left: nothing to migrate
         assert f"Airflow's database is current (Airflow {marker[0]}, revision {marker[1]})" in out
+
+
+def test_the_replay_tasks_benchmark_reads_each_run_and_task_from_airflows_records(replayed):
+    """`benchmarks/replay_tasks.py --home` on the kept replay: a row per DAG with its runs (each daily run
+    of the range once, the reprocessed ones included), a row per task that ran, and no negative wait."""
+    home, first, _, _, _, _ = replayed
+    script = REPO_ROOT / "benchmarks" / "replay_tasks.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--home", str(home / "replay" / "flights")],
+        env={**base_env(), "MLOPS_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = {m[0]: m[1:] for m in re.findall(r"^\| (\S+(?: \S+)?) \| (\d+) \| (.+) \|$", out.stdout, re.M)}
+    assert int(rows["flights_daily"][0]) == len(first["days"]), out.stdout
+    assert int(rows["flights_retrain"][0]) >= len(first["retrains"]), out.stdout  # bootstrap, weekly, triggered
+    for task in ("ingest", "validate", "score", "monitor"):
+        assert int(rows[f"flights_daily {task}"][0]) > 0, out.stdout
+    assert not any(re.search(r"-\d", cells) for _, cells in rows.values()), out.stdout  # no negative seconds
